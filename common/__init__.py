@@ -1,0 +1,1 @@
+"""RaptorFlow's shared code: everything the Cloud Functions and the CLI run."""

@@ -1,0 +1,47 @@
+"""Fixtures shared by every test tier: the real Firestore emulator and per-test isolation."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from google.cloud import firestore
+
+from common import emulator
+from common.settings import get_settings
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator() -> Iterator[emulator.FirestoreEmulator]:
+    """One emulator for the whole session; tests isolate data by project id, not by resets."""
+    running = emulator.start()
+    previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    os.environ["FIRESTORE_EMULATOR_HOST"] = running.host
+    yield running
+    running.stop()
+    if previous is None:
+        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+    else:
+        os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture
+def project_id(
+    firestore_emulator: emulator.FirestoreEmulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A fresh project id on the emulator, made the configured project for this test."""
+    project = f"test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
+    get_settings.cache_clear()
+    yield project
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def db(project_id: str) -> firestore.Client:
+    """A Firestore client on this test's own project."""
+    from common.store import db as store_db
+
+    return store_db(project_id)
