@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +33,37 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     openai_base_url: str | None = None
     model_catalogue_path: Path | None = None
+
+    # Secrets: Secret Manager in production; the environment, then the `dotenv_path` file, in
+    # development. `secret_manager_endpoint` is host:port of a local server speaking the Secret
+    # Manager API over plain gRPC; unset means the real Google service. `secret_versions` pins a
+    # version per secret name (JSON, e.g. {"OPENAI_API_KEY": "3"}); unlisted names use "latest".
+    dotenv_path: Path = Path(".env")
+    secret_project_id: str | None = None
+    secret_versions: dict[str, Annotated[str, Field(pattern=r"^(latest|[1-9][0-9]*)$")]] = Field(
+        default_factory=dict
+    )
+    secret_cache_ttl_seconds: float = Field(default=3600.0, ge=0)
+    secret_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    secret_manager_endpoint: str | None = None
+
+    # Vector search: "local" (exact index on disk) or "vertex" (Vertex AI Vector Search, metadata
+    # in Firestore); unset means vertex in production, local otherwise. The same for embeddings
+    # (local: the offline all-MiniLM-L6-v2 model; vertex: Vertex AI text embeddings).
+    # `vertex_endpoint` is host:port of a local server speaking the Vertex AI APIs over plain gRPC;
+    # unset means the real Google services.
+    vector_backend: Literal["local", "vertex"] | None = None
+    vector_dir: Path = Path(".local/vectors")
+    vertex_index: str | None = None  # projects/P/locations/R/indexes/ID
+    vertex_index_endpoint: str | None = None  # projects/P/locations/R/indexEndpoints/ID
+    vertex_deployed_index_id: str | None = None
+    vertex_match_endpoint: str | None = None  # the index endpoint's public domain name
+    vector_metadata_collection: str = "vector_metadata"
+    vertex_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    vertex_endpoint: str | None = None
+    embedding_backend: Literal["local", "vertex"] | None = None
+    vertex_embedding_model: str = "text-embedding-005"
+    vertex_embedding_dimension: int | None = Field(default=None, ge=1, le=3072)
 
 
 @functools.cache
