@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -109,7 +109,7 @@ class PositioningOption(Strict):
 
 
 class SelectedPositioning(Strict):
-    option_name: ShortText
+    option_number: int = Field(ge=1, le=3, description="Which of the three options (1-3).")
     statement: Text
     rationale: Text
 
@@ -190,6 +190,13 @@ class ContentOutput(Strict):
     calendar: list[CalendarWeek] = Field(min_length=12, max_length=12)
     asset_templates: list[CreativeBrief] = Field(min_length=1, max_length=8)
 
+    @model_validator(mode="after")
+    def _weeks_in_order(self) -> ContentOutput:
+        weeks = [week.week for week in self.calendar]
+        if weeks != list(range(1, 13)):
+            raise ValueError(f"calendar weeks must be 1..12 in order, got {weeks}")
+        return self
+
 
 # --- Analytics ---------------------------------------------------------------------------------
 
@@ -221,10 +228,20 @@ class RouteBackTrigger(Strict):
     action: Text
 
 
+AMEC_STAGES = ("inputs", "activities", "outputs", "outtakes", "outcomes", "impact")
+
+
 class AnalyticsOutput(Strict):
     amec: list[AmecStage] = Field(min_length=6, max_length=6)
     clv: ClvProjection
     route_back: list[RouteBackTrigger] = Field(min_length=1, max_length=8)
+
+    @model_validator(mode="after")
+    def _amec_stages_in_order(self) -> AnalyticsOutput:
+        stages = tuple(stage.stage for stage in self.amec)
+        if stages != AMEC_STAGES:
+            raise ValueError(f"amec must list the stages {', '.join(AMEC_STAGES)} in order")
+        return self
 
 
 PHASE_OUTPUTS: dict[PhaseName, type[Strict]] = {

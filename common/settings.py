@@ -34,6 +34,22 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     model_catalogue_path: Path | None = None
 
+    # LLM router (issue 4): provider selection, Gemini backend, circuit breaker, offline demo speed.
+    # `llm_offline` forces the offline provider even when API keys are configured.
+    llm_offline: bool = False
+    # Gemini through Vertex AI with Application Default Credentials instead of GEMINI_API_KEY;
+    # `gemini_location` defaults to `region`.
+    gemini_use_vertex: bool = False
+    gemini_location: str | None = None
+    # A Gemini API endpoint other than Google's (a proxy, or a loopback fake in tests).
+    gemini_base_url: str | None = None
+    llm_circuit_cooldown_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # The offline provider sleeps this long per call so a demo's progress bar is watchable.
+    offline_latency_ms: int = Field(default=0, ge=0, le=60_000)
+
+    # Phases: how long one instance holds a phase before another may take it over.
+    phase_lease_seconds: int = Field(default=900, gt=0)
+
     # Secrets: Secret Manager in production; the environment, then the `dotenv_path` file, in
     # development. `secret_manager_endpoint` is host:port of a local server speaking the Secret
     # Manager API over plain gRPC; unset means the real Google service. `secret_versions` pins a

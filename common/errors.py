@@ -1,0 +1,52 @@
+"""Errors a caller can act on. Each maps to one HTTP status in `common.api`.
+
+Anything else is a bug: it propagates, functions-framework answers 500, and the workflow
+does not retry it.
+"""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """An error with an HTTP status and a stable, machine-readable code."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.field = field
+
+
+class InvalidInput(AppError):
+    status = 400
+    code = "invalid_input"
+
+
+class PaymentRequired(AppError):
+    """The budget refused: `code` is the budget's reason (e.g. daily_budget_exceeded)."""
+
+    status = 402
+    code = "budget_exceeded"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    """The request is valid but the run's state forbids it (e.g. the run was cancelled)."""
+
+    status = 409
+    code = "conflict"
+
+
+class Busy(AppError):
+    """Temporarily unable (another instance holds the step, a provider is down): retry later."""
+
+    status = 503
+    code = "busy"

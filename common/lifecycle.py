@@ -1,0 +1,207 @@
+"""A run's lifecycle: queued → running → one final status, with totals at the end.
+
+Each transition is a compare-and-set on the run document (an `update_time` precondition, retried
+on a race) written together with its event, so replaying a transition changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from typing import Annotated, Any, Literal
+
+from google.api_core import exceptions
+from google.cloud import firestore
+from pydantic import AfterValidator, BaseModel, Field
+
+from common import log, progress, usage
+from common.errors import Conflict
+from common.models import PHASE_ORDER, Strict
+from common.store import db
+
+Transition = Literal["start", "succeed", "cancel", "budget_exceeded", "fail"]
+FINAL_STATUS: dict[Transition, progress.RunStatus] = {
+    "succeed": "succeeded",
+    "cancel": "cancelled",
+    "budget_exceeded": "budget_exceeded",
+    "fail": "failed",
+}
+FINAL_EVENT: dict[progress.RunStatus, str] = {
+    "succeeded": "run_completed",
+    "cancelled": "run_cancelled",
+    "budget_exceeded": "budget_exceeded",
+    "failed": "run_failed",
+}
+START_WEIGHT = 2  # percent points for starting; the phases hold 95, finishing the last 3
+logger = logging.getLogger(__name__)
+
+
+class LifecycleRequest(Strict):
+    run_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    transition: Transition
+    reason: str | None = Field(default=None, max_length=100)
+    # Workflow errors can be long (a whole HTTP body); keep the start, which says what failed.
+    message: Annotated[str, AfterValidator(lambda text: text[:4000])] | None = None
+
+
+class PhaseTotal(BaseModel):
+    model: str | None
+    provider: str | None
+    cost_usd: float
+    duration_ms: float | None
+
+
+class RunSummary(BaseModel):
+    """The run's tracking totals: what the workflow returns and the CLI prints."""
+
+    run_id: str
+    status: progress.RunStatus
+    percent: int
+    reason: str | None
+    total_cost_usd: float
+    duration_seconds: float | None
+    models_used: list[str]
+    providers_used: list[str]
+    phases: dict[str, PhaseTotal]
+    warnings: list[str]
+    results_path: str
+
+
+def summarize(run: progress.Run) -> RunSummary:
+    """Totals of a run: every settled model call counts, per phase and overall."""
+    cost_by_phase = usage.run_cost_by_phase(run.run_id)
+    phases = {
+        name: PhaseTotal(
+            model=run.phases.get(name, {}).get("model"),
+            provider=run.phases.get(name, {}).get("provider"),
+            cost_usd=cost_by_phase.get(name, 0) / 1e9,
+            duration_ms=run.phases.get(name, {}).get("duration_ms"),
+        )
+        for name in PHASE_ORDER
+        if name in run.phases or name in cost_by_phase
+    }
+    return RunSummary(
+        run_id=run.run_id,
+        status=run.status,
+        percent=run.percent,
+        reason=run.stop_reason,
+        total_cost_usd=run.cost_nanos / 1e9,
+        duration_seconds=run.duration_seconds,
+        models_used=sorted(run.models_used),
+        providers_used=sorted(run.providers_used),
+        phases=phases,
+        warnings=run.warnings,
+        results_path=f"{progress.RUNS}/{run.run_id}/{progress.PHASES}",
+    )
+
+
+def _changes(
+    run: progress.Run,
+    transition: Transition,
+    reason: str | None,
+    message: str | None,
+    now: dt.datetime,
+) -> tuple[str, str, dict[str, Any]] | None:
+    """(event id, event kind, run fields) for this transition, or None if it already happened."""
+    if transition == "start":
+        if run.status == "running":
+            return None
+        if run.status != "queued":
+            raise Conflict(f"run {run.run_id} is {run.status}; it cannot start", code="run_final")
+        fields = {
+            "status": "running",
+            "started_at": now,
+            "step": "started",
+            "percent": firestore.Increment(START_WEIGHT),
+        }
+        return "run.started", "run_started", fields
+    status = FINAL_STATUS[transition]
+    if run.status == status:
+        return None
+    if run.status in progress.TERMINAL:
+        raise Conflict(f"run {run.run_id} already ended {run.status}", code="run_final")
+    if transition == "succeed":
+        missing = [
+            name for name in PHASE_ORDER if run.phases.get(name, {}).get("status") != "completed"
+        ]
+        if missing:
+            raise Conflict(
+                f"run {run.run_id} has unfinished phases: {', '.join(missing)}",
+                code="phases_missing",
+            )
+    started = run.started_at or now
+    fields = {
+        "status": status,
+        "finished_at": now,
+        "duration_seconds": round((now - started).total_seconds(), 3),
+        "eta_seconds": 0 if status == "succeeded" else None,
+        "step": {"succeeded": "done", "cancelled": "cancelled", "failed": "failed"}.get(
+            status, "stopped: budget exceeded"
+        ),
+        "stop_reason": reason,
+        "error": message,
+    }
+    if status == "succeeded":
+        fields["percent"] = 100
+    return "run.finished", FINAL_EVENT[status], fields
+
+
+def transition(
+    run_id: str, to: Transition, *, reason: str | None = None, message: str | None = None
+) -> RunSummary:
+    """Move a run to its next state (idempotent) and return its totals.
+
+    Raises:
+        NotFound: no such run.
+        Conflict: the run is already in another final state, or `succeed` with phases missing.
+    """
+    for attempt in range(8):
+        ref = progress.run_ref(run_id)
+        snapshot = ref.get()
+        run = progress.run_from(snapshot)
+        now = dt.datetime.now(dt.UTC)
+        change = _changes(run, to, reason, message, now)
+        if change is None:
+            return summarize(run)
+        event_id, kind, fields = change
+        batch = db().batch()
+        batch.update(
+            ref,
+            {**fields, "updated_at": firestore.SERVER_TIMESTAMP},
+            option=db().write_option(last_update_time=snapshot.update_time),
+        )
+        batch.create(
+            ref.collection(progress.EVENTS).document(event_id),
+            progress.event_document(
+                kind,
+                phase=None,
+                step=str(fields["step"]),
+                percent=100 if to == "succeed" else run.percent,
+                data={"reason": reason, "message": message},
+            ),
+        )
+        try:
+            batch.commit()
+        except exceptions.FailedPrecondition:
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # lost a race: look again
+            continue
+        except exceptions.AlreadyExists:
+            pass  # the event exists: another delivery of this transition won
+        final = progress.get_run(run_id)
+        logger.log(
+            logging.ERROR if kind == "run_failed" else logging.INFO,
+            f"run {kind.removeprefix('run_')}",
+            extra=log.fields(
+                event=kind,
+                run_id=run_id,
+                business_id=final.business_id,
+                status=final.status,
+                reason=reason,
+                cost_usd=final.cost_usd,
+                duration_seconds=final.duration_seconds,
+            ),
+        )
+        return summarize(final)
+    raise Conflict(f"run {run_id} is changing too fast; try again", code="contention")

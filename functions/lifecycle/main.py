@@ -1,0 +1,18 @@
+"""Cloud Function: run bookkeeping at the start and end of the workflow (status, totals)."""
+
+import flask
+import functions_framework
+
+from common import api
+from common.lifecycle import LifecycleRequest, RunSummary, transition
+
+
+@functions_framework.http
+def lifecycle(request: flask.Request) -> tuple[api.Json, int]:
+    """POST {"run_id", "transition", "reason"?, "message"?}: move the run, answer its totals."""
+
+    def move() -> RunSummary:
+        body = api.parse(request, LifecycleRequest)
+        return transition(body.run_id, body.transition, reason=body.reason, message=body.message)
+
+    return api.respond(move)

@@ -1,0 +1,13 @@
+"""Cloud Function: the positioning phase (three options and the selected one) of one run."""
+
+import flask
+import functions_framework
+
+from common import api
+from common.phases import PhaseRequest, run_phase
+
+
+@functions_framework.http
+def positioning(request: flask.Request) -> tuple[api.Json, int]:
+    """POST {"run_id": ...}: run the phase (or return its stored result) and answer its summary."""
+    return api.respond(lambda: run_phase(api.parse(request, PhaseRequest).run_id, "positioning"))
