@@ -1,0 +1,83 @@
+"""RaptorFlow's model router: every model call goes through here.
+
+    from common.llm import get_router
+    completion = get_router().execute("strategy_analysis", messages, schema=StrategyOutput,
+                                      ledger=ledger, call_key=f"{run_id}:strategy")
+
+See `common.llm.router` for the flow and docs/decisions/003-model-router.md for the design.
+"""
+
+from common.llm.base import (
+    FALLBACK_ERRORS,
+    AllProvidersFailed,
+    AttemptRecord,
+    BudgetDenied,
+    Complexity,
+    InvalidOutput,
+    InvalidRequest,
+    Ledger,
+    Message,
+    ModelTier,
+    NullLedger,
+    Provider,
+    ProviderError,
+    ReasoningEffort,
+    TokenUsage,
+)
+from common.llm.catalogue import (
+    Catalogue,
+    CatalogueError,
+    ModelSpec,
+    UnpricedModel,
+    default_catalogue,
+    load_catalogue,
+)
+from common.llm.fallback import CircuitBreaker
+from common.llm.offline import OfflineProvider
+from common.llm.router import (
+    Completion,
+    Router,
+    RoutingDecision,
+    build_router,
+    estimate_task_cost,
+    get_router,
+    parse_answer,
+)
+from common.llm.tasks import PHASE_TASKS, TASKS, TaskProfile, task_profile
+
+__all__ = [
+    "FALLBACK_ERRORS",
+    "PHASE_TASKS",
+    "TASKS",
+    "AllProvidersFailed",
+    "AttemptRecord",
+    "BudgetDenied",
+    "Catalogue",
+    "CatalogueError",
+    "CircuitBreaker",
+    "Completion",
+    "Complexity",
+    "InvalidOutput",
+    "InvalidRequest",
+    "Ledger",
+    "Message",
+    "ModelSpec",
+    "ModelTier",
+    "NullLedger",
+    "OfflineProvider",
+    "Provider",
+    "ProviderError",
+    "ReasoningEffort",
+    "Router",
+    "RoutingDecision",
+    "TaskProfile",
+    "TokenUsage",
+    "UnpricedModel",
+    "build_router",
+    "default_catalogue",
+    "estimate_task_cost",
+    "get_router",
+    "load_catalogue",
+    "parse_answer",
+    "task_profile",
+]

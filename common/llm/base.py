@@ -7,9 +7,12 @@ them atomically.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, TypedDict
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# pydantic needs typing_extensions' TypedDict on Python < 3.12 to validate `list[Message]`.
+from typing_extensions import TypedDict
 
 Complexity = Literal["simple", "balanced", "complex"]
 ModelTier = Literal["nano", "mini", "full"]

@@ -1,0 +1,210 @@
+"""Gemini provider: Gemini 2.5 models through `google-genai`, with an API key or Vertex AI (ADC).
+
+Structured output uses `responseMimeType: application/json` with `responseJsonSchema` (standard
+JSON Schema). Reasoning effort becomes an explicit `thinkingBudget`, never dynamic thinking, so the
+router can bound what a call costs:
+
+| effort  | flash-lite / flash | pro            |
+| ------- | ------------------ | -------------- |
+| minimal | 0 (thinking off)   | 128 (its floor)|
+| low     | 1024               | 1024           |
+| medium  | 4096               | 4096           |
+| high    | 16384              | 16384          |
+
+SDK retries are off (one attempt: `HttpRetryOptions(attempts=1)`); the per-call timeout is passed
+in each request's `http_options`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import httpx
+import httpx2
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
+
+from common.llm.base import (
+    InvalidOutput,
+    InvalidRequest,
+    Message,
+    ProviderAuthError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderRequest,
+    ProviderResponse,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    ReasoningEffort,
+    TokenUsage,
+)
+from common.llm.schema import gemini_schema
+
+PROVIDER = "gemini"
+_THINKING_BUDGET: dict[ReasoningEffort, int] = {
+    "minimal": 0,
+    "low": 1024,
+    "medium": 4096,
+    "high": 16384,
+}
+# Gemini 2.5 Pro cannot turn thinking off; 128 tokens is the smallest budget it takes.
+_PRO_MIN_THINKING_BUDGET = 128
+_DEFAULT_EFFORT: ReasoningEffort = "low"
+_TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
+_TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
+_BAD_FINISH = {"MAX_TOKENS", "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII"}
+
+
+def thinking_budget(model: str, effort: ReasoningEffort | None) -> int:
+    """The thinking budget (tokens) sent for `effort` on `model`; see the module docstring."""
+    budget = _THINKING_BUDGET[effort or _DEFAULT_EFFORT]
+    if "pro" in model:
+        budget = max(budget, _PRO_MIN_THINKING_BUDGET)
+    return budget
+
+
+class GeminiProvider:
+    """Calls Gemini's `generateContent` through the google-genai SDK."""
+
+    name = PROVIDER
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        vertex_project: str | None = None,
+        vertex_location: str | None = None,
+        base_url: str | None = None,
+        timeout_seconds: float = 60,
+    ):
+        http_options = genai_types.HttpOptions(
+            base_url=base_url,
+            timeout=int(timeout_seconds * 1000),
+            retry_options=genai_types.HttpRetryOptions(attempts=1),
+        )
+        if vertex_project is not None:
+            # Vertex AI with Application Default Credentials (the function's service account).
+            self._client = genai.Client(
+                vertexai=True,
+                project=vertex_project,
+                location=vertex_location,
+                http_options=http_options,
+            )
+        elif api_key is not None:
+            self._client = genai.Client(api_key=api_key, http_options=http_options)
+        else:
+            raise ValueError("GeminiProvider needs an api_key or a vertex_project")
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        """One `generateContent` call; raises a `ProviderError` subclass or `InvalidRequest`."""
+        system, contents = _contents(request.messages)
+        config = genai_types.GenerateContentConfig(
+            system_instruction=system,
+            max_output_tokens=request.max_output_tokens,
+            thinking_config=genai_types.ThinkingConfig(
+                thinking_budget=thinking_budget(request.model, request.reasoning_effort)
+            ),
+            http_options=genai_types.HttpOptions(
+                timeout=int(request.timeout_seconds * 1000),
+                retry_options=genai_types.HttpRetryOptions(attempts=1),
+            ),
+        )
+        if request.json_schema is not None:
+            config.response_mime_type = "application/json"
+            config.response_json_schema = gemini_schema(request.json_schema)
+        started = time.perf_counter()
+        try:
+            response = self._client.models.generate_content(
+                model=request.model, contents=contents, config=config
+            )
+        except genai_errors.APIError as exc:
+            raise _status_error(exc, request.model) from exc
+        except _TIMEOUTS as exc:
+            raise ProviderTimeout(
+                f"{type(exc).__name__}: {exc}", provider=PROVIDER, model=request.model
+            ) from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise ProviderConnectionError(
+                f"{type(exc).__name__}: {exc}", provider=PROVIDER, model=request.model
+            ) from exc
+        except ValueError as exc:
+            # A 200 whose body is not the JSON the SDK expects: the provider's side is broken.
+            raise ProviderUnavailable(
+                f"unreadable response: {exc}"[:500], provider=PROVIDER, model=request.model
+            ) from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        usage = _usage(response)
+        candidate = response.candidates[0] if response.candidates else None
+        if candidate is None:
+            feedback = response.prompt_feedback
+            reason = feedback.block_reason if feedback is not None else None
+            raise InvalidOutput(
+                f"no candidate (prompt block reason: {reason})",
+                provider=PROVIDER,
+                model=request.model,
+                usage=usage,
+            )
+        finish = candidate.finish_reason.value if candidate.finish_reason else None
+        if finish in _BAD_FINISH:
+            raise InvalidOutput(
+                f"answer stopped early: finishReason {finish}",
+                provider=PROVIDER,
+                model=request.model,
+                usage=usage,
+            )
+        parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+        text = "".join(part.text for part in parts if part.text and not part.thought)
+        if not text.strip():
+            raise InvalidOutput(
+                f"empty answer (finishReason {finish})",
+                provider=PROVIDER,
+                model=request.model,
+                usage=usage,
+            )
+        return ProviderResponse(
+            text=text, usage=usage, model=request.model, provider=PROVIDER, latency_ms=latency_ms
+        )
+
+
+def _contents(
+    messages: Sequence[Message],
+) -> tuple[str | None, list[genai_types.Content]]:
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
+    contents = [
+        genai_types.Content(
+            role="model" if m["role"] == "assistant" else "user",
+            parts=[genai_types.Part(text=m["content"])],
+        )
+        for m in messages
+        if m["role"] != "system"
+    ]
+    return system, contents
+
+
+def _usage(response: genai_types.GenerateContentResponse) -> TokenUsage:
+    meta = response.usage_metadata
+    if meta is None:
+        return TokenUsage(input_tokens=0)
+    prompt = meta.prompt_token_count or 0
+    return TokenUsage(
+        input_tokens=prompt,
+        cached_input_tokens=min(meta.cached_content_token_count or 0, prompt),
+        output_tokens=meta.candidates_token_count or 0,
+        reasoning_tokens=meta.thoughts_token_count or 0,
+    )
+
+
+def _status_error(exc: genai_errors.APIError, model: str) -> ProviderError | InvalidRequest:
+    message = f"{exc.code} {exc.status}: {exc.message}"[:500]
+    if exc.code == 429:
+        return RateLimited(message, provider=PROVIDER, model=model)
+    if exc.code in (401, 403):
+        return ProviderAuthError(message, provider=PROVIDER, model=model)
+    if exc.code == 408:
+        return ProviderTimeout(message, provider=PROVIDER, model=model)
+    if exc.code >= 500:
+        return ProviderUnavailable(message, provider=PROVIDER, model=model)
+    return InvalidRequest(f"gemini rejected the request for {model}: {message}")

