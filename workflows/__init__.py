@@ -1,0 +1,1 @@
+"""Workflow definitions (*.workflows.yaml) and the local Google Cloud Workflows engine."""
