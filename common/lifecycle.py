@@ -178,7 +178,7 @@ def transition(
                 kind,
                 phase=None,
                 step=str(fields["step"]),
-                percent=100 if to == "succeed" else run.percent,
+                percent={"start": run.percent + START_WEIGHT, "succeed": 100}.get(to, run.percent),
                 data={"reason": reason, "message": message},
             ),
         )

@@ -120,7 +120,10 @@ def output_model(phase: PhaseName, business: BusinessInput) -> type[Strict]:
 
 
 def phase_ref(run_id: str, phase: str) -> firestore.DocumentReference:
-    return progress.run_ref(run_id).collection(progress.PHASES).document(phase)
+    ref: firestore.DocumentReference = (
+        progress.run_ref(run_id).collection(progress.PHASES).document(phase)
+    )
+    return ref
 
 
 def stored_output(run_id: str, phase: PhaseName) -> Strict | None:
@@ -237,7 +240,7 @@ def _ask(
     run: progress.Run,
     business: Any,
     messages: list[Any],
-) -> Completion:
+) -> Completion[Strict]:
     try:
         return router.execute(
             spec.task_type,
@@ -253,7 +256,7 @@ def _ask(
         raise Busy(str(failed), code="providers_unavailable") from failed
 
 
-def _store(run_id: str, spec: Phase, completion: Completion, duration_ms: float) -> PhaseResult:
+def _store(run_id: str, spec: Phase, completion: Completion[Strict], duration_ms: float) -> PhaseResult:
     assert completion.parsed is not None  # the router validated it against the schema
     stored = {
         "phase": spec.name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -84,5 +85,9 @@ class Settings(BaseSettings):
 
 @functools.cache
 def get_settings() -> Settings:
-    """The process's settings, read once on first use (never at import time)."""
-    return Settings()
+    """The process's settings, read once on first use (never at import time).
+
+    Settings come from the environment, then from the dotenv file named by DOTENV_PATH
+    (default `.env`), which `common.secrets` reads too.
+    """
+    return Settings(_env_file=os.environ.get("DOTENV_PATH", ".env"))  # type: ignore[call-arg]

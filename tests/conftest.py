@@ -13,6 +13,19 @@ from common import emulator
 from common.settings import get_settings
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test sees the developer's API keys or `.env`: the offline provider answers unless a
+    test points a provider at a loopback server itself."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DOTENV_PATH", str(tmp_path_factory.mktemp("env") / "absent.env"))
+        for name in ("OPENAI_API_KEY", "GEMINI_API_KEY", "APP_MODE"):
+            patch.delenv(name, raising=False)
+        get_settings.cache_clear()
+        yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def firestore_emulator() -> Iterator[emulator.FirestoreEmulator]:
     """One emulator for the whole session; tests isolate data by project id, not by resets."""

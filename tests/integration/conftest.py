@@ -1,0 +1,95 @@
+"""Fixtures for tests that run functions and the workflow against the Firestore emulator."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import flask.testing
+import functions_framework
+import pytest
+from google.cloud import firestore
+
+from common import lifecycle, progress
+from common.businesses import Business, save_business
+from common.llm import get_router
+from common.models import BusinessInput
+from common.stack import FUNCTIONS_DIR
+from common.tiers import TierName
+
+SAMPLE = Path(__file__).resolve().parents[2] / "common" / "samples" / "tidewater.json"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_router() -> None:
+    """Each test builds its router from its own settings (project, providers)."""
+    get_router.cache_clear()
+
+
+@pytest.fixture
+def business_input() -> BusinessInput:
+    return BusinessInput.model_validate(json.loads(SAMPLE.read_text()))
+
+
+@pytest.fixture
+def register(project_id: str) -> Callable[..., Business]:
+    """Register a business on this test's project (tier and overrides as given)."""
+
+    def _register(
+        business_id: str = "tidewater-coffee", tier: TierName = "enterprise", **extra: object
+    ) -> Business:
+        business = Business.model_validate({"business_id": business_id, "tier": tier, **extra})
+        save_business(business)
+        return business
+
+    return _register
+
+
+@pytest.fixture
+def new_run(register: Callable[..., Business], business_input: BusinessInput) -> Callable[..., str]:
+    """Create a run document (as the backend does) and optionally start it."""
+
+    def _new_run(start: bool = True, tier: TierName = "enterprise", **business: object) -> str:
+        given = business_input.model_copy(update=business)
+        register(given.business_id, tier)
+        run_id = uuid.uuid4().hex
+        progress.run_ref(run_id).create(progress.new_run_document(run_id, given, tier))
+        if start:
+            lifecycle.transition(run_id, "start")
+        return run_id
+
+    return _new_run
+
+
+_APPS: dict[str, flask.Flask] = {}
+
+
+@pytest.fixture
+def function_client() -> Callable[[str], flask.testing.FlaskClient]:
+    """A test client for one function, loaded by functions-framework from its main.py."""
+
+    def _client(name: str) -> flask.testing.FlaskClient:
+        if name not in _APPS:
+            _APPS[name] = functions_framework.create_app(
+                name, str(FUNCTIONS_DIR / name / "main.py")
+            )
+        return _APPS[name].test_client()
+
+    return _client
+
+
+def document_paths(client: firestore.Client) -> set[str]:
+    """Every document in the project, subcollections included."""
+    paths: set[str] = set()
+
+    def walk(collections: Iterator[firestore.CollectionReference]) -> None:
+        for collection in collections:
+            for doc in collection.list_documents():
+                if doc.get().exists:
+                    paths.add(doc.path)
+                walk(doc.collections())
+
+    walk(client.collections())
+    return paths
