@@ -256,7 +256,9 @@ def _ask(
         raise Busy(str(failed), code="providers_unavailable") from failed
 
 
-def _store(run_id: str, spec: Phase, completion: Completion[Strict], duration_ms: float) -> PhaseResult:
+def _store(
+    run_id: str, spec: Phase, completion: Completion[Strict], duration_ms: float
+) -> PhaseResult:
     assert completion.parsed is not None  # the router validated it against the schema
     stored = {
         "phase": spec.name,

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
 
     # Workflows: where runs are started. `executions_endpoint` is host:port of a local engine
     # serving the Executions API over plain gRPC; unset means the real Google service.
-    workflow_id: str = "marketing-analysis"
+    workflow_id: str = "marketing_analysis"
     executions_endpoint: str | None = None
 
     # LLM calls: one attempt per provider, bounded in time (the workflow owns retries).
@@ -90,4 +90,4 @@ def get_settings() -> Settings:
     Settings come from the environment, then from the dotenv file named by DOTENV_PATH
     (default `.env`), which `common.secrets` reads too.
     """
-    return Settings(_env_file=os.environ.get("DOTENV_PATH", ".env"))  # type: ignore[call-arg]
+    return Settings(_env_file=os.environ.get("DOTENV_PATH", ".env"))

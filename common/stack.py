@@ -16,8 +16,12 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common import emulator
+
+if TYPE_CHECKING:
+    from workflows.engine import ExecutionsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -67,8 +71,9 @@ class LocalStack:
 
     project_id: str
     firestore: emulator.FirestoreEmulator
+    owns_firestore: bool = True
     functions: dict[str, FunctionProcess] = field(default_factory=dict)
-    engine: object | None = None  # workflows.engine's ExecutionsServer
+    engine: ExecutionsServer | None = None
     engine_address: str = ""
 
     @property
@@ -88,10 +93,11 @@ class LocalStack:
     def stop(self) -> None:
         """Stop everything, the engine first so no new call reaches a stopping function."""
         if self.engine is not None:
-            self.engine.stop()  # type: ignore[attr-defined]
+            self.engine.stop()
         for function in self.functions.values():
             function.stop()
-        self.firestore.stop()
+        if self.owns_firestore:
+            self.firestore.stop()
 
 
 def _wait_for_port(function: FunctionProcess, deadline: float) -> None:
@@ -141,15 +147,20 @@ def start(
     *,
     log_dir: Path | None = None,
     function_env: Mapping[str, str] | None = None,
+    firestore: emulator.FirestoreEmulator | None = None,
 ) -> LocalStack:
-    """Start the emulator, one functions-framework process per function, and the engine."""
-    from workflows.engine import (
-        serve,
-    )  # the engine is local-only: never in a function's import path
+    """Start the emulator (unless one is given), one functions-framework process per function,
+    and the workflow engine serving the Executions API."""
+    # The engine is local-only: imported here so it is never on a function's import path.
+    from workflows.engine import serve
 
     log_dir = log_dir or ROOT / ".local" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    stack = LocalStack(project_id=project_id, firestore=emulator.start(log_dir=log_dir))
+    stack = LocalStack(
+        project_id=project_id,
+        firestore=firestore or emulator.start(log_dir=log_dir),
+        owns_firestore=firestore is None,
+    )
     try:
         env = {
             "FIRESTORE_EMULATOR_HOST": stack.firestore.host,

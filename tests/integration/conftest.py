@@ -12,11 +12,11 @@ import functions_framework
 import pytest
 from google.cloud import firestore
 
-from common import lifecycle, progress
+from common import emulator, lifecycle, progress, stack
 from common.businesses import Business, save_business
 from common.llm import get_router
 from common.models import BusinessInput
-from common.stack import FUNCTIONS_DIR
+from common.settings import get_settings
 from common.tiers import TierName
 
 SAMPLE = Path(__file__).resolve().parents[2] / "common" / "samples" / "tidewater.json"
@@ -73,7 +73,7 @@ def function_client() -> Callable[[str], flask.testing.FlaskClient]:
     def _client(name: str) -> flask.testing.FlaskClient:
         if name not in _APPS:
             _APPS[name] = functions_framework.create_app(
-                name, str(FUNCTIONS_DIR / name / "main.py")
+                name, str(stack.FUNCTIONS_DIR / name / "main.py")
             )
         return _APPS[name].test_client()
 
@@ -93,3 +93,29 @@ def document_paths(client: firestore.Client) -> set[str]:
 
     walk(client.collections())
     return paths
+
+
+@pytest.fixture(scope="session")
+def local_stack(
+    firestore_emulator: emulator.FirestoreEmulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[stack.LocalStack]:
+    """Every function under functions-framework and the workflow engine, on the session's
+    emulator, in one project of their own. Offline answers take 200 ms so runs can be cancelled."""
+    project = f"e2e-{uuid.uuid4().hex[:8]}"
+    running = stack.start(
+        project,
+        log_dir=tmp_path_factory.mktemp("stack-logs"),
+        function_env={"OFFLINE_LATENCY_MS": "200", "DOTENV_PATH": "/nonexistent/.env"},
+        firestore=firestore_emulator,
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def on_stack(local_stack: stack.LocalStack, monkeypatch: pytest.MonkeyPatch) -> stack.LocalStack:
+    """Point this test's backend code (Firestore, Executions API) at the local stack."""
+    for name, value in local_stack.client_env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    return local_stack

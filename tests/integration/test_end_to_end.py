@@ -1,0 +1,176 @@
+"""Whole runs through the deployed pieces: the workflow YAML on our engine (started through the
+real ExecutionsClient), every function over HTTP under functions-framework, the emulator."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.workflows import executions_v1
+
+from common import progress, runs
+from common.businesses import Business, save_business
+from common.errors import PaymentRequired
+from common.models import PHASE_ORDER, BusinessInput
+from common.phases import stored_output
+from common.stack import LocalStack
+from common.store import db
+
+
+def unique_business(business_input: BusinessInput, **changes: Any) -> BusinessInput:
+    return business_input.model_copy(
+        update={"business_id": f"e2e-{uuid.uuid4().hex[:10]}", **changes}
+    )
+
+
+def register(business: BusinessInput, tier: str = "enterprise", **extra: Any) -> None:
+    save_business(
+        Business.model_validate(
+            {"business_id": business.business_id, "tier": tier, "name": business.name, **extra}
+        )
+    )
+
+
+def execution(run_id: str) -> executions_v1.Execution:
+    name = progress.get_run(run_id).execution
+    assert name is not None
+    return runs.executions_client().get_execution(name=name)
+
+
+def act_when(
+    run_id: str, condition: Callable[[progress.Run], bool], action: Callable[[], Any]
+) -> progress.Run:
+    """Follow the run live; run `action` once, the first time `condition` holds."""
+    done = threading.Event()
+
+    def check(run: progress.Run) -> None:
+        if not done.is_set() and condition(run):
+            done.set()
+            action()
+
+    return runs.watch(run_id, check, timeout=120)
+
+
+@pytest.mark.emulator
+def test_a_full_run_succeeds_and_a_listener_sees_percent_rise_to_100(
+    on_stack: LocalStack, business_input: BusinessInput
+) -> None:
+    business = unique_business(business_input)
+    register(business)
+    seen: list[tuple[str, int]] = []
+    finished = threading.Event()
+
+    def record(snapshots: list[Any], _changes: Any, _read_time: Any) -> None:
+        for snapshot in snapshots:
+            data = snapshot.to_dict() or {}
+            seen.append((data["status"], data["percent"]))
+            if data["status"] in progress.TERMINAL:
+                finished.set()
+
+    query = (
+        db()
+        .collection(progress.RUNS)
+        .where(filter=FieldFilter("business_id", "==", business.business_id))
+    )
+    listener = query.on_snapshot(record)  # attached before the run exists
+    try:
+        run_id = runs.start_run(business)
+        assert finished.wait(120), seen
+    finally:
+        listener.unsubscribe()
+
+    percents = [percent for _, percent in seen]
+    assert percents == sorted(percents), percents
+    assert percents[-1] == 100
+    assert seen[0][0] == "queued" and seen[-1][0] == "succeeded"
+    assert len(set(percents)) > 10  # progress arrived live, step by step
+    for phase in PHASE_ORDER:
+        assert stored_output(run_id, phase) is not None
+    run = progress.get_run(run_id)
+    assert run.cost_nanos > 0 and run.duration_seconds is not None
+    done = execution(run_id)
+    assert done.state == executions_v1.Execution.State.SUCCEEDED
+    result = json.loads(done.result)
+    assert result["status"] == "succeeded" and result["run_id"] == run_id
+    assert result["total_cost_usd"] == pytest.approx(run.cost_usd)
+    assert json.loads(done.argument) == {"run_id": run_id}  # no business data, no secret
+
+
+@pytest.mark.emulator
+def test_a_cancelled_run_ends_cancelled_and_keeps_its_finished_phases(
+    on_stack: LocalStack, business_input: BusinessInput
+) -> None:
+    business = unique_business(business_input)
+    register(business)
+    run_id = runs.start_run(business)
+
+    def positioning_running(run: progress.Run) -> bool:
+        return run.phases.get("positioning", {}).get("status") == "running"
+
+    final = act_when(run_id, positioning_running, lambda: runs.cancel_run(run_id))
+
+    assert final.status == "cancelled" and final.stop_reason == "run_cancelled"
+    assert stored_output(run_id, "research") is not None
+    assert stored_output(run_id, "positioning") is not None  # the phase under way finished
+    assert all(
+        stored_output(run_id, p) is None for p in ("icps", "strategy", "content", "analytics")
+    )
+    kinds = [e["type"] for e in progress.events(run_id)]
+    assert "cancel_requested" in kinds and kinds[-1] == "run_cancelled"
+    assert execution(run_id).state == executions_v1.Execution.State.SUCCEEDED
+
+
+@pytest.mark.emulator
+def test_a_run_that_runs_out_of_budget_ends_budget_exceeded_keeping_its_phases(
+    on_stack: LocalStack, business_input: BusinessInput
+) -> None:
+    business = unique_business(business_input)
+    register(business)
+    run_id = runs.start_run(business)
+
+    def exhaust_budget() -> None:
+        spent = progress.get_run(run_id).cost_nanos
+        register(business, overrides={"daily_limit_usd": str(max(spent, 1) / 1e9)})
+
+    def positioning_running(run: progress.Run) -> bool:
+        return run.phases.get("positioning", {}).get("status") == "running"
+
+    final = act_when(run_id, positioning_running, exhaust_budget)
+
+    assert final.status == "budget_exceeded"
+    assert final.stop_reason == "daily_budget_exceeded"
+    assert stored_output(run_id, "research") is not None
+    assert stored_output(run_id, "icps") is None and stored_output(run_id, "strategy") is None
+    assert progress.events(run_id)[-1]["type"] == "budget_exceeded"
+
+
+@pytest.mark.emulator
+def test_asking_for_more_icps_than_the_tier_allows_starts_nothing(
+    on_stack: LocalStack, business_input: BusinessInput
+) -> None:
+    business = unique_business(business_input, icp_count=5)
+    register(business, tier="basic")
+    executions_before = len(
+        list(runs.executions_client().list_executions(parent=runs.workflow_path()))
+    )
+
+    with pytest.raises(PaymentRequired) as refused:
+        runs.start_run(business)
+
+    assert refused.value.code == "feature_limit_exceeded"
+    assert "at most 3 ICPs" in refused.value.message
+    query = (
+        db()
+        .collection(progress.RUNS)
+        .where(filter=FieldFilter("business_id", "==", business.business_id))
+    )
+    assert list(query.stream()) == []
+    executions_after = len(
+        list(runs.executions_client().list_executions(parent=runs.workflow_path()))
+    )
+    assert executions_after == executions_before
