@@ -1,4 +1,4 @@
-"""Time for the engine: `sys.now`, `sys.sleep`, retry backoff and HTTP timeouts all go through a clock.
+"""Time for the engine: `sys.now`, `sys.sleep` and retry backoff all go through a clock.
 
 Tests inject a `VirtualClock`, which records every sleep and advances instantly, so retry delays are
 measured exactly without waiting.

@@ -51,15 +51,15 @@ class WorkflowSyntaxError(Exception):
 
 @dataclass(frozen=True)
 class Frame:
-    """One entry of a Workflows stack trace: the step being run, in which subworkflow, at which line."""
+    """One entry of a Workflows stack trace: step, subworkflow (routine) and line."""
 
     step: str
     routine: str
     line: int
 
 
-class Raised(Exception):  # noqa: N818 - an internal signal carrying a raised value, not a failure class
-    """A Workflows error travelling up the stack until a `try` or the execution boundary catches it."""
+class Raised(Exception):
+    """A Workflows error travelling up until a `try` or the execution boundary catches it."""
 
     def __init__(self, value: Any) -> None:
         super().__init__(value)
@@ -69,7 +69,7 @@ class Raised(Exception):  # noqa: N818 - an internal signal carrying a raised va
         self.levels: set[int] = set()
 
 
-class ExecutionCancelled(Exception):  # noqa: N818 - a control signal, not catchable by `try`
+class ExecutionCancelled(Exception):
     """The execution (or a parallel branch) was cancelled; `try` never catches this."""
 
 

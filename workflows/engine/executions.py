@@ -1,4 +1,4 @@
-"""Executions: an in-memory store and the Executions gRPC API (google.cloud.workflows.executions.v1).
+"""Executions: an in-memory store and the Executions gRPC API (executions.v1).
 
 The service is built from the client library's own message types (proto-plus wrappers whose
 `serialize`/`deserialize` speak the wire format) behind a generic gRPC handler registered at the
@@ -34,7 +34,9 @@ SERVICE = "google.cloud.workflows.executions.v1.Executions"
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 _WORKFLOW_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/workflows/([^/]+)$")
-_EXECUTION_NAME = re.compile(r"^(projects/[^/]+/locations/[^/]+/workflows/[^/]+)/executions/([^/]+)$")
+_EXECUTION_NAME = re.compile(
+    r"^(projects/[^/]+/locations/[^/]+/workflows/[^/]+)/executions/([^/]+)$"
+)
 _STATE_FILTER = re.compile(r'^\s*state\s*=\s*"?([A-Z_]+)"?\s*$')
 State = ex.Execution.State
 
@@ -132,7 +134,8 @@ class ExecutionStore:
                 f"invalid parent {parent!r}: expected projects/*/locations/*/workflows/*",
             )
         project, location, workflow_id = match.groups()
-        if (project, location) != (self.project, self.location) or workflow_id not in self.workflows:
+        known = (project, location) == (self.project, self.location)
+        if not known or workflow_id not in self.workflows:
             raise RequestError(grpc.StatusCode.NOT_FOUND, f"Resource '{parent}' was not found")
         return workflow_id, self.workflows[workflow_id]
 
@@ -220,9 +223,10 @@ class ExecutionStore:
             if match is None or match.group(1) not in State.__members__:
                 raise RequestError(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"unsupported filter {filter_!r}: the local engine supports state=\"STATE\"",
+                    f'unsupported filter {filter_!r}: the local engine supports state="STATE"',
                 )
-            records = [r for r in records if r.state == State[match.group(1)]]
+            wanted = State.__members__[match.group(1)]
+            records = [r for r in records if r.state == wanted]
         order = order_by.strip()
         if order not in ("", "createTime", "createTime desc", "startTime", "startTime desc"):
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"unsupported orderBy {order!r}")

@@ -137,7 +137,24 @@ _CONSTANTS: dict[str, Any] = {
     "FALSE": False,
     "null": None,
 }
-_OPERATORS = ("//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "<", ">", "(", ")", "[", "]")
+_OPERATORS: tuple[str, ...] = (
+    "//",
+    "==",
+    "!=",
+    "<=",
+    ">=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "<",
+    ">",
+    "(",
+    ")",
+    "[",
+    "]",
+)
 _OPERATORS += ("{", "}", ",", ":", ".")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\", "/": "/"}
 
@@ -296,7 +313,7 @@ class _Parser:
                 return left
             op = tok.value
             if op in (".", "[", "("):
-                if _POSTFIX_POWER <= min_power:
+                if min_power >= _POSTFIX_POWER:
                     return left
                 left = self.postfix(left)
                 continue
@@ -537,7 +554,7 @@ FunctionResolver = Callable[[str], Callable[["Scope", list[Any]], Any]]
 
 
 def compile_node(node: Node, resolve: FunctionResolver) -> Evaluator:
-    """Turn a tree into a closure `f(scope) -> value`; `resolve` maps a function name to a callable."""
+    """Turn a tree into a closure `f(scope) -> value`; `resolve` finds functions by name."""
     if isinstance(node, Literal):
         value = node.value
         return lambda scope: value
@@ -571,12 +588,12 @@ def compile_node(node: Node, resolve: FunctionResolver) -> Evaluator:
     if isinstance(node, Binary):
         left, right = compile_node(node.left, resolve), compile_node(node.right, resolve)
         if node.op == "and":
-            return lambda scope: _bool_operand("and", left(scope)) and _bool_operand(
-                "and", right(scope)
+            return lambda scope: (
+                _bool_operand("and", left(scope)) and _bool_operand("and", right(scope))
             )
         if node.op == "or":
-            return lambda scope: _bool_operand("or", left(scope)) or _bool_operand(
-                "or", right(scope)
+            return lambda scope: (
+                _bool_operand("or", left(scope)) or _bool_operand("or", right(scope))
             )
         fn = _BINARY[node.op]
         return lambda scope: fn(left(scope), right(scope))

@@ -32,7 +32,7 @@ MAX_TIMEOUT_SECONDS = 1800.0
 MAX_RESPONSE_BYTES = 2 * 1024 * 1024
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Documented arguments of http.request; the method-named shortcuts take the same minus `method`.
-REQUEST_PARAMS = ("method", "url", "headers", "body", "query", "auth", "timeout")
+REQUEST_PARAMS: tuple[str, ...] = ("method", "url", "headers", "body", "query", "auth", "timeout")
 REQUEST_PARAMS += ("private_service_name",)
 AUTH_TYPES = ("OIDC", "OAuth2")
 
@@ -116,7 +116,7 @@ def _response_headers(response: httpx.Response) -> dict[str, str]:
 
 
 def request(method: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Perform one HTTP call and return `{body, code, headers}`, or raise a tagged Workflows error."""
+    """Make one HTTP call and return `{body, code, headers}`, or raise a tagged Workflows error."""
     url = args.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise raised(VALUE_ERROR, f"'url' must be an http(s) URL, got {url!r}")
@@ -132,12 +132,16 @@ def request(method: str, args: dict[str, Any]) -> dict[str, Any]:
         raise raised(VALUE_ERROR, "'auth.type' must be OIDC or OAuth2")
     timeout = args.get("timeout", DEFAULT_TIMEOUT_SECONDS)
     if not is_number(timeout) or not 0 < timeout <= MAX_TIMEOUT_SECONDS:
-        raise raised(VALUE_ERROR, f"'timeout' must be a number of seconds in (0, 1800], got {timeout!r}")
+        raise raised(VALUE_ERROR, f"'timeout' must be seconds in (0, 1800], got {timeout!r}")
     content = _encode_body(args["body"], headers) if args.get("body") is not None else None
-    params = _query_pairs(args["query"]) if args.get("query") is not None else None
     try:
+        target = httpx.URL(url)
+        if args.get("query") is not None:
+            # `query` adds to the parameters already in the URL instead of replacing them.
+            pairs: Any = _query_pairs(args["query"])
+            target = target.copy_merge_params(httpx.QueryParams(target.params.multi_items() + pairs))
         response = client().request(
-            method, url, headers=headers, content=content, params=params, timeout=float(timeout)
+            method, target, headers=headers, content=content, timeout=float(timeout)
         )
     except httpx.TimeoutException as exc:
         raise raised(TIMEOUT_ERROR, f"HTTP request to {url} timed out after {timeout} s") from exc

@@ -66,7 +66,8 @@ WORKFLOW_SUFFIX = ".workflows.yaml"
 STEP_KEYS = {"assign", "call", "args", "result", "next", "switch", "for", "parallel"}
 STEP_KEYS |= {"raise", "return", "try", "retry", "except", "steps"}
 PRIMARY_KEYS = ("assign", "call", "switch", "for", "parallel", "raise", "return", "try", "steps")
-CONDITION_KEYS = {"condition", "next", "steps", "assign", "return", "raise", "call", "args", "result"}
+CONDITION_KEYS = {"condition", "next", "steps", "assign", "return", "raise", "call"}
+CONDITION_KEYS |= {"args", "result"}
 MAX_ASSIGNMENTS = 50
 MAX_CONDITIONS = 50
 MAX_BRANCHES = 10
@@ -150,8 +151,7 @@ class _Compiler:
         self.source = source
         self.name = name
         self.subworkflow_params: dict[str, list[tuple[str, Any]]] = {}
-        # Per subworkflow: every step name, and every variable assigned so far (in text order).
-        self.step_names: set[str] = set()
+        # Per subworkflow: every variable assigned so far, in text order.
         self.assigned: set[str] = set()
 
     def error(self, reason: str, line: int | None, step: str | None = None) -> WorkflowSyntaxError:
@@ -161,7 +161,7 @@ class _Compiler:
 
     def workflow(self, text: str) -> Workflow:
         try:
-            document = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+            document = yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
@@ -186,7 +186,7 @@ class _Compiler:
         subworkflows = {}
         for name, definition in definitions.items():
             line = _line(definition, 1)
-            self.step_names, self.assigned = set(), {p for p, _ in self.subworkflow_params[name]}
+            self.assigned = {p for p, _ in self.subworkflow_params[name]}
             steps = definition.get("steps")
             if not isinstance(steps, list) or not steps:
                 raise self.error(f"subworkflow '{name}' needs a non-empty 'steps' list", line)
@@ -232,11 +232,11 @@ class _Compiler:
         for item in raw:
             item_line = _line(item, line)
             if not isinstance(item, dict) or len(item) != 1:
-                raise self.error("each step must be a map with exactly one key: its name", item_line)
+                raise self.error("each step must be a map with one key: its name", item_line)
             name, body = next(iter(item.items()))
-            if name in self.step_names:
+            # Names must be unique wherever `next` could reach them: this list and its parents.
+            if name in names or any(name in outer for outer in visible):
                 raise self.error("duplicate step name", item_line, name)
-            self.step_names.add(name)
             names.append(name)
             bodies.append((name, body, item_line))
         scope_names = [*visible, set(names)]
@@ -259,7 +259,7 @@ class _Compiler:
             if loop is None:
                 raise self.error(f"'next: {raw}' is only allowed inside a for loop", line, step)
             if raw == "break" and loop == "parallel":
-                raise self.error("'next: break' is not supported in a parallel for loop", line, step)
+                raise self.error("'next: break' is not allowed in a parallel for", line, step)
             return BREAK if raw == "break" else CONTINUE
         if not any(raw in names for names in visible):
             raise self.error(
@@ -287,7 +287,8 @@ class _Compiler:
         if len(primary) > 1:
             raise self.error(f"a step cannot combine {' and '.join(primary)}", line, name)
         kind = primary[0] if primary else "next"
-        for key, needs in (("args", "call"), ("result", "call"), ("retry", "try"), ("except", "try")):
+        dependencies = (("args", "call"), ("result", "call"), ("retry", "try"), ("except", "try"))
+        for key, needs in dependencies:
             if key in body and kind != needs:
                 raise self.error(f"'{key}' is only allowed with '{needs}'", line, name)
         if kind in ("raise", "return") and "next" in body:
@@ -575,13 +576,14 @@ class _Compiler:
         for branch in branches:
             branch_line = _line(branch, line)
             if not isinstance(branch, dict) or len(branch) != 1:
-                raise self.error("each branch must be a map with one key: its name", branch_line, name)
+                raise self.error("a branch must be a map with one key: its name", branch_line, name)
             branch_name, branch_body = next(iter(branch.items()))
             if not isinstance(branch_body, dict) or set(branch_body) != {"steps"}:
-                raise self.error(f"branch '{branch_name}' must contain only 'steps'", branch_line, name)
-            if branch_name in self.step_names:
-                raise self.error("duplicate step name", branch_line, branch_name)
-            self.step_names.add(branch_name)
+                raise self.error(
+                    f"branch '{branch_name}' must hold only 'steps'", branch_line, name
+                )
+            if any(branch_name == other for other, _ in step.branches):
+                raise self.error("duplicate branch name", branch_line, branch_name)
             block = self.block(
                 branch_body["steps"],
                 branch_line,
@@ -738,5 +740,3 @@ def parse_workflow(text: str, source: str = "<string>", name: str | None = None)
 def load_workflow(path: Path) -> Workflow:
     """Read and validate a workflow file; its id is the file name without `.workflows.yaml`."""
     return parse_workflow(path.read_text(encoding="utf-8"), str(path), workflow_id(path))
-
-

@@ -49,7 +49,8 @@ MAX_RESULT_BYTES = 512 * 1024
 MAX_ARGUMENT_BYTES = 32 * 1024
 
 UNHANDLED_BRANCH_MESSAGE = (
-    "UnhandledBranchError: One or more branches or iterations encountered an unhandled runtime error"
+    "UnhandledBranchError: One or more branches or iterations encountered an unhandled "
+    "runtime error"
 )
 
 
@@ -111,16 +112,17 @@ class Context:
 
     def derive(self, **changes: Any) -> Context:
         """A context for a subworkflow call or a parallel branch."""
-        fields = {
-            "routine": self.routine,
-            "depth": self.depth,
-            "parallel_depth": self.parallel_depth,
-            "counter": self.counter,
-            "lock": self.lock,
-        }
-        fields.update(changes)
-        token = fields.pop("token", self.token)
-        return Context(self.workflow, self.env, self.clock, token, **fields)
+        return Context(
+            self.workflow,
+            self.env,
+            self.clock,
+            changes.get("token", self.token),
+            routine=changes.get("routine", self.routine),
+            depth=changes.get("depth", self.depth),
+            parallel_depth=changes.get("parallel_depth", self.parallel_depth),
+            counter=self.counter,
+            lock=self.lock,
+        )
 
     def tick(self) -> None:
         """Count a step; stop at the per-execution step limit."""
@@ -197,7 +199,7 @@ def _set_in(container: Any, keys: list[Any], value: Any) -> Any:
         if len(keys) == 1:
             copy[key] = value
         else:
-            child = container[key] if key in container else {}
+            child = container.get(key, {})
             copy[key] = _set_in(child, keys[1:], value)
         return copy
     if isinstance(container, list):
@@ -453,7 +455,7 @@ class ParallelStep(Step):
         if self.concurrency_limit is not None:
             limit = self.concurrency_limit(scope)
             if type(limit) is not int or limit < 1:
-                raise raised(VALUE_ERROR, f"concurrency_limit must be a positive int, got {limit!r}")
+                raise raised(VALUE_ERROR, f"concurrency_limit must be an int > 0, got {limit!r}")
             workers = min(workers, limit)
         group = ctx.token.child()
         failures: list[tuple[str, Raised]] = []
@@ -488,7 +490,8 @@ def _unhandled_branch_error(failures: list[tuple[str, Raised]]) -> dict[str, Any
     branches = []
     for branch_id, exc in failures[:MAX_REPORTED_BRANCH_ERRORS]:
         error = WorkflowError(exc.value, exc.stack)
-        branches.append({"id": branch_id, "error": {"context": error.context, "payload": error.payload}})
+        detail = {"context": error.context, "payload": error.payload}
+        branches.append({"id": branch_id, "error": detail})
     return {
         "message": UNHANDLED_BRANCH_MESSAGE,
         "tags": [UNHANDLED_BRANCH_ERROR],
@@ -509,7 +512,7 @@ class RetryPolicy:
     def numbers(self, scope: Scope) -> tuple[int, float, float, float]:
         max_retries = self.max_retries(scope)
         if type(max_retries) is not int or max_retries < 0:
-            raise raised(VALUE_ERROR, f"max_retries must be a non-negative int, got {max_retries!r}")
+            raise raised(VALUE_ERROR, f"max_retries must be an int >= 0, got {max_retries!r}")
         delays = []
         for name, ev in (
             ("initial_delay", self.initial_delay),
@@ -590,9 +593,9 @@ def call_http(method: str | None) -> Callable[[Scope, dict[str, Any]], Any]:
 
 
 def call_sleep(scope: Scope, args: dict[str, Any]) -> Any:
-    seconds = args.get("seconds")
+    seconds: Any = args.get("seconds")
     if not is_number(seconds) or seconds < 0:
-        raise raised(TYPE_ERROR, f"sys.sleep: 'seconds' must be a non-negative number, got {seconds!r}")
+        raise raised(TYPE_ERROR, f"sys.sleep: 'seconds' must be a number >= 0, got {seconds!r}")
     scope.ctx.clock.sleep(float(seconds), scope.ctx.token)
     return None
 
@@ -643,7 +646,8 @@ class Subworkflow:
     def bind(self, positional: list[Any], named: dict[str, Any]) -> dict[str, Any]:
         if len(positional) > len(self.params):
             raise raised(
-                TYPE_ERROR, f"{self.name}() takes {len(self.params)} arguments, got {len(positional)}"
+                TYPE_ERROR,
+                f"{self.name}() takes {len(self.params)} arguments, got {len(positional)}",
             )
         values: dict[str, Any] = {}
         for i, (param, default) in enumerate(self.params):
