@@ -1,0 +1,65 @@
+"""The deployed workflow file: valid for Google (SchemaStore schema), for our engine, and safe."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from common.stack import WORKFLOWS_DIR, function_names, url_variable
+from workflows.engine import load_workflow
+
+WORKFLOW = WORKFLOWS_DIR / "marketing_analysis.workflows.yaml"
+# SchemaStore's Workflows schema (Apache-2.0): the shared copy beside the repository when there is
+# one, else the copy vendored in tests/data.
+SHARED_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "workflows.schema.json"
+SCHEMA = (
+    SHARED_SCHEMA
+    if SHARED_SCHEMA.exists()
+    else Path(__file__).parents[1] / "data" / SHARED_SCHEMA.name
+)
+
+
+def calls(node: Any) -> Iterator[dict[str, Any]]:
+    """Every step body that makes a `call`, anywhere in the definition."""
+    if isinstance(node, dict):
+        if "call" in node:
+            yield node
+        for value in node.values():
+            yield from calls(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from calls(value)
+
+
+def test_the_workflow_passes_the_schemastore_schema() -> None:
+    checker = Path(sys.executable).with_name("check-jsonschema")
+    result = subprocess.run(
+        [str(checker), "--schemafile", str(SCHEMA), str(WORKFLOW)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_workflow_loads_in_our_engine() -> None:
+    load_workflow(WORKFLOW)  # raises WorkflowSyntaxError with file, step and line
+
+
+def test_every_http_call_carries_oidc_auth() -> None:
+    definition = yaml.safe_load(WORKFLOW.read_text())
+    http_calls = [c for c in calls(definition) if str(c["call"]).startswith("http.")]
+    assert http_calls
+    for call in http_calls:
+        assert call["args"]["auth"] == {"type": "OIDC"}, call
+
+
+def test_the_workflow_reads_exactly_one_url_variable_per_function() -> None:
+    variables = set(re.findall(r'sys\.get_env\("([A-Z_]+)"\)', WORKFLOW.read_text()))
+    assert variables == {url_variable(name) for name in function_names()}
