@@ -50,9 +50,9 @@ class CliError(Exception):
 class ProgressView:
     """One live progress line on a terminal; a line per change when output is not a terminal."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
-        self.tty = out.isatty()
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.tty = self.out.isatty()
         self.last = ""
 
     def show(self, run: progress.Run) -> None:
@@ -112,7 +112,8 @@ def _export(run: progress.Run) -> Path:
     return path
 
 
-def print_summary(run: progress.Run, out: TextIO = sys.stdout) -> None:
+def print_summary(run: progress.Run, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     summary = lifecycle.summarize(run)
     duration = f"{summary.duration_seconds:.1f} s" if summary.duration_seconds is not None else "-"
     out.write(f"\nRun {run.run_id}: {summary.status.upper()}")
@@ -139,7 +140,7 @@ def print_summary(run: progress.Run, out: TextIO = sys.stdout) -> None:
     )
 
 
-def follow(run_id: str, out: TextIO = sys.stdout) -> progress.Run:
+def follow(run_id: str, out: TextIO | None = None) -> progress.Run:
     """Show live progress until the run ends, then the summary; returns the final state."""
     view = ProgressView(out)
     try:
@@ -171,7 +172,7 @@ def _start_and_follow(business: BusinessInput, local_note: str | None) -> int:
     if _offline():
         print(OFFLINE_BANNER)
     run_id = runs.start_run(business)
-    print(f"Run {run_id} started for {business.name}.")
+    print(f"Run {run_id} started for {business.name}")
     final = follow(run_id)
     path = _export(final)
     print(

@@ -164,6 +164,6 @@ def watch(
             if update.status in progress.TERMINAL:
                 return update
     finally:
-        listener.unsubscribe()  # type: ignore[no-untyped-call]  # untyped in the library
+        listener.unsubscribe()
         if timer is not None:
             timer.cancel()

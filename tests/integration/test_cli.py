@@ -1,0 +1,83 @@
+"""The `raptorflow` CLI against the local stack, as a user types it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from common.cli import OFFLINE_BANNER, main
+from common.models import PHASE_ORDER, BusinessInput
+from common.stack import LocalStack
+
+
+@pytest.fixture
+def business_file(
+    business_input: BusinessInput, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    monkeypatch.chdir(tmp_path)  # exports land in tmp_path/.local/runs
+    business = business_input.model_copy(update={"business_id": f"cli-{uuid.uuid4().hex[:10]}"})
+    path = tmp_path / "business.json"
+    path.write_text(business.model_dump_json())
+    return path
+
+
+@pytest.mark.emulator
+def test_run_shows_progress_and_a_summary_and_exports_the_results(
+    on_stack: LocalStack, business_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    business_id = json.loads(business_file.read_text())["business_id"]
+    assert main(["register", business_id, "--tier", "pro"]) == 0
+
+    assert main(["run", str(business_file)]) == 0
+
+    out = capsys.readouterr().out
+    assert OFFLINE_BANNER.splitlines()[0] in out
+    assert "100%" in out and "SUCCEEDED" in out
+    for phase in PHASE_ORDER:
+        assert f"  {phase} " in out
+    assert "gpt-5 " not in out  # the pro tier has no full model: strategy was downgraded
+    run_id = out.split("Run ")[1].split(" ")[0]
+    exported = json.loads((Path(".local") / "runs" / f"{run_id}.json").read_text())
+    assert set(exported["results"]) == set(PHASE_ORDER)
+    assert exported["summary"]["status"] == "succeeded"
+
+    assert main(["status", run_id, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["status"] == "succeeded" and status["percent"] == 100
+
+    assert main(["budget", business_id]) == 0
+    budget = json.loads(capsys.readouterr().out)
+    assert budget["tier"] == "pro" and budget["today_spent"] == pytest.approx(
+        status["total_cost_usd"]
+    )
+    assert budget["today_reserved"] == 0
+
+    assert main(["cancel", run_id]) == 2
+    assert "already ended succeeded" in capsys.readouterr().err
+
+
+@pytest.mark.emulator
+def test_a_bad_business_file_is_explained_field_by_field(
+    on_stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"business_id": "x y", "icp_count": 12}))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "business_id:" in err and "icp_count:" in err and "name: Field required" in err
+    (tmp_path / "broken.json").write_text("{not json")
+    assert main(["run", str(tmp_path / "broken.json")]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.emulator
+def test_unknown_runs_and_businesses_are_reported_not_raised(
+    on_stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "no-such-run"]) == 2
+    assert "run no-such-run does not exist" in capsys.readouterr().err
+    assert main(["budget", "no-such-business"]) == 2
+    assert "unknown_business" in capsys.readouterr().err
