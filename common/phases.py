@@ -200,6 +200,7 @@ def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) ->
         PaymentRequired: the budget refused a model call (the code is the budget's reason).
         Busy: another instance is running this phase, or every provider failed: retry later.
     """
+    started = time.monotonic()
     spec = PHASES[phase]
     run = progress.get_run(run_id)
     stored = phase_ref(run_id, phase).get()
@@ -215,7 +216,6 @@ def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) ->
         earlier[name] = output
 
     with _lease(run_id, phase):
-        started = time.monotonic()
         _report_step(
             run_id, spec, 0, step=spec.title, updates={f"phases.{phase}.status": "running"}
         )
