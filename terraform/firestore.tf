@@ -1,0 +1,115 @@
+locals {
+  # Composite indexes the code's queries need (collection group => ordered fields). The key
+  # only names the resource.
+  firestore_indexes = {
+    usage_by_business_time = {
+      collection = "usage"
+      fields     = [["business_id", "ASCENDING"], ["created_at", "ASCENDING"]]
+    }
+    usage_by_business_task_time = {
+      collection = "usage"
+      fields     = [["business_id", "ASCENDING"], ["task_type", "ASCENDING"], ["created_at", "ASCENDING"]]
+    }
+    reservations_by_business_expiry = {
+      collection = "reservations"
+      fields     = [["business_id", "ASCENDING"], ["expires_at", "ASCENDING"]]
+    }
+  }
+
+  # Documents Firestore deletes on its own once the timestamp field has passed
+  # (collection group => field).
+  firestore_ttl_fields = {
+    reservations = "expires_at"
+  }
+}
+
+resource "google_firestore_database" "main" {
+  name        = "(default)"
+  location_id = var.firestore_location
+  type        = "FIRESTORE_NATIVE"
+
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = var.environment == "prod" ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  # `terraform destroy` leaves the data in place; delete the database by hand if you mean it.
+  deletion_policy = "ABANDON"
+
+  depends_on = [google_project_service.enabled]
+}
+
+# One resource block per field count: the offline check validates before for_each keys exist,
+# so a `dynamic "fields"` block over each index's own list cannot be validated there.
+resource "google_firestore_index" "two_fields" {
+  for_each = { for name, index in local.firestore_indexes : name => index if length(index.fields) == 2 }
+
+  database   = google_firestore_database.main.name
+  collection = each.value.collection
+
+  fields {
+    field_path = each.value.fields[0][0]
+    order      = each.value.fields[0][1]
+  }
+  fields {
+    field_path = each.value.fields[1][0]
+    order      = each.value.fields[1][1]
+  }
+
+  lifecycle {
+    precondition {
+      condition     = alltrue([for index in values(local.firestore_indexes) : contains([2, 3], length(index.fields))])
+      error_message = "Every entry of local.firestore_indexes needs 2 or 3 fields (add a resource block for more)."
+    }
+  }
+}
+
+resource "google_firestore_index" "three_fields" {
+  for_each = { for name, index in local.firestore_indexes : name => index if length(index.fields) == 3 }
+
+  database   = google_firestore_database.main.name
+  collection = each.value.collection
+
+  fields {
+    field_path = each.value.fields[0][0]
+    order      = each.value.fields[0][1]
+  }
+  fields {
+    field_path = each.value.fields[1][0]
+    order      = each.value.fields[1][1]
+  }
+  fields {
+    field_path = each.value.fields[2][0]
+    order      = each.value.fields[2][1]
+  }
+}
+
+resource "google_firestore_field" "ttl" {
+  for_each = local.firestore_ttl_fields
+
+  database   = google_firestore_database.main.name
+  collection = each.key
+  field      = each.value
+
+  # No index_config block: the field keeps its automatic single-field indexes.
+  ttl_config {}
+}
+
+# Client access (Firebase Auth users) goes through these rules; servers use IAM and bypass them.
+resource "google_firebaserules_ruleset" "firestore" {
+  source {
+    files {
+      name    = "firestore.rules"
+      content = file("${path.module}/../firestore.rules")
+    }
+  }
+
+  # A changed file is a new ruleset; release it before the old one is deleted.
+  lifecycle {
+    create_before_destroy = true
+  }
+
+  depends_on = [google_firestore_database.main]
+}
+
+resource "google_firebaserules_release" "firestore" {
+  name         = "cloud.firestore"
+  ruleset_name = "projects/${var.project_id}/rulesets/${google_firebaserules_ruleset.firestore.name}"
+}

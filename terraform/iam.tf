@@ -1,0 +1,94 @@
+# One service account per identity, each with only the roles its code needs. Firestore, Vertex AI,
+# logging and Workflows grant only at project level; secrets and Cloud Run services are granted
+# per resource (secrets.tf, workflows.tf). No basic roles, nothing for allUsers.
+
+locals {
+  # Emails are derived from the account ids rather than read back from the accounts, so every
+  # binding's member is known in the plan (tests/terraform checks them); bindings therefore
+  # depend on the accounts explicitly.
+  sa_domain = "${var.project_id}.iam.gserviceaccount.com"
+  function_sa_email = {
+    for name in local.function_names : name => "rf-fn-${replace(name, "_", "-")}@${local.sa_domain}"
+  }
+  workflow_sa_email = "rf-workflow@${local.sa_domain}"
+  backend_sa_email  = "rf-backend@${local.sa_domain}"
+  build_sa_email    = "rf-build@${local.sa_domain}"
+
+  # Every function reads and writes Firestore and writes logs; phase functions also call Gemini
+  # through Vertex AI, embeddings and Vector Search.
+  roles_by_kind = {
+    phase   = ["roles/datastore.user", "roles/logging.logWriter", "roles/aiplatform.user"]
+    control = ["roles/datastore.user", "roles/logging.logWriter"]
+  }
+  function_roles = { for name, kind in local.function_kind : name => local.roles_by_kind[kind] }
+
+  # The backend starts and cancels executions and creates the run document each one reports to.
+  backend_roles = ["roles/workflows.invoker", "roles/datastore.user"]
+
+  # The workflow only writes logs at project level; invoking the functions is granted per service.
+  workflow_roles = ["roles/logging.logWriter"]
+
+  # Cloud Build builds the function images: build logs, the image registry, and reading the
+  # uploaded source (the documented minimum for a custom build service account).
+  build_roles = ["roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectViewer"]
+
+  project_grants = merge(
+    merge([
+      for name, roles in local.function_roles : {
+        for role in roles : "function/${name}/${role}" => { email = local.function_sa_email[name], role = role }
+      }
+    ]...),
+    { for role in local.workflow_roles : "workflow/${role}" => { email = local.workflow_sa_email, role = role } },
+    { for role in local.backend_roles : "backend/${role}" => { email = local.backend_sa_email, role = role } },
+    { for role in local.build_roles : "build/${role}" => { email = local.build_sa_email, role = role } },
+  )
+}
+
+resource "google_service_account" "function" {
+  for_each = local.function_names
+
+  account_id   = split("@", local.function_sa_email[each.value])[0]
+  display_name = "RaptorFlow function ${each.value}"
+  description  = "Runtime identity of the ${each.value} function (functions/${each.value}/main.py)."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_service_account" "workflow" {
+  account_id   = split("@", local.workflow_sa_email)[0]
+  display_name = "RaptorFlow workflow"
+  description  = "Runs the marketing_analysis workflow: invokes the functions and writes logs."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_service_account" "backend" {
+  account_id   = split("@", local.backend_sa_email)[0]
+  display_name = "RaptorFlow backend"
+  description  = "The backend's identity: creates run documents and starts or cancels workflow executions."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_service_account" "build" {
+  account_id   = split("@", local.build_sa_email)[0]
+  display_name = "RaptorFlow function builds"
+  description  = "Cloud Build identity for building the functions (instead of the default compute account)."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_project_iam_member" "grant" {
+  for_each = local.project_grants
+
+  project = var.project_id
+  role    = each.value.role
+  member  = "serviceAccount:${each.value.email}"
+
+  depends_on = [
+    google_service_account.function,
+    google_service_account.workflow,
+    google_service_account.backend,
+    google_service_account.build,
+  ]
+}

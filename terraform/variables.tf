@@ -1,0 +1,125 @@
+variable "project_id" {
+  description = "Google Cloud project that receives every RaptorFlow resource."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a Google Cloud project id: 6-30 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, the workflow and Vertex AI (e.g. us-central1)."
+  type        = string
+  default     = "us-central1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a Google Cloud region name such as us-central1 or europe-west1."
+  }
+}
+
+variable "environment" {
+  description = "Deployment stage; prod turns on Firestore delete protection."
+  type        = string
+  default     = "dev"
+
+  validation {
+    condition     = contains(["dev", "staging", "prod"], var.environment)
+    error_message = "environment must be one of dev, staging, prod."
+  }
+}
+
+variable "firestore_location" {
+  description = "Firestore location: a multi-region (nam5, eur3) or a region. It cannot be changed after creation."
+  type        = string
+  default     = "nam5"
+
+  validation {
+    condition     = can(regex("^(nam5|nam7|eur3|[a-z]+-[a-z]+[0-9]+)$", var.firestore_location))
+    error_message = "firestore_location must be nam5, nam7, eur3 or a region name such as us-central1."
+  }
+}
+
+variable "function_memory" {
+  description = "Memory of each function instance (Cloud Run notation, e.g. 512Mi, 1Gi)."
+  type        = string
+  default     = "512Mi"
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.function_memory))
+    error_message = "function_memory must be a size such as 256Mi, 512Mi or 1Gi."
+  }
+}
+
+variable "function_timeout_seconds" {
+  description = "Request timeout of each function; a phase makes several model calls, each bounded by the router's own timeout."
+  type        = number
+  default     = 540
+
+  validation {
+    condition     = var.function_timeout_seconds >= 10 && var.function_timeout_seconds <= 3600 && floor(var.function_timeout_seconds) == var.function_timeout_seconds
+    error_message = "function_timeout_seconds must be a whole number of seconds from 10 to 3600 (the HTTP function limit)."
+  }
+}
+
+variable "function_max_instances" {
+  description = "Upper bound on instances per function: a cap on spend if something loops."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.function_max_instances >= 1 && var.function_max_instances <= 1000 && floor(var.function_max_instances) == var.function_max_instances
+    error_message = "function_max_instances must be a whole number from 1 to 1000."
+  }
+}
+
+variable "enable_vector_search" {
+  description = "Create the Vertex AI Vector Search index, endpoint and deployed index. Off by default: a deployed index bills for its replicas around the clock."
+  type        = bool
+  default     = false
+}
+
+variable "vector_dimensions" {
+  description = "Embedding dimension of the vector index; it must equal the production embedding model's output size (Vertex text-embedding-005: 768)."
+  type        = number
+  default     = 768
+
+  validation {
+    condition     = var.vector_dimensions >= 1 && var.vector_dimensions <= 4096 && floor(var.vector_dimensions) == var.vector_dimensions
+    error_message = "vector_dimensions must be a whole number from 1 to 4096."
+  }
+}
+
+variable "vector_max_replicas" {
+  description = "Most replicas the deployed index may scale to (it keeps at least one)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.vector_max_replicas >= 1 && var.vector_max_replicas <= 10 && floor(var.vector_max_replicas) == var.vector_max_replicas
+    error_message = "vector_max_replicas must be a whole number from 1 to 10."
+  }
+}
+
+variable "alert_email" {
+  description = "Email address that receives the alerts (budget warnings, model error rate, failed runs). Null: alerts are created without a notification channel."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alert_email == null || can(regex("^[^@[:space:]]+@[^@[:space:]]+\\.[^@[:space:]]+$", var.alert_email))
+    error_message = "alert_email must be an email address such as ops@example.com (or null)."
+  }
+}
+
+variable "error_rate_threshold" {
+  description = "Share of failed model calls (per model, over 5 minutes) above which the error-rate alert fires."
+  type        = number
+  default     = 0.2
+
+  validation {
+    condition     = var.error_rate_threshold > 0 && var.error_rate_threshold <= 1
+    error_message = "error_rate_threshold must be a fraction greater than 0 and at most 1."
+  }
+}
