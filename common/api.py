@@ -25,13 +25,23 @@ def _field_path(location: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in location) or "body"
 
 
-def parse(request: flask.Request, model: type[M]) -> M:
-    """The request's JSON body as `model`, or `InvalidInput` naming the first bad field."""
+def json_body(request: flask.Request) -> Json:
+    """The request's JSON object body, or `InvalidInput`."""
     if request.method != "POST":
         raise InvalidInput(f"use POST, not {request.method}", code="method_not_allowed")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object", code="invalid_json", field="body")
+    return body
+
+
+def parse(request: flask.Request, model: type[M]) -> M:
+    """The request's JSON body as `model`, or `InvalidInput` naming the first bad field."""
+    return validate(json_body(request), model)
+
+
+def validate(body: Json, model: type[M]) -> M:
+    """`body` as `model`, or `InvalidInput` naming the first bad field."""
     try:
         return model.model_validate(body)
     except ValidationError as exc:

@@ -1,21 +1,22 @@
-"""Budget enforcement: reserve before every model call, settle after it, never overspend.
+"""Budget enforcement that never overspends: reserve before every model call, settle after it.
 
-Counters live in `budget_periods/{business_id}:{period}` (one document per UTC day and per
-calendar month) with `committed_nanos` = spent + reserved. A reservation is one atomic batch:
-create `reservations/{key}` and increment `committed_nanos` of the day and the month; the commit
-returns the incremented values (`transform_results`), and if either exceeds its limit a second
-batch deletes the reservation and takes the increment back. A grant therefore only happens when
-everything granted and spent fits under the limit at that instant; see
-docs/decisions/006-budget-counters.md for the argument.
+Limits are escrow counters (`common.counters`): each of a business's day and month and the
+platform's day is split into shard allowances that only atomic increments touch, so concurrent
+reservations are exact without transactions and no counter document gets hot.
 
-Settling deletes the reservation (precondition: it exists) and moves its amount from reserved to
-spent in one batch, with the usage record created under the attempt's key (precondition: it does
-not exist): a settle delivered twice is counted once.
+Reserve: one batch creates `reservations/{key}` and takes the amount from one shard of each
+scope; it is granted if every shard stayed non-negative. Otherwise it is given back, headroom is
+gathered from the other shards into one, and it is tried again; it is refused (with the reason
+of the scope that has no room) when a scope as a whole has too little left.
+
+Settle: deletes the reservation (precondition: unchanged) and turns its amount into the actual
+cost, in one batch with the creation of `usage/{key}` (precondition: new): a settle delivered
+twice is counted once. A reservation whose holder died is released by `release_expired` after
+its TTL, as part of the next reservation, check or status of that business.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -23,18 +24,24 @@ from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel
 
-from common import log, usage
+from common import counters, log, progress, usage
 from common.businesses import Business, get_business
+from common.counters import Scope, Totals, moved
 from common.llm import Router, get_router
 from common.llm.base import AttemptRecord, BudgetDenied, Message
-from common.progress import run_ref
+from common.settings import get_settings
 from common.store import db
+from common.tiers import platform_limits
 
-PERIODS = "budget_periods"
 RESERVATIONS = "reservations"
-RESERVATION_TTL = dt.timedelta(minutes=30)
+ALERTS = "budget_alerts"
+WARNING_LEVELS = (75, 90, 100)
+# Firestore's TTL policy deletes reservation documents at `purge_at`, long after both periods a
+# reservation counts in have ended, so a TTL deletion can never leak budget.
+PURGE_AFTER = dt.timedelta(days=40)
 Clock = Callable[[], dt.datetime]
 logger = logging.getLogger(__name__)
 
@@ -51,83 +58,155 @@ def month_key(now: dt.datetime) -> str:
     return now.strftime("%Y-%m")
 
 
-def period_ref(business_id: str, period: str) -> firestore.DocumentReference:
-    return db().collection(PERIODS).document(f"{business_id}:{period}")
+def controls_ref() -> firestore.DocumentReference:
+    """The operator kill switch: `{paused: bool, reason: str}`."""
+    ref: firestore.DocumentReference = db().collection("platform").document("controls")
+    return ref
+
+
+def scopes_for(business: Business, now: dt.datetime) -> list[Scope]:
+    """The business's day and month, and the platform's day, with their current limits."""
+    limits = business.limits
+    platform = platform_limits()
+    cap = get_settings().platform_daily_cap_usd
+    platform_cap = int(cap * 1_000_000_000) if cap is not None else platform.daily_cap_nanos
+    bid = business.business_id
+    return [
+        Scope(
+            f"{bid}:{day_key(now)}",
+            "day",
+            limits.daily_limit_nanos,
+            limits.counter_shards,
+            "daily_budget_exceeded",
+        ),
+        Scope(
+            f"{bid}:{month_key(now)}",
+            "month",
+            limits.monthly_limit_nanos,
+            limits.counter_shards,
+            "monthly_budget_exceeded",
+        ),
+        Scope(
+            f"platform:{day_key(now)}",
+            "platform",
+            platform_cap,
+            platform.counter_shards,
+            "platform_cap_reached",
+        ),
+    ]
+
+
+def _paused(controls: dict[str, dict[str, Any]]) -> BudgetDenied | None:
+    switch = controls.get(controls_ref().path, {})
+    if switch.get("paused"):
+        return BudgetDenied(
+            "platform_paused", f"RaptorFlow is paused by an operator: {switch.get('reason', '')}"
+        )
+    return None
+
+
+def _no_room(scope: Scope, totals: Totals, amount: int) -> BudgetDenied:
+    label = {"day": "daily budget", "month": "monthly budget", "platform": "platform daily cap"}
+    left = max(totals.headroom, 0) / 1e9
+    return BudgetDenied(
+        scope.reason,
+        f"{label[scope.kind]} exceeded: ${amount / 1e9:.6f} needed, ${left:.6f} of "
+        f"${scope.limit_nanos / 1e9:.2f} left ({scope.name})",
+    )
 
 
 class BudgetLedger:
-    """The `Ledger` of one business's model calls within one run phase."""
+    """The `Ledger` of one business's model calls (within one run phase, when `run_id` is set)."""
 
     def __init__(
-        self, business: Business, *, run_id: str, phase: str, clock: Clock = utc_now
+        self,
+        business: Business,
+        *,
+        run_id: str | None = None,
+        phase: str | None = None,
+        clock: Clock = utc_now,
+        router: Router | None = None,
     ) -> None:
         self.business = business
         self.run_id = run_id
         self.phase = phase
         self.clock = clock
+        self.router = router
 
-    def _counters(self, now: dt.datetime) -> list[tuple[firestore.DocumentReference, int, str]]:
-        limits = self.business.limits
-        bid = self.business.business_id
-        return [
-            (period_ref(bid, day_key(now)), limits.daily_limit_nanos, "daily_budget_exceeded"),
-            (
-                period_ref(bid, month_key(now)),
-                limits.monthly_limit_nanos,
-                "monthly_budget_exceeded",
-            ),
-        ]
+    # --- reserve ---------------------------------------------------------------------------
 
     def reserve(self, *, key: str, model: str, upper_bound_nanos: int) -> None:
-        """Hold `upper_bound_nanos` against today's and this month's limits, or raise."""
-        if upper_bound_nanos < 0:
-            raise ValueError("a reservation cannot be negative")
+        """Hold `upper_bound_nanos` for attempt `key` against every limit, or raise BudgetDenied."""
+        if not isinstance(upper_bound_nanos, int) or upper_bound_nanos < 0:
+            raise ValueError(
+                f"a reservation must be a whole number of nanos, not {upper_bound_nanos!r}"
+            )
+        tier = (self.router or get_router()).catalogue.model(model).tier
+        if tier not in self.business.limits.model_tiers:
+            raise BudgetDenied(
+                "model_tier_restricted",
+                f"the {self.business.tier} tier may not use {model} ({tier} models)",
+            )
         now = self.clock()
-        counters = self._counters(now)
+        scopes, controls = counters.prepare(scopes_for(self.business, now), [controls_ref()])
+        if (paused := _paused(controls)) is not None:
+            raise paused
+        shards = {scope.name: scope.random_shard() for scope in scopes}
+        swept = False
+        for attempt in range(4):
+            short = self._place(key, model, upper_bound_nanos, scopes, shards, now)
+            if short is None:
+                return
+            target = counters.consolidate(short, upper_bound_nanos)
+            if target is None and not swept:
+                swept = True  # reservations whose holder died may be all that stands in the way
+                if release_expired(self.business.business_id, now) and attempt < 3:
+                    continue
+            if target is None or attempt == 3:
+                raise _no_room(short, counters.read([short])[short.name], upper_bound_nanos)
+            shards[short.name] = target
+
+    def _place(
+        self,
+        key: str,
+        model: str,
+        amount: int,
+        scopes: list[Scope],
+        shards: dict[str, int],
+        now: dt.datetime,
+    ) -> Scope | None:
+        """Take `amount` from the chosen shard of each scope; None if granted, else (having given
+        it all back) the first scope whose shard had too little."""
+        refs = [scope.ref(shards[scope.name]) for scope in scopes]
+        reservation = db().collection(RESERVATIONS).document(key)
         batch = db().batch()
         batch.create(
-            db().collection(RESERVATIONS).document(key),
+            reservation,
             {
                 "business_id": self.business.business_id,
                 "run_id": self.run_id,
                 "phase": self.phase,
                 "model": model,
-                "amount_nanos": upper_bound_nanos,
-                "periods": [ref.id for ref, _, _ in counters],
+                "amount_nanos": amount,
+                "counters": [ref.id for ref in refs],
                 "created_at": now,
-                "expires_at": now + RESERVATION_TTL,
+                "expires_at": now + dt.timedelta(seconds=get_settings().reservation_ttl_seconds),
+                "purge_at": now + PURGE_AFTER,
             },
         )
-        for ref, _, _ in counters:
-            batch.set(ref, _moved(upper_bound_nanos, reserved=upper_bound_nanos), merge=True)
+        for ref in refs:
+            batch.set(ref, moved(headroom=-amount, reserved=amount), merge=True)
         try:
             results = batch.commit()
         except exceptions.AlreadyExists:
-            return  # this key already holds its reservation
-        for (ref, limit, reason), result in zip(counters, results[1:], strict=True):
-            committed = int(result.transform_results[_COMMITTED].integer_value)
-            if committed > limit:
-                self._release(key, counters, upper_bound_nanos)
-                raise BudgetDenied(
-                    reason,
-                    f"{reason.replace('_', ' ')}: ${committed / 1e9:.6f} would exceed "
-                    f"the limit of ${limit / 1e9:.2f} ({ref.id})",
-                )
+            return None  # this key holds its reservation already
+        for scope, result in zip(scopes, results[1:], strict=True):
+            if counters.headroom_after(result) < 0:
+                _release(reservation)
+                return scope
+        return None
 
-    def _release(
-        self,
-        key: str,
-        counters: list[tuple[firestore.DocumentReference, int, str]],
-        amount: int,
-    ) -> None:
-        batch = db().batch()
-        batch.delete(
-            db().collection(RESERVATIONS).document(key), option=db().write_option(exists=True)
-        )
-        for ref, _, _ in counters:
-            batch.set(ref, _moved(-amount, reserved=-amount), merge=True)
-        with contextlib.suppress(exceptions.NotFound):  # released already
-            batch.commit()
+    # --- settle ----------------------------------------------------------------------------
 
     def settle(self, attempt: AttemptRecord) -> None:
         """Turn the reservation of `attempt.key` into its actual cost, exactly once."""
@@ -142,8 +221,14 @@ class BudgetLedger:
                 self._settle_batch(attempt, None).commit()
             except exceptions.AlreadyExists:
                 return
-        logger.info(
-            "usage settled",
+        held = (
+            int((reservation.to_dict() or {}).get("amount_nanos", 0)) if reservation.exists else 0
+        )
+        logger.log(
+            logging.ERROR if attempt.cost_nanos > held else logging.INFO,
+            "usage settled"
+            if attempt.cost_nanos <= held
+            else "usage settled above its reservation",
             extra=log.fields(
                 event="usage_settled",
                 business_id=self.business.business_id,
@@ -154,67 +239,177 @@ class BudgetLedger:
                 model=attempt.model,
                 provider=attempt.provider,
                 cost_usd=attempt.cost_nanos / 1e9,
+                reserved_usd=held / 1e9,
                 latency_ms=attempt.latency_ms,
                 ok=attempt.ok,
                 fallback_used=attempt.fallback_used,
             ),
         )
+        if attempt.cost_nanos:
+            self._warn(self.clock())
 
     def _settle_batch(
         self, attempt: AttemptRecord, reservation: firestore.DocumentSnapshot[Any] | None
     ) -> firestore.WriteBatch:
         now = self.clock()
-        bid = self.business.business_id
         batch = db().batch()
         batch.create(
             usage.usage_ref(attempt.key),
             usage.usage_document(
                 attempt,
-                business_id=bid,
+                business_id=self.business.business_id,
                 tier=self.business.tier,
                 run_id=self.run_id,
                 phase=self.phase,
                 now=now,
             ),
         )
-        reserved = 0
-        periods = [f"{bid}:{day_key(now)}", f"{bid}:{month_key(now)}"]
         if reservation is not None:
             held = reservation.to_dict() or {}
-            reserved, periods = int(held["amount_nanos"]), list(held["periods"])
+            reserved = int(held["amount_nanos"])
             batch.delete(
                 reservation.reference,
                 option=db().write_option(last_update_time=reservation.update_time),
             )
-        for period in periods:
-            batch.set(
-                db().collection(PERIODS).document(period),
-                _moved(attempt.cost_nanos - reserved, reserved=-reserved, spent=attempt.cost_nanos),
-                merge=True,
+            change = moved(
+                headroom=reserved - attempt.cost_nanos,
+                reserved=-reserved,
+                spent=attempt.cost_nanos,
             )
-        run_fields: dict[str, Any] = {"cost_nanos": firestore.Increment(attempt.cost_nanos)}
-        if attempt.ok:
-            run_fields["models_used"] = firestore.ArrayUnion([attempt.model])
-            run_fields["providers_used"] = firestore.ArrayUnion([attempt.provider])
-        batch.update(run_ref(self.run_id), run_fields)
+            for counter in held["counters"]:
+                batch.set(db().collection(counters.COUNTERS).document(counter), change, merge=True)
+        else:
+            # Spent without a reservation (it expired): the shards' headroom may go negative,
+            # which refuses further reservations there until the others' headroom covers it.
+            change = moved(headroom=-attempt.cost_nanos, spent=attempt.cost_nanos)
+            for scope in scopes_for(self.business, now):
+                batch.set(scope.ref(0), change, merge=True)
+        if self.run_id is not None:
+            run_fields: dict[str, Any] = {"cost_nanos": firestore.Increment(attempt.cost_nanos)}
+            if attempt.ok:
+                run_fields["models_used"] = firestore.ArrayUnion([attempt.model])
+                run_fields["providers_used"] = firestore.ArrayUnion([attempt.provider])
+            batch.update(progress.run_ref(self.run_id), run_fields)
         return batch
 
+    # --- warnings --------------------------------------------------------------------------
 
-def _moved(committed: int, *, reserved: int = 0, spent: int = 0) -> dict[str, Any]:
-    return {
-        "committed_nanos": firestore.Increment(committed),
-        "reserved_nanos": firestore.Increment(reserved),
-        "spent_nanos": firestore.Increment(spent),
-        "updated_at": firestore.SERVER_TIMESTAMP,
-    }
+    def _warn(self, now: dt.datetime) -> None:
+        """Record each 75/90/100% threshold of the day and month once per period."""
+        scopes, _ = counters.prepare(
+            [s for s in scopes_for(self.business, now) if s.kind != "platform"]
+        )
+        totals = counters.read(scopes)
+        for scope in scopes:
+            percent = 100 * totals[scope.name].spent / scope.limit_nanos
+            for level in WARNING_LEVELS:
+                if percent >= level:
+                    self._record_warning(scope, level, totals[scope.name].spent)
+
+    def _record_warning(self, scope: Scope, level: int, spent: int) -> None:
+        bid = self.business.business_id
+        period = "today" if scope.kind == "day" else "this month"
+        message = (
+            f"{bid} has spent {100 * spent / scope.limit_nanos:.1f}% of its "
+            f"{'daily' if scope.kind == 'day' else 'monthly'} budget "
+            f"{period} (${spent / 1e9:.4f} of ${scope.limit_nanos / 1e9:.2f})"
+            + ("; new tasks are blocked until the period rolls over" if level == 100 else "")
+        )
+        batch = db().batch()
+        batch.create(
+            db().collection(ALERTS).document(f"{scope.name}:{level}"),
+            {
+                "business_id": bid,
+                "scope": scope.name,
+                "kind": scope.kind,
+                "level": level,
+                "spent_nanos": spent,
+                "limit_nanos": scope.limit_nanos,
+                "run_id": self.run_id,
+                "message": message,
+                "at": firestore.SERVER_TIMESTAMP,
+            },
+        )
+        if self.run_id is not None:
+            run = progress.run_ref(self.run_id)
+            batch.create(
+                run.collection(progress.EVENTS).document(f"budget.{scope.name}.{level}"),
+                progress.event_document(
+                    "budget_warning",
+                    phase=self.phase,
+                    step=None,
+                    percent=0,
+                    data={"level": level, "kind": scope.kind, "message": message},
+                ),
+            )
+            batch.update(run, {"warnings": firestore.ArrayUnion([message])})
+        try:
+            batch.commit()
+        except exceptions.AlreadyExists:
+            return  # recorded once per period already
+        logger.warning(
+            message,
+            extra=log.fields(
+                event="budget_warning",
+                business_id=bid,
+                tier=self.business.tier,
+                scope=scope.name,
+                kind=scope.kind,
+                level=level,
+                run_id=self.run_id,
+            ),
+        )
 
 
-# Firestore returns transform results in field-path order; this is where committed_nanos lands.
-_COMMITTED = sorted(_moved(0)).index("committed_nanos")
+def _release(reservation_ref: firestore.DocumentReference) -> bool:
+    """Take a reservation back exactly once (False if it was settled or released before)."""
+    snapshot = reservation_ref.get()
+    if not snapshot.exists:
+        return False
+    held = snapshot.to_dict() or {}
+    amount = int(held["amount_nanos"])
+    batch = db().batch()
+    batch.delete(reservation_ref, option=db().write_option(last_update_time=snapshot.update_time))
+    for counter in held["counters"]:
+        batch.set(
+            db().collection(counters.COUNTERS).document(counter),
+            moved(headroom=amount, reserved=-amount),
+            merge=True,
+        )
+    try:
+        batch.commit()
+    except (exceptions.FailedPrecondition, exceptions.NotFound):
+        return False
+    return True
+
+
+def release_expired(business_id: str, now: dt.datetime) -> int:
+    """Release the reservations of `business_id` whose holder did not settle before their TTL."""
+    query = (
+        db()
+        .collection(RESERVATIONS)
+        .where(filter=FieldFilter("business_id", "==", business_id))
+        .where(filter=FieldFilter("expires_at", "<", now))
+        .limit(100)
+    )
+    released = 0
+    for snapshot in query.stream():
+        if _release(snapshot.reference):
+            released += 1
+            logger.warning(
+                "expired reservation released",
+                extra=log.fields(
+                    event="reservation_expired", business_id=business_id, key=snapshot.id
+                ),
+            )
+    return released
+
+
+# --- Checks and status ------------------------------------------------------------------------
 
 
 class BudgetDecision(BaseModel):
-    """The answer of a budget check (never reserves anything)."""
+    """The answer of a budget check (which reserves nothing)."""
 
     allowed: bool
     reason: str | None = None
@@ -223,6 +418,7 @@ class BudgetDecision(BaseModel):
     tier: str
     task_type: str
     model: str
+    downgraded_from: str | None = None
     estimate_usd: float
     today_remaining_usd: float | None
     month_remaining_usd: float | None
@@ -243,20 +439,22 @@ class BudgetDecision(BaseModel):
         )
 
 
-def committed_nanos(business_id: str, period: str) -> int:
-    snapshot = period_ref(business_id, period).get()
-    return int((snapshot.to_dict() or {}).get("committed_nanos", 0)) if snapshot.exists else 0
-
-
 def check_budget_before_task(
     business_id: str,
     task_type: str,
     messages: list[Message],
     *,
     router: Router | None = None,
+    allow_downgrade: bool = True,
+    amount_nanos: int | None = None,
     now: dt.datetime | None = None,
 ) -> tuple[bool, BudgetDecision]:
     """Would a task of `task_type` on `messages` fit in the business's budget right now?
+
+    The estimate is `amount_nanos` when given, else the router's pre-flight upper bound for the
+    model the task would use.
+    With `allow_downgrade=False`, a task that needs a model tier the business may not use is
+    refused (`model_tier_restricted`) instead of running on a smaller model.
 
     Raises:
         NotFound: the business is not registered (code `unknown_business`).
@@ -264,31 +462,43 @@ def check_budget_before_task(
     business = get_business(business_id)
     router = router or get_router()
     now = now or utc_now()
-    limits = business.limits
-    decision = router.route(task_type, messages, allowed_tiers=limits.model_tiers)
-    estimate = router.estimate(task_type, messages, allowed_tiers=limits.model_tiers)
-    today_left = limits.daily_limit_nanos - committed_nanos(business_id, day_key(now))
-    month_left = limits.monthly_limit_nanos - committed_nanos(business_id, month_key(now))
-    reason = None
-    if estimate > today_left:
-        reason = "daily_budget_exceeded"
-    elif estimate > month_left:
-        reason = "monthly_budget_exceeded"
-    message = (
-        f"{task_type} on {decision.model} may cost up to ${estimate / 1e9:.6f}; "
-        f"${max(today_left, 0) / 1e9:.6f} left today, ${max(month_left, 0) / 1e9:.6f} this month"
+    release_expired(business_id, now)
+    allowed_tiers = business.limits.model_tiers
+    decision = router.route(task_type, messages, allowed_tiers=allowed_tiers)
+    estimate = amount_nanos
+    if estimate is None:
+        estimate = router.estimate(task_type, messages, allowed_tiers=allowed_tiers)
+    scopes, controls = counters.prepare(scopes_for(business, now), [controls_ref()])
+    totals = counters.read(scopes)
+    denial = _paused(controls) or next(
+        (
+            _no_room(s, totals[s.name], estimate)
+            for s in scopes
+            if totals[s.name].headroom < estimate
+        ),
+        None,
     )
+    if decision.downgraded_from and not allow_downgrade:
+        denial = BudgetDenied(
+            "model_tier_restricted",
+            f"{task_type} needs {decision.downgraded_from}, "
+            f"which the {business.tier} tier may not use",
+        )
+    day, month = scopes[0], scopes[1]
     result = BudgetDecision(
-        allowed=reason is None,
-        reason=reason,
-        message=message,
+        allowed=denial is None,
+        reason=denial.reason if denial else None,
+        message=str(denial)
+        if denial
+        else f"{task_type} on {decision.model} may cost up to ${estimate / 1e9:.6f}",
         business_id=business_id,
         tier=business.tier,
         task_type=task_type,
         model=decision.model,
+        downgraded_from=decision.downgraded_from,
         estimate_usd=estimate / 1e9,
-        today_remaining_usd=today_left / 1e9,
-        month_remaining_usd=month_left / 1e9,
+        today_remaining_usd=max(totals[day.name].headroom, 0) / 1e9,
+        month_remaining_usd=max(totals[month.name].headroom, 0) / 1e9,
     )
     return result.allowed, result
 
@@ -303,24 +513,16 @@ class BudgetStatus(BaseModel):
     today_reserved: float
     today_remaining: float
     percent_used: float
-    warning_level: int | None  # the highest threshold crossed today or this month: 75, 90, 100
+    warning_level: int | None  # the highest threshold reached today or this month: 75, 90, 100
     month_spent: float
     monthly_limit: float
     month_remaining: float
     projected_monthly: float
 
 
-def _period(business_id: str, period: str) -> dict[str, int]:
-    snapshot = period_ref(business_id, period).get()
-    data = snapshot.to_dict() or {} if snapshot.exists else {}
-    return {
-        key: int(data.get(key, 0)) for key in ("committed_nanos", "spent_nanos", "reserved_nanos")
-    }
-
-
 def warning_level(used: int, limit: int) -> int | None:
     percent = 100 * used / limit
-    return next((level for level in (100, 90, 75) if percent >= level), None)
+    return next((level for level in reversed(WARNING_LEVELS) if percent >= level), None)
 
 
 def get_budget_status(business_id: str, *, now: dt.datetime | None = None) -> BudgetStatus:
@@ -331,28 +533,36 @@ def get_budget_status(business_id: str, *, now: dt.datetime | None = None) -> Bu
     """
     business = get_business(business_id)
     now = now or utc_now()
-    limits = business.limits
-    day = _period(business_id, day_key(now))
-    month = _period(business_id, month_key(now))
+    release_expired(business_id, now)
+    (day, month), _ = counters.prepare(scopes_for(business, now)[:2])
+    totals = counters.read([day, month])
+    today, this_month = totals[day.name], totals[month.name]
     levels = [
         level
         for level in (
-            warning_level(day["committed_nanos"], limits.daily_limit_nanos),
-            warning_level(month["committed_nanos"], limits.monthly_limit_nanos),
+            warning_level(today.spent, day.limit_nanos),
+            warning_level(this_month.spent, month.limit_nanos),
         )
         if level is not None
     ]
     return BudgetStatus(
         business_id=business_id,
         tier=business.tier,
-        daily_limit=limits.daily_limit_nanos / 1e9,
-        today_spent=day["spent_nanos"] / 1e9,
-        today_reserved=day["reserved_nanos"] / 1e9,
-        today_remaining=max(limits.daily_limit_nanos - day["committed_nanos"], 0) / 1e9,
-        percent_used=round(100 * day["committed_nanos"] / limits.daily_limit_nanos, 2),
+        daily_limit=day.limit_nanos / 1e9,
+        today_spent=today.spent / 1e9,
+        today_reserved=today.reserved / 1e9,
+        today_remaining=max(today.headroom, 0) / 1e9,
+        percent_used=round(100 * (day.limit_nanos - today.headroom) / day.limit_nanos, 2),
         warning_level=max(levels) if levels else None,
-        month_spent=month["spent_nanos"] / 1e9,
-        monthly_limit=limits.monthly_limit_nanos / 1e9,
-        month_remaining=max(limits.monthly_limit_nanos - month["committed_nanos"], 0) / 1e9,
-        projected_monthly=round(usage.projected_month(month["spent_nanos"] / 1e9, now), 6),
+        month_spent=this_month.spent / 1e9,
+        monthly_limit=month.limit_nanos / 1e9,
+        month_remaining=max(this_month.headroom, 0) / 1e9,
+        projected_monthly=round(usage.projected_month(this_month.spent / 1e9, now), 6),
+    )
+
+
+def set_paused(paused: bool, reason: str = "") -> None:
+    """The operator kill switch: while paused, every reservation and check is refused."""
+    controls_ref().set(
+        {"paused": paused, "reason": reason, "updated_at": firestore.SERVER_TIMESTAMP}
     )

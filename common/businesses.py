@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from google.cloud import firestore
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from common.errors import NotFound
+from common.errors import Conflict, NotFound
 from common.models import Slug
 from common.store import db
-from common.tiers import Limits, Overrides, TierName, limits_for
+from common.tiers import Limits, Overrides, TierName, limits_for, tiers
 
 BUSINESSES = "businesses"
 
@@ -34,7 +34,15 @@ def get_business(business_id: str) -> Business:
             code="unknown_business",
             field="business_id",
         )
-    return Business.model_validate({"business_id": business_id, **(snapshot.to_dict() or {})})
+    data = snapshot.to_dict() or {}
+    try:
+        return Business.model_validate({"business_id": business_id, **data})
+    except ValidationError as error:
+        raise Conflict(
+            f"business {business_id} is misconfigured: {error.errors()[0]['msg']} "
+            f"(tier {data.get('tier')!r}; tiers: {', '.join(tiers())})",
+            code="unknown_tier" if "tier" in str(error.errors()[0]["loc"]) else "invalid_business",
+        ) from error
 
 
 def save_business(business: Business) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -50,6 +51,10 @@ class Settings(BaseSettings):
 
     # Phases: how long one instance holds a phase before another may take it over.
     phase_lease_seconds: int = Field(default=900, gt=0)
+    # Budget: a reservation whose holder never settles is released after this long.
+    reservation_ttl_seconds: int = Field(default=600, gt=0)
+    # Overrides the platform-wide daily cap of common/tiers.yaml (all businesses together).
+    platform_daily_cap_usd: Decimal | None = Field(default=None, gt=0)
 
     # Secrets: Secret Manager in production; the environment, then the `dotenv_path` file, in
     # development. `secret_manager_endpoint` is host:port of a local server speaking the Secret

@@ -25,6 +25,7 @@ class Limits(BaseModel):
     monthly_limit_usd: Decimal = Field(gt=0)
     max_icps: int = Field(ge=3, le=9)
     model_tiers: frozenset[ModelTier]
+    counter_shards: int = Field(ge=1, le=64)
 
     @property
     def daily_limit_nanos(self) -> int:
@@ -45,15 +46,36 @@ class Overrides(BaseModel):
     max_icps: int | None = Field(default=None, ge=3, le=9)
 
 
+class PlatformLimits(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    daily_cap_usd: Decimal = Field(gt=0)
+    counter_shards: int = Field(ge=1, le=64)
+
+    @property
+    def daily_cap_nanos(self) -> int:
+        return int(self.daily_cap_usd * NANOS_PER_USD)
+
+
 class _TierFile(BaseModel):
     version: str
     tiers: dict[TierName, Limits]
+    platform: PlatformLimits
 
 
 @functools.cache
+def _tier_file() -> _TierFile:
+    return _TierFile.model_validate(yaml.safe_load(_TIERS_FILE.read_text()))
+
+
 def tiers() -> dict[TierName, Limits]:
     """Every tier's limits, read once from tiers.yaml."""
-    return _TierFile.model_validate(yaml.safe_load(_TIERS_FILE.read_text())).tiers
+    return _tier_file().tiers
+
+
+def platform_limits() -> PlatformLimits:
+    """The platform-wide daily cap across all businesses."""
+    return _tier_file().platform
 
 
 def limits_for(tier: TierName, overrides: Overrides | None = None) -> Limits:

@@ -29,8 +29,8 @@ def usage_document(
     *,
     business_id: str,
     tier: str,
-    run_id: str,
-    phase: str,
+    run_id: str | None,
+    phase: str | None,
     now: dt.datetime,
 ) -> dict[str, Any]:
     """The stored form of one settled attempt."""

@@ -100,12 +100,13 @@ def local_stack(
     firestore_emulator: emulator.FirestoreEmulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[stack.LocalStack]:
     """Every function under functions-framework and the workflow engine, on the session's
-    emulator, in one project of their own. Offline answers take 200 ms so runs can be cancelled."""
+    emulator, in one project of their own. Offline answers take 400 ms so that a test can act
+    while a phase is under way, even on a busy machine."""
     project = f"e2e-{uuid.uuid4().hex[:8]}"
     running = stack.start(
         project,
         log_dir=tmp_path_factory.mktemp("stack-logs"),
-        function_env={"OFFLINE_LATENCY_MS": "200", "DOTENV_PATH": "/nonexistent/.env"},
+        function_env={"OFFLINE_LATENCY_MS": "400", "DOTENV_PATH": "/nonexistent/.env"},
         firestore=firestore_emulator,
     )
     yield running

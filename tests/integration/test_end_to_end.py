@@ -145,7 +145,7 @@ def test_a_run_that_runs_out_of_budget_ends_budget_exceeded_keeping_its_phases(
     assert final.status == "budget_exceeded"
     assert final.stop_reason == "daily_budget_exceeded"
     assert stored_output(run_id, "research") is not None
-    assert stored_output(run_id, "icps") is None and stored_output(run_id, "strategy") is None
+    assert stored_output(run_id, "content") is None and stored_output(run_id, "analytics") is None
     assert progress.events(run_id)[-1]["type"] == "budget_exceeded"
 
 

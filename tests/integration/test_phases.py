@@ -9,7 +9,7 @@ import pytest
 from google.cloud import firestore
 
 from common import lifecycle, progress, usage
-from common.budget import PERIODS
+from common.counters import COUNTERS
 from common.errors import Conflict, NotFound
 from common.models import PHASE_ORDER, PHASE_OUTPUTS, PhaseName
 from common.phases import PHASES, phase_ref, run_phase, stored_output
@@ -58,7 +58,7 @@ def test_replaying_a_phase_returns_the_stored_result_and_charges_nothing(
     run_id = new_run()
     first = run_phase(run_id, "research")
     cost_before = progress.get_run(run_id).cost_nanos
-    spent_before = {s.id: s.to_dict() for s in db.collection(PERIODS).stream()}
+    spent_before = {s.id: s.to_dict() for s in db.collection(COUNTERS).stream()}
     events_before = len(progress.events(run_id))
 
     replay = run_phase(run_id, "research")
@@ -66,7 +66,7 @@ def test_replaying_a_phase_returns_the_stored_result_and_charges_nothing(
     assert first.replayed is False and replay.replayed is True
     assert replay.model_dump(exclude={"replayed"}) == first.model_dump(exclude={"replayed"})
     assert progress.get_run(run_id).cost_nanos == cost_before > 0
-    assert {s.id: s.to_dict() for s in db.collection(PERIODS).stream()} == spent_before
+    assert {s.id: s.to_dict() for s in db.collection(COUNTERS).stream()} == spent_before
     assert len(progress.events(run_id)) == events_before
     assert sum(usage.run_cost_by_phase(run_id).values()) == cost_before
 
