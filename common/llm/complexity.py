@@ -81,7 +81,7 @@ def classify(messages: Sequence[Message]) -> Classification:
     constraints = [cue.strip() for cue in _CONSTRAINT_CUES if cue in text]
 
     length_points = _points(approx_tokens, _LONG_TOKENS, _VERY_LONG_TOKENS)
-    structure_points = _points(structure, 4, 12)
+    structure_points = _points(structure, 2, 8)
     reasoning_points = _points(len(reasoning), 1, 3)
     constraint_points = _points(len(constraints), 2, 4)
     score = length_points + structure_points + reasoning_points + constraint_points

@@ -197,11 +197,21 @@ def _usage(response: genai_types.GenerateContentResponse) -> TokenUsage:
     )
 
 
+def _is_bad_key(exc: genai_errors.APIError) -> bool:
+    # The Gemini API answers a wrong key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
+    if exc.code != 400:
+        return False
+    details = exc.details if isinstance(exc.details, dict) else {}
+    error = details.get("error", details)
+    reasons = [d.get("reason") for d in error.get("details", []) if isinstance(d, dict)]
+    return "API_KEY_INVALID" in reasons or "API key not valid" in str(exc.message)
+
+
 def _status_error(exc: genai_errors.APIError, model: str) -> ProviderError | InvalidRequest:
     message = f"{exc.code} {exc.status}: {exc.message}"[:500]
     if exc.code == 429:
         return RateLimited(message, provider=PROVIDER, model=model)
-    if exc.code in (401, 403):
+    if exc.code in (401, 403) or _is_bad_key(exc):
         return ProviderAuthError(message, provider=PROVIDER, model=model)
     if exc.code == 408:
         return ProviderTimeout(message, provider=PROVIDER, model=model)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from common.llm.base import (
     ProviderResponse,
     TokenUsage,
 )
-from common.llm.tokens import count_message_tokens, count_tokens
+from common.llm.tokens import count_message_tokens, count_tokens, encoding
 
 PROVIDER = "offline"
 MARK = "[offline]"
@@ -81,14 +81,22 @@ def business_from(messages: Sequence[Message]) -> Business:
         return tuple(v.strip() for v in value if isinstance(v, str) and v.strip())
 
     icp_count = found.get("icp_count")
+    # Cut to a few tokens each so an answer's token count stays bounded whatever the input.
     return Business(
-        name=text("name", Business.name),
-        industry=text("industry", Business.industry),
-        goals=texts("goals") or Business.goals,
-        competitors=texts("competitors"),
-        target_market=text("target_market", Business.target_market),
+        name=_short(text("name", Business.name), 12),
+        industry=_short(text("industry", Business.industry), 12),
+        goals=tuple(_short(g, 16) for g in texts("goals")) or Business.goals,
+        competitors=tuple(_short(c, 12) for c in texts("competitors")),
+        target_market=_short(text("target_market", Business.target_market), 24),
         icp_count=icp_count if isinstance(icp_count, int) else None,
     )
+
+
+def _short(text: str, max_tokens: int) -> str:
+    ids = encoding().encode_ordinary(text)
+    if len(ids) <= max_tokens:
+        return text
+    return encoding().decode(ids[:max_tokens]).rstrip() + "…"
 
 
 def _label(key: str | None) -> str:
@@ -214,8 +222,9 @@ class OfflineProvider:
 
     name = PROVIDER
 
-    def __init__(self, *, latency_ms: int = 0):
+    def __init__(self, *, latency_ms: int = 0, sleep: Callable[[float], None] | None = None):
         self._latency_s = latency_ms / 1000
+        self._sleep = sleep if sleep is not None else time.sleep
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
         started = time.perf_counter()
@@ -230,7 +239,7 @@ class OfflineProvider:
                 f"{request.max_output_tokens}: raise the task's max_output_tokens"
             )
         if self._latency_s > 0:
-            time.sleep(self._latency_s)
+            self._sleep(self._latency_s)
         usage = TokenUsage(
             input_tokens=count_message_tokens(request.messages), output_tokens=output_tokens
         )

@@ -73,6 +73,11 @@ class OpenAIProvider:
             )
         except openai.APIError as exc:
             raise _error(exc, request.model) from exc
+        except ValueError as exc:
+            # A 200 whose body is not JSON: the provider's side (or a proxy) is broken.
+            raise ProviderUnavailable(
+                f"unreadable response: {exc}"[:500], provider=PROVIDER, model=request.model
+            ) from exc
         latency_ms = (time.perf_counter() - started) * 1000
         usage = _usage(completion, request)
         if not completion.choices:

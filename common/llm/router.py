@@ -115,7 +115,8 @@ class _UnusableAnswer(InvalidOutput):
         self.text = text
 
 
-@functools.cache
+# Bounded: callers may build a pydantic model per call (e.g. ICPs sized to the request).
+@functools.lru_cache(maxsize=64)
 def _schema_of(schema: type[BaseModel]) -> JsonSchema:
     return response_schema(schema)
 
