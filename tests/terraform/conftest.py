@@ -1,0 +1,55 @@
+"""Fixtures for the Terraform tests: the offline plans (one check run each per session) and an
+emulator enforcing firestore.rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from common import emulator
+from tests.terraform.planfile import RULES_FILE, WORKFLOW_FILE, CheckFailed, Plan, run_check
+from tests.terraform.rules_emulator import RulesCompileError, start_with_rules
+
+PROJECT = "demo-project"
+
+
+def _plan(tmp_path_factory: pytest.TempPathFactory, name: str, *variables: str) -> Plan:
+    if not WORKFLOW_FILE.is_file():
+        pytest.skip(f"{WORKFLOW_FILE.relative_to(WORKFLOW_FILE.parents[1])} does not exist yet")
+    out: Path = tmp_path_factory.mktemp("terraform") / f"{name}.json"
+    try:
+        run_check(out, f"project_id={PROJECT}", *variables)
+    except CheckFailed as failure:
+        pytest.fail(f"the offline Terraform check failed:\n{failure}", pytrace=False)
+    return Plan.load(out)
+
+
+@pytest.fixture(scope="session")
+def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    """The default configuration, exactly as documented: only project_id set."""
+    return _plan(tmp_path_factory, "default")
+
+
+@pytest.fixture(scope="session")
+def full_plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    """Everything switched on: Vector Search, an alert email, production settings."""
+    return _plan(
+        tmp_path_factory,
+        "full",
+        "enable_vector_search=true",
+        "alert_email=ops@example.com",
+        "environment=prod",
+    )
+
+
+@pytest.fixture(scope="session")
+def rules_emulator() -> Iterator[emulator.FirestoreEmulator]:
+    """An emulator enforcing the repository's firestore.rules (the file Terraform deploys)."""
+    try:
+        running = start_with_rules(RULES_FILE)
+    except RulesCompileError as error:
+        pytest.fail(f"firestore.rules does not compile:\n{error}", pytrace=False)
+    yield running
+    running.stop()

@@ -1,0 +1,453 @@
+"""Assertions over the offline plan of terraform/: what `terraform apply` would create."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from common.settings import Settings
+from tests.terraform.conftest import PROJECT
+from tests.terraform.planfile import (
+    BASIC_ROLES,
+    CONTROL_FUNCTIONS,
+    PUBLIC_MEMBERS,
+    ROOT,
+    RULES_FILE,
+    WORKFLOW_FILE,
+    CheckFailed,
+    Plan,
+    Resource,
+    repository_functions,
+    run_check,
+    secrets_read_by_code,
+)
+
+FUNCTION_TYPE = "google_cloudfunctions2_function"
+# Names Workflows itself provides to sys.get_env.
+WORKFLOWS_BUILTIN_ENV = frozenset(
+    {
+        "GOOGLE_CLOUD_PROJECT_ID",
+        "GOOGLE_CLOUD_PROJECT_NUMBER",
+        "GOOGLE_CLOUD_LOCATION",
+        "GOOGLE_CLOUD_WORKFLOW_ID",
+        "GOOGLE_CLOUD_WORKFLOW_REVISION_ID",
+        "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID",
+    }
+)
+
+
+def functions_by_entry_point(plan: Plan) -> dict[str, Resource]:
+    return {f.values["build_config"][0]["entry_point"]: f for f in plan.of_type(FUNCTION_TYPE)}
+
+
+def service_config(function: Resource) -> dict[str, object]:
+    config: dict[str, object] = function.values["service_config"][0]
+    return config
+
+
+def grants_by_member(plan: Plan) -> dict[str, set[tuple[str, str]]]:
+    """member -> {(resource type, role)} over every IAM grant in the plan."""
+    grants: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for resource, role, member in plan.iam_members():
+        grants[member].add((resource.type, role))
+    return grants
+
+
+def known_and_unknown_keys(values: dict[str, object] | None, unknown: object) -> set[str]:
+    keys = set(values or {})
+    if isinstance(unknown, dict):
+        keys |= set(unknown)
+    return keys
+
+
+# --- functions -------------------------------------------------------------------------------
+
+
+def test_one_function_per_directory_with_the_entry_point_its_main_defines(plan: Plan) -> None:
+    repository = repository_functions()
+    assert repository, "functions/ holds no <name>/main.py"
+    for name, entry_points in repository.items():
+        assert entry_points == [name], (
+            f"functions/{name}/main.py must define exactly one @functions_framework.http "
+            f"function named {name!r}; found {entry_points}"
+        )
+    planned = functions_by_entry_point(plan)
+    assert sorted(planned) == sorted(repository)
+    assert len(plan.of_type(FUNCTION_TYPE)) == len(repository)
+    for name, function in planned.items():
+        assert function.values["name"] == name.replace("_", "-")
+        assert function.values["build_config"][0]["runtime"] == "python311"
+
+
+def test_each_zip_holds_main_common_and_requirements_under_its_content_hash(plan: Plan) -> None:
+    common = {
+        path.relative_to(ROOT).as_posix(): path.read_text()
+        for path in (ROOT / "common").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
+    objects = {o.key: o for o in plan.of_type("google_storage_bucket_object")}
+    for name, function in functions_by_entry_point(plan).items():
+        archive = plan.data[f'data.archive_file.source["{name}"]']
+        files = {source["filename"]: source["content"] for source in archive["source"]}
+        assert files.pop("main.py") == (ROOT / "functions" / name / "main.py").read_text()
+        assert files.pop("requirements.txt") == (ROOT / "functions/requirements.txt").read_text()
+        assert files == common, f"{name}: the zip's common/ differs from the repository's"
+
+        uploaded = objects[name].values
+        assert uploaded["name"] == f"{name}/{archive['output_md5']}.zip"
+        assert uploaded["source"] == archive["output_path"]
+        storage = function.values["build_config"][0]["source"][0]["storage_source"][0]
+        assert storage["object"] == uploaded["name"]
+        assert storage["bucket"] == uploaded["bucket"]
+
+
+def test_requirements_file_matches_pyproject() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "terraform/scripts/requirements.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_functions_are_internal_only(plan: Plan) -> None:
+    for function in plan.of_type(FUNCTION_TYPE):
+        assert service_config(function)["ingress_settings"] in {
+            "ALLOW_INTERNAL_ONLY",
+            "ALLOW_INTERNAL_AND_GCLB",
+        }, function.address
+    bucket = plan.one("google_storage_bucket").values
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["uniform_bucket_level_access"] is True
+
+
+@pytest.mark.parametrize("which", ["plan", "full_plan"])
+def test_no_basic_roles_and_nothing_public(which: str, request: pytest.FixtureRequest) -> None:
+    plan: Plan = request.getfixturevalue(which)
+    grants = list(plan.iam_members())
+    assert grants
+    for resource, role, member in grants:
+        assert role not in BASIC_ROLES, f"{resource.address} grants {role}"
+        assert member not in PUBLIC_MEMBERS, f"{resource.address} grants {role} to {member}"
+        assert member.startswith("serviceAccount:"), f"{resource.address}: {member}"
+    assert not [r.address for r in plan.resources if r.type.endswith(("_iam_policy", "_binding"))]
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+def test_every_secret_the_code_reads_is_declared_without_a_value(plan: Plan) -> None:
+    read = secrets_read_by_code()
+    assert {"OPENAI_API_KEY", "GEMINI_API_KEY"} <= read
+    declared = {s.values["secret_id"] for s in plan.of_type("google_secret_manager_secret")}
+    assert read <= declared
+    assert not plan.of_type("google_secret_manager_secret_version"), "no secret value in Terraform"
+
+
+def test_secrets_are_mounted_and_readable_only_where_used(plan: Plan) -> None:
+    read = secrets_read_by_code()
+    accessors = {
+        (r.values["secret_id"], r.values["member"])
+        for r in plan.of_type("google_secret_manager_secret_iam_member")
+        if r.values["role"] == "roles/secretmanager.secretAccessor"
+    }
+    expected_accessors = set()
+    for name, function in functions_by_entry_point(plan).items():
+        config = service_config(function)
+        mounts = config["secret_environment_variables"]
+        assert isinstance(mounts, list)
+        mounted = {m["key"] for m in mounts}
+        assert all(m["secret"] == m["key"] and m["project_id"] == PROJECT for m in mounts)
+        if name in CONTROL_FUNCTIONS:
+            assert mounted == set(), f"{name} reads no secret but mounts {mounted}"
+        else:
+            assert mounted == read, f"{name} mounts {mounted}"
+            member = f"serviceAccount:{config['service_account_email']}"
+            expected_accessors |= {(secret, member) for secret in read}
+        plain = config["environment_variables"]
+        assert isinstance(plain, dict)
+        assert not read & set(plain), f"{name} passes a secret as a plain environment variable"
+    assert accessors == expected_accessors
+    project_roles = {r.values["role"] for r in plan.of_type("google_project_iam_member")}
+    assert "roles/secretmanager.secretAccessor" not in project_roles
+
+
+# --- identities ------------------------------------------------------------------------------
+
+
+def test_every_function_runs_as_its_own_least_privilege_account(plan: Plan) -> None:
+    accounts = {
+        f"{a.values['account_id']}@{PROJECT}.iam.gserviceaccount.com"
+        for a in plan.of_type("google_service_account")
+    }
+    grants = grants_by_member(plan)
+    functions = functions_by_entry_point(plan)
+    emails = [str(service_config(f)["service_account_email"]) for f in functions.values()]
+    assert len(set(emails)) == len(functions), "functions share a service account"
+    for name, function in functions.items():
+        email = str(service_config(function)["service_account_email"])
+        assert email in accounts, f"{name} runs as {email}, which this plan does not create"
+        project = {role for kind, role in grants[f"serviceAccount:{email}"] if "project" in kind}
+        expected = {"roles/datastore.user", "roles/logging.logWriter"}
+        if name not in CONTROL_FUNCTIONS:
+            expected.add("roles/aiplatform.user")
+        assert project == expected, f"{name}: {project}"
+        others = {
+            (kind, role)
+            for kind, role in grants[f"serviceAccount:{email}"]
+            if kind != "google_project_iam_member"
+        }
+        allowed = (
+            set()
+            if name in CONTROL_FUNCTIONS
+            else {("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor")}
+        )
+        assert others == allowed, f"{name}: {others}"
+
+
+def test_workflow_identity_may_only_invoke_each_function_and_write_logs(plan: Plan) -> None:
+    workflow = plan.one("google_workflows_workflow").values
+    member = f"serviceAccount:{workflow['service_account']}"
+    assert workflow["service_account"].startswith("rf-workflow@")
+    grants = grants_by_member(plan)[member]
+    assert grants == {
+        ("google_project_iam_member", "roles/logging.logWriter"),
+        ("google_cloud_run_service_iam_member", "roles/run.invoker"),
+    }
+    invoked = {
+        r.values["service"]
+        for r in plan.of_type("google_cloud_run_service_iam_member")
+        if r.values["member"] == member
+    }
+    assert invoked == {f.values["name"] for f in plan.of_type(FUNCTION_TYPE)}
+    # Nobody else may invoke the functions.
+    for resource in plan.of_type("google_cloud_run_service_iam_member"):
+        assert resource.values["member"] == member
+
+
+def test_backend_may_only_start_and_cancel_runs_and_create_run_documents(plan: Plan) -> None:
+    member = f"serviceAccount:rf-backend@{PROJECT}.iam.gserviceaccount.com"
+    assert grants_by_member(plan)[member] == {
+        ("google_project_iam_member", "roles/workflows.invoker"),
+        ("google_project_iam_member", "roles/datastore.user"),
+    }
+
+
+def test_builds_run_as_a_dedicated_account(plan: Plan) -> None:
+    email = f"rf-build@{PROJECT}.iam.gserviceaccount.com"
+    for function in plan.of_type(FUNCTION_TYPE):
+        build = function.values["build_config"][0]
+        assert build.get("service_account") == f"projects/{PROJECT}/serviceAccounts/{email}"
+    assert {role for _, role in grants_by_member(plan)[f"serviceAccount:{email}"]} == {
+        "roles/logging.logWriter",
+        "roles/artifactregistry.writer",
+        "roles/storage.objectViewer",
+    }
+
+
+# --- workflow --------------------------------------------------------------------------------
+
+
+def test_workflow_source_is_the_repository_yaml_byte_for_byte(plan: Plan) -> None:
+    workflow = plan.one("google_workflows_workflow").values
+    assert workflow["source_contents"].encode() == WORKFLOW_FILE.read_bytes()
+    # The local engine names a workflow after its file stem.
+    assert workflow["name"] == WORKFLOW_FILE.name.removesuffix(".workflows.yaml")
+
+
+def test_every_environment_name_the_workflow_reads_is_in_user_env_vars(plan: Plan) -> None:
+    workflow = plan.one("google_workflows_workflow")
+    provided = known_and_unknown_keys(
+        workflow.values.get("user_env_vars"), workflow.unknown.get("user_env_vars")
+    )
+    read = set(re.findall(r"sys\.get_env\(\s*[\"']([^\"']+)[\"']", WORKFLOW_FILE.read_text()))
+    assert read, "the workflow reads no environment variable"
+    assert read - WORKFLOWS_BUILTIN_ENV <= provided
+    urls = {f"{name.upper()}_URL" for name in repository_functions()}
+    assert urls <= provided, "every function's URL reaches the workflow"
+    assert provided <= urls | read
+
+
+# --- settings passed to functions --------------------------------------------------------------
+
+
+def settings_env_names() -> set[str]:
+    names = set()
+    for name, field in Settings.model_fields.items():
+        names.add(name.upper())
+        alias = field.validation_alias
+        choices = getattr(alias, "choices", [alias] if isinstance(alias, str) else [])
+        names |= {str(choice).upper() for choice in choices}
+    return names
+
+
+@pytest.mark.parametrize("which", ["plan", "full_plan"])
+def test_functions_get_production_settings_the_code_reads(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    plan: Plan = request.getfixturevalue(which)
+    known = settings_env_names()
+    for function in plan.of_type(FUNCTION_TYPE):
+        config = service_config(function)
+        env = config["environment_variables"]
+        assert isinstance(env, dict)
+        assert env["GOOGLE_CLOUD_PROJECT"] == PROJECT
+        assert env["APP_MODE"] == "production"
+        assert env["REGION"] == "us-central1"
+        names = known_and_unknown_keys(
+            env, function.unknown["service_config"][0].get("environment_variables")
+        )
+        assert names <= known, f"{function.address}: not settings: {names - known}"
+
+
+def test_vector_search_is_off_by_default(plan: Plan) -> None:
+    assert not [r.address for r in plan.resources if r.type.startswith("google_vertex_ai")]
+    for function in plan.of_type(FUNCTION_TYPE):
+        env = service_config(function)["environment_variables"]
+        assert isinstance(env, dict)
+        assert env["VECTOR_BACKEND"] == "local"
+        assert env["VECTOR_DIR"].startswith("/tmp/"), "the only writable place in a function"
+
+
+def test_vector_search_when_enabled_reaches_every_function(full_plan: Plan) -> None:
+    index = full_plan.one("google_vertex_ai_index").values
+    assert index["metadata"][0]["config"][0]["dimensions"] == 768
+    assert index["index_update_method"] == "STREAM_UPDATE"
+    full_plan.one("google_vertex_ai_index_endpoint")
+    deployed = full_plan.one("google_vertex_ai_index_endpoint_deployed_index").values
+    for function in full_plan.of_type(FUNCTION_TYPE):
+        env = service_config(function)["environment_variables"]
+        unknown = function.unknown["service_config"][0]["environment_variables"]
+        assert isinstance(env, dict)
+        assert env["VECTOR_BACKEND"] == "vertex"
+        assert env["VERTEX_DEPLOYED_INDEX_ID"] == deployed["deployed_index_id"]
+        assert {"VERTEX_INDEX", "VERTEX_INDEX_ENDPOINT", "VERTEX_MATCH_ENDPOINT"} <= set(unknown)
+
+
+# --- Firestore -------------------------------------------------------------------------------
+
+
+def test_firestore_native_with_indexes_ttl_and_rules(plan: Plan) -> None:
+    database = plan.one("google_firestore_database").values
+    assert database["type"] == "FIRESTORE_NATIVE"
+    assert database["name"] == "(default)"
+    indexes = {
+        (i.values["collection"], tuple((f["field_path"], f["order"]) for f in i.values["fields"]))
+        for i in plan.of_type("google_firestore_index")
+    }
+    assert indexes == {
+        ("usage", (("business_id", "ASCENDING"), ("created_at", "ASCENDING"))),
+        (
+            "usage",
+            (("business_id", "ASCENDING"), ("task_type", "ASCENDING"), ("created_at", "ASCENDING")),
+        ),
+        ("reservations", (("business_id", "ASCENDING"), ("expires_at", "ASCENDING"))),
+    }
+    (ttl,) = [f.values for f in plan.of_type("google_firestore_field") if f.values["ttl_config"]]
+    assert (ttl["collection"], ttl["field"]) == ("reservations", "expires_at")
+    assert ttl["index_config"] == [], "the TTL field keeps its automatic indexes"
+
+    ruleset = plan.one("google_firebaserules_ruleset").values
+    (file,) = ruleset["source"][0]["files"]
+    assert file["content"] == RULES_FILE.read_text()
+    assert plan.one("google_firebaserules_release").values["name"] == "cloud.firestore"
+
+
+def test_production_protects_the_database(plan: Plan, full_plan: Plan) -> None:
+    dev = plan.one("google_firestore_database").values
+    prod = full_plan.one("google_firestore_database").values
+    assert prod["delete_protection_state"] == "DELETE_PROTECTION_ENABLED"
+    assert dev["delete_protection_state"] == "DELETE_PROTECTION_DISABLED"
+
+
+# --- APIs and monitoring ---------------------------------------------------------------------
+
+
+def test_required_apis_are_enabled(plan: Plan) -> None:
+    services = {s.values["service"] for s in plan.of_type("google_project_service")}
+    assert {
+        "cloudfunctions.googleapis.com",
+        "run.googleapis.com",
+        "cloudbuild.googleapis.com",
+        "artifactregistry.googleapis.com",
+        "workflows.googleapis.com",
+        "firestore.googleapis.com",
+        "secretmanager.googleapis.com",
+        "aiplatform.googleapis.com",
+        "logging.googleapis.com",
+        "monitoring.googleapis.com",
+        "iam.googleapis.com",
+        "firebaserules.googleapis.com",
+        "storage.googleapis.com",
+    } <= services
+    for service in plan.of_type("google_project_service"):
+        assert service.values["disable_on_destroy"] is False, service.address
+
+
+def test_log_metrics_read_the_events_the_code_writes(plan: Plan) -> None:
+    metrics = {m.values["name"]: m.values for m in plan.of_type("google_logging_metric")}
+    cost = metrics["raptorflow_llm_cost_usd"]
+    assert 'jsonPayload.event="usage_settled"' in cost["filter"]
+    assert cost["value_extractor"] == "EXTRACT(jsonPayload.cost_usd)"
+    assert cost["label_extractors"]["tier"] == "EXTRACT(jsonPayload.tier)"
+    calls = metrics["raptorflow_model_calls"]
+    assert 'jsonPayload.event="usage_settled"' in calls["filter"]
+    assert calls["label_extractors"]["model"] == "EXTRACT(jsonPayload.model)"
+    errors = metrics["raptorflow_model_errors"]
+    assert "jsonPayload.ok=false" in errors["filter"]
+    assert "model" in errors["label_extractors"]
+    duration = metrics["raptorflow_phase_duration_ms"]
+    assert 'jsonPayload.event="phase_completed"' in duration["filter"]
+    assert duration["value_extractor"] == "EXTRACT(jsonPayload.duration_ms)"
+    assert duration["label_extractors"]["phase"] == "EXTRACT(jsonPayload.phase)"
+    for metric in metrics.values():
+        declared = {label["key"] for label in metric["metric_descriptor"][0]["labels"]}
+        assert declared == set(metric.get("label_extractors") or {}), metric["name"]
+
+    dashboard = json.loads(plan.one("google_monitoring_dashboard").values["dashboard_json"])
+    text = json.dumps(dashboard)
+    for name in metrics:
+        assert name in text, f"the dashboard does not chart {name}"
+
+
+def test_alerts_cover_budget_warnings_error_rate_and_failed_runs(
+    plan: Plan, full_plan: Plan
+) -> None:
+    policies = {
+        p.values["display_name"]: p for p in full_plan.of_type("google_monitoring_alert_policy")
+    }
+    conditions = json.dumps([p.values["conditions"] for p in policies.values()])
+    assert 'jsonPayload.event=\\"budget_warning\\"' in conditions
+    assert 'jsonPayload.event=\\"run_failed\\"' in conditions
+    assert "raptorflow_model_errors" in conditions and "raptorflow_model_calls" in conditions
+    channel = full_plan.one("google_monitoring_notification_channel").values
+    assert channel["labels"] == {"email_address": "ops@example.com"}
+    for policy in policies.values():
+        assert policy.unknown.get("notification_channels") == [True], policy.address
+    # Without an email the alerts still exist, with nobody to notify.
+    assert not plan.of_type("google_monitoring_notification_channel")
+    assert len(plan.of_type("google_monitoring_alert_policy")) == len(policies)
+
+
+# --- variables -------------------------------------------------------------------------------
+
+
+def test_bad_variables_are_refused_naming_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(CheckFailed) as failure:
+        run_check(
+            tmp_path / "plan.json",
+            "project_id=Not_A_Project",
+            "alert_email=nobody",
+            "region=moon",
+        )
+    message = " ".join(str(failure.value).split())
+    assert "project_id must be a Google Cloud project id" in message
+    assert "alert_email must be an email address" in message
+    assert "region must be a Google Cloud region name" in message
