@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import httpx
 import httpx2
 from google import genai
+from google.auth.credentials import Credentials
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
@@ -79,6 +80,7 @@ class GeminiProvider:
         vertex_location: str | None = None,
         base_url: str | None = None,
         timeout_seconds: float = 60,
+        credentials: Credentials | None = None,
     ):
         http_options = genai_types.HttpOptions(
             base_url=base_url,
@@ -86,11 +88,13 @@ class GeminiProvider:
             retry_options=genai_types.HttpRetryOptions(attempts=1),
         )
         if vertex_project is not None:
-            # Vertex AI with Application Default Credentials (the function's service account).
+            # Vertex AI with Application Default Credentials (the function's service account)
+            # unless `credentials` are given.
             self._client = genai.Client(
                 vertexai=True,
                 project=vertex_project,
                 location=vertex_location,
+                credentials=credentials,
                 http_options=http_options,
             )
         elif api_key is not None:

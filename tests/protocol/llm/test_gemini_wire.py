@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from google.oauth2.credentials import Credentials
 
 from common.llm.base import (
     InvalidOutput,
@@ -209,3 +210,24 @@ def test_unusable_answers_are_invalid_output_and_still_billed(
     with pytest.raises(InvalidOutput, match=match) as raised:
         gemini_provider.complete(_request())
     assert raised.value.usage is not None and raised.value.usage.input_tokens == 1500
+
+
+def test_vertex_ai_uses_the_project_location_and_a_bearer_token(gemini_api: FakeApi) -> None:
+    provider = GeminiProvider(
+        vertex_project="raptorflow-test",
+        vertex_location="us-central1",
+        base_url=f"http://127.0.0.1:{gemini_api.port}/",
+        timeout_seconds=TIMEOUT_SECONDS,
+        credentials=Credentials(token="ya29.vertex-test-token"),  # type: ignore[no-untyped-call]
+    )
+    gemini_api.push(Reply(200, gemini_response('{"ok": true}')))
+    response = provider.complete(_request(model="gemini-2.5-pro"))
+    assert response.usage.reasoning_tokens == 250
+    [sent] = gemini_api.requests
+    assert sent.path == (
+        "/v1beta1/projects/raptorflow-test/locations/us-central1/publishers/google/models/"
+        "gemini-2.5-pro:generateContent"
+    )
+    assert sent.headers["authorization"] == "Bearer ya29.vertex-test-token"
+    assert "x-goog-api-key" not in sent.headers
+    assert sent.body["generationConfig"]["responseMimeType"] == "application/json"

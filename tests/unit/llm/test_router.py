@@ -494,6 +494,9 @@ def test_keys_select_providers(router_env: pytest.MonkeyPatch) -> None:
     assert providers() == ["openai", "gemini"]
     router_env.delenv("OPENAI_API_KEY")
     assert providers() == ["gemini"]
+    router_env.delenv("GEMINI_API_KEY")
+    router_env.setenv("GEMINI_USE_VERTEX", "true")  # ADC, read lazily on the first call
+    assert providers() == ["gemini"]
     router_env.setenv("LLM_OFFLINE", "true")
     assert providers() == ["offline"]
 
