@@ -30,6 +30,7 @@ locals {
       REGION               = var.region
     },
     local.vector_search_env,
+    var.platform_daily_cap_usd == null ? {} : { PLATFORM_DAILY_CAP_USD = tostring(var.platform_daily_cap_usd) },
   )
 }
 

@@ -123,3 +123,14 @@ variable "error_rate_threshold" {
     error_message = "error_rate_threshold must be a fraction greater than 0 and at most 1."
   }
 }
+
+variable "platform_daily_cap_usd" {
+  description = "Platform-wide daily spend cap across all businesses in USD, overriding common/tiers.yaml (the tiers themselves are data in the code). Null: the file's value."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.platform_daily_cap_usd == null || try(var.platform_daily_cap_usd > 0, false)
+    error_message = "platform_daily_cap_usd must be a positive amount in USD (or null)."
+  }
+}

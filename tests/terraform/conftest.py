@@ -34,13 +34,14 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
 
 @pytest.fixture(scope="session")
 def full_plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
-    """Everything switched on: Vector Search, an alert email, production settings."""
+    """Everything switched on: Vector Search, an alert email, production settings, a cap."""
     return _plan(
         tmp_path_factory,
         "full",
         "enable_vector_search=true",
         "alert_email=ops@example.com",
         "environment=prod",
+        "platform_daily_cap_usd=500",
     )
 
 

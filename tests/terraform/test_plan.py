@@ -312,6 +312,7 @@ def test_vector_search_is_off_by_default(plan: Plan) -> None:
     for function in plan.of_type(FUNCTION_TYPE):
         env = service_config(function)["environment_variables"]
         assert isinstance(env, dict)
+        assert "PLATFORM_DAILY_CAP_USD" not in env, "the cap comes from common/tiers.yaml"
         assert env["VECTOR_BACKEND"] == "local"
         assert env["VECTOR_DIR"].startswith("/tmp/"), "the only writable place in a function"
 
@@ -329,6 +330,7 @@ def test_vector_search_when_enabled_reaches_every_function(full_plan: Plan) -> N
         assert env["VECTOR_BACKEND"] == "vertex"
         assert env["VERTEX_DEPLOYED_INDEX_ID"] == deployed["deployed_index_id"]
         assert {"VERTEX_INDEX", "VERTEX_INDEX_ENDPOINT", "VERTEX_MATCH_ENDPOINT"} <= set(unknown)
+        assert env["PLATFORM_DAILY_CAP_USD"] == "500"
 
 
 # --- Firestore -------------------------------------------------------------------------------
