@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from google.api_core import exceptions
@@ -38,6 +41,7 @@ from common.tiers import platform_limits
 
 RESERVATIONS = "reservations"
 ALERTS = "budget_alerts"
+STATUS = "budget_status"  # what clients may read: one document per business
 WARNING_LEVELS = (75, 90, 100)
 # Firestore's TTL policy deletes reservation documents at `purge_at`, long after both periods a
 # reservation counts in have ended, so a TTL deletion can never leak budget.
@@ -115,6 +119,33 @@ def _no_room(scope: Scope, totals: Totals, amount: int) -> BudgetDenied:
     )
 
 
+@dataclass(frozen=True)
+class Held:
+    """A reservation: how much, and which counter shards it was taken from."""
+
+    key: str
+    amount: int
+    counters: list[str]
+
+    @classmethod
+    def read(cls, key: str) -> Held | None:
+        snapshot = db().collection(RESERVATIONS).document(key).get()
+        if not snapshot.exists:
+            return None
+        data = snapshot.to_dict() or {}
+        return cls(key, int(data["amount_nanos"]), list(data["counters"]))
+
+    def end_in(self, batch: firestore.WriteBatch, **change: int) -> None:
+        """Delete the reservation and apply `change` to its shards in `batch`, which then fails
+        unless the reservation still exists: a reservation ends (settled, given back, expired)
+        exactly once."""
+        ref = db().collection(RESERVATIONS).document(self.key)
+        batch.delete(ref, option=db().write_option(exists=True))
+        for counter in self.counters:
+            shard = db().collection(counters.COUNTERS).document(counter)
+            batch.set(shard, moved(**change), merge=True)
+
+
 class BudgetLedger:
     """The `Ledger` of one business's model calls (within one run phase, when `run_id` is set)."""
 
@@ -132,6 +163,8 @@ class BudgetLedger:
         self.phase = phase
         self.clock = clock
         self.router = router
+        # What this ledger reserved and has not settled: settling it needs no extra read.
+        self._held: dict[str, Held] = {}
 
     # --- reserve ---------------------------------------------------------------------------
 
@@ -148,7 +181,11 @@ class BudgetLedger:
                 f"the {self.business.tier} tier may not use {model} ({tier} models)",
             )
         now = self.clock()
-        scopes, controls = counters.prepare(scopes_for(self.business, now), [controls_ref()])
+        scopes, controls = counters.prepare(
+            scopes_for(self.business, now),
+            [controls_ref()],
+            max_age=get_settings().budget_cache_seconds,
+        )
         if (paused := _paused(controls)) is not None:
             raise paused
         shards = {scope.name: scope.random_shard() for scope in scopes}
@@ -178,10 +215,9 @@ class BudgetLedger:
         """Take `amount` from the chosen shard of each scope; None if granted, else (having given
         it all back) the first scope whose shard had too little."""
         refs = [scope.ref(shards[scope.name]) for scope in scopes]
-        reservation = db().collection(RESERVATIONS).document(key)
         batch = db().batch()
         batch.create(
-            reservation,
+            db().collection(RESERVATIONS).document(key),
             {
                 "business_id": self.business.business_id,
                 "run_id": self.run_id,
@@ -200,30 +236,31 @@ class BudgetLedger:
             results = batch.commit()
         except exceptions.AlreadyExists:
             return None  # this key holds its reservation already
+        held = Held(key, amount, [ref.id for ref in refs])
         for scope, result in zip(scopes, results[1:], strict=True):
             if counters.headroom_after(result) < 0:
-                _release(reservation)
+                _give_back(held)
                 return scope
+        self._held[key] = held
         return None
 
     # --- settle ----------------------------------------------------------------------------
 
     def settle(self, attempt: AttemptRecord) -> None:
         """Turn the reservation of `attempt.key` into its actual cost, exactly once."""
-        reservation = db().collection(RESERVATIONS).document(attempt.key).get()
+        reservation = self._held.pop(attempt.key, None) or Held.read(attempt.key)
         try:
-            self._settle_batch(attempt, reservation if reservation.exists else None).commit()
+            self._settle_batch(attempt, reservation).commit()
         except exceptions.AlreadyExists:
             return  # settled before: counted once
         except (exceptions.FailedPrecondition, exceptions.NotFound):
             # The reservation expired and was released meanwhile: record the cost without it.
+            reservation = None
             try:
                 self._settle_batch(attempt, None).commit()
             except exceptions.AlreadyExists:
                 return
-        held = (
-            int((reservation.to_dict() or {}).get("amount_nanos", 0)) if reservation.exists else 0
-        )
+        held = reservation.amount if reservation else 0
         logger.log(
             logging.ERROR if attempt.cost_nanos > held else logging.INFO,
             "usage settled"
@@ -245,11 +282,11 @@ class BudgetLedger:
                 fallback_used=attempt.fallback_used,
             ),
         )
-        if attempt.cost_nanos:
-            self._warn(self.clock())
+        if attempt.cost_nanos and _refresh_due(self.business.business_id):
+            refresh(self.business, self.clock(), run_id=self.run_id, phase=self.phase)
 
     def _settle_batch(
-        self, attempt: AttemptRecord, reservation: firestore.DocumentSnapshot[Any] | None
+        self, attempt: AttemptRecord, reservation: Held | None
     ) -> firestore.WriteBatch:
         now = self.clock()
         batch = db().batch()
@@ -265,22 +302,15 @@ class BudgetLedger:
             ),
         )
         if reservation is not None:
-            held = reservation.to_dict() or {}
-            reserved = int(held["amount_nanos"])
-            batch.delete(
-                reservation.reference,
-                option=db().write_option(last_update_time=reservation.update_time),
-            )
-            change = moved(
-                headroom=reserved - attempt.cost_nanos,
-                reserved=-reserved,
+            reservation.end_in(
+                batch,
+                headroom=reservation.amount - attempt.cost_nanos,
+                reserved=-reservation.amount,
                 spent=attempt.cost_nanos,
             )
-            for counter in held["counters"]:
-                batch.set(db().collection(counters.COUNTERS).document(counter), change, merge=True)
         else:
-            # Spent without a reservation (it expired): the shards' headroom may go negative,
-            # which refuses further reservations there until the others' headroom covers it.
+            # Spent without a reservation (it expired): shard 0's headroom may go negative,
+            # which refuses reservations there until headroom gathered from the others covers it.
             change = moved(headroom=-attempt.cost_nanos, spent=attempt.cost_nanos)
             for scope in scopes_for(self.business, now):
                 batch.set(scope.ref(0), change, merge=True)
@@ -292,90 +322,11 @@ class BudgetLedger:
             batch.update(progress.run_ref(self.run_id), run_fields)
         return batch
 
-    # --- warnings --------------------------------------------------------------------------
 
-    def _warn(self, now: dt.datetime) -> None:
-        """Record each 75/90/100% threshold of the day and month once per period."""
-        scopes, _ = counters.prepare(
-            [s for s in scopes_for(self.business, now) if s.kind != "platform"]
-        )
-        totals = counters.read(scopes)
-        for scope in scopes:
-            percent = 100 * totals[scope.name].spent / scope.limit_nanos
-            for level in WARNING_LEVELS:
-                if percent >= level:
-                    self._record_warning(scope, level, totals[scope.name].spent)
-
-    def _record_warning(self, scope: Scope, level: int, spent: int) -> None:
-        bid = self.business.business_id
-        period = "today" if scope.kind == "day" else "this month"
-        message = (
-            f"{bid} has spent {100 * spent / scope.limit_nanos:.1f}% of its "
-            f"{'daily' if scope.kind == 'day' else 'monthly'} budget "
-            f"{period} (${spent / 1e9:.4f} of ${scope.limit_nanos / 1e9:.2f})"
-            + ("; new tasks are blocked until the period rolls over" if level == 100 else "")
-        )
-        batch = db().batch()
-        batch.create(
-            db().collection(ALERTS).document(f"{scope.name}:{level}"),
-            {
-                "business_id": bid,
-                "scope": scope.name,
-                "kind": scope.kind,
-                "level": level,
-                "spent_nanos": spent,
-                "limit_nanos": scope.limit_nanos,
-                "run_id": self.run_id,
-                "message": message,
-                "at": firestore.SERVER_TIMESTAMP,
-            },
-        )
-        if self.run_id is not None:
-            run = progress.run_ref(self.run_id)
-            batch.create(
-                run.collection(progress.EVENTS).document(f"budget.{scope.name}.{level}"),
-                progress.event_document(
-                    "budget_warning",
-                    phase=self.phase,
-                    step=None,
-                    percent=0,
-                    data={"level": level, "kind": scope.kind, "message": message},
-                ),
-            )
-            batch.update(run, {"warnings": firestore.ArrayUnion([message])})
-        try:
-            batch.commit()
-        except exceptions.AlreadyExists:
-            return  # recorded once per period already
-        logger.warning(
-            message,
-            extra=log.fields(
-                event="budget_warning",
-                business_id=bid,
-                tier=self.business.tier,
-                scope=scope.name,
-                kind=scope.kind,
-                level=level,
-                run_id=self.run_id,
-            ),
-        )
-
-
-def _release(reservation_ref: firestore.DocumentReference) -> bool:
-    """Take a reservation back exactly once (False if it was settled or released before)."""
-    snapshot = reservation_ref.get()
-    if not snapshot.exists:
-        return False
-    held = snapshot.to_dict() or {}
-    amount = int(held["amount_nanos"])
+def _give_back(reservation: Held) -> bool:
+    """End a reservation without spending it (False if it had ended before)."""
     batch = db().batch()
-    batch.delete(reservation_ref, option=db().write_option(last_update_time=snapshot.update_time))
-    for counter in held["counters"]:
-        batch.set(
-            db().collection(counters.COUNTERS).document(counter),
-            moved(headroom=amount, reserved=-amount),
-            merge=True,
-        )
+    reservation.end_in(batch, headroom=reservation.amount, reserved=-reservation.amount)
     try:
         batch.commit()
     except (exceptions.FailedPrecondition, exceptions.NotFound):
@@ -394,7 +345,8 @@ def release_expired(business_id: str, now: dt.datetime) -> int:
     )
     released = 0
     for snapshot in query.stream():
-        if _release(snapshot.reference):
+        data = snapshot.to_dict() or {}
+        if _give_back(Held(snapshot.id, int(data["amount_nanos"]), list(data["counters"]))):
             released += 1
             logger.warning(
                 "expired reservation released",
@@ -525,15 +477,31 @@ def warning_level(used: int, limit: int) -> int | None:
     return next((level for level in reversed(WARNING_LEVELS) if percent >= level), None)
 
 
-def get_budget_status(business_id: str, *, now: dt.datetime | None = None) -> BudgetStatus:
-    """Where a business stands against its daily and monthly limits.
+# When this process last refreshed each business's status: (project, business) -> monotonic time.
+_refreshed: dict[tuple[str, str], float] = {}
 
-    Raises:
-        NotFound: the business is not registered (code `unknown_business`).
-    """
-    business = get_business(business_id)
-    now = now or utc_now()
-    release_expired(business_id, now)
+
+def _refresh_due(business_id: str) -> bool:
+    """At most one refresh per business per `budget_refresh_seconds` in this process, so that
+    busy businesses do not pay a read of every counter shard on every settle."""
+    key = (db().project, business_id)
+    now = time.monotonic()
+    if now - _refreshed.get(key, -math.inf) < get_settings().budget_refresh_seconds:
+        return False
+    _refreshed[key] = now
+    return True
+
+
+def refresh(
+    business: Business,
+    now: dt.datetime,
+    *,
+    run_id: str | None = None,
+    phase: str | None = None,
+) -> BudgetStatus:
+    """Compute the business's budget status, publish it to `budget_status/{business_id}` for its
+    clients, and record each 75/90/100% threshold of the day and month once per period (an
+    alert document, an event on `run_id`, a WARNING log line)."""
     (day, month), _ = counters.prepare(scopes_for(business, now)[:2])
     totals = counters.read([day, month])
     today, this_month = totals[day.name], totals[month.name]
@@ -545,8 +513,8 @@ def get_budget_status(business_id: str, *, now: dt.datetime | None = None) -> Bu
         )
         if level is not None
     ]
-    return BudgetStatus(
-        business_id=business_id,
+    status = BudgetStatus(
+        business_id=business.business_id,
         tier=business.tier,
         daily_limit=day.limit_nanos / 1e9,
         today_spent=today.spent / 1e9,
@@ -559,10 +527,96 @@ def get_budget_status(business_id: str, *, now: dt.datetime | None = None) -> Bu
         month_remaining=max(this_month.headroom, 0) / 1e9,
         projected_monthly=round(usage.projected_month(this_month.spent / 1e9, now), 6),
     )
+    db().collection(STATUS).document(business.business_id).set(
+        {**status.model_dump(mode="json"), "updated_at": firestore.SERVER_TIMESTAMP}
+    )
+    for scope in (day, month):
+        spent = totals[scope.name].spent
+        for level in WARNING_LEVELS:
+            if 100 * spent >= level * scope.limit_nanos:
+                _record_warning(business, scope, level, spent, run_id=run_id, phase=phase)
+    return status
+
+
+def _record_warning(
+    business: Business,
+    scope: Scope,
+    level: int,
+    spent: int,
+    *,
+    run_id: str | None,
+    phase: str | None,
+) -> None:
+    bid = business.business_id
+    period = "today" if scope.kind == "day" else "this month"
+    budget_name = "daily budget" if scope.kind == "day" else "monthly budget"
+    message = (
+        f"{bid} passed {level}% of its {budget_name} {period}: "
+        f"${spent / 1e9:.4f} of ${scope.limit_nanos / 1e9:.2f} spent"
+        + ("; new tasks are blocked until the period rolls over" if level == 100 else "")
+    )
+    batch = db().batch()
+    batch.create(
+        db().collection(ALERTS).document(f"{scope.name}:{level}"),
+        {
+            "business_id": bid,
+            "scope": scope.name,
+            "kind": scope.kind,
+            "level": level,
+            "spent_nanos": spent,
+            "limit_nanos": scope.limit_nanos,
+            "run_id": run_id,
+            "message": message,
+            "at": firestore.SERVER_TIMESTAMP,
+        },
+    )
+    if run_id is not None:
+        run = progress.run_ref(run_id)
+        batch.create(
+            run.collection(progress.EVENTS).document(f"budget.{scope.name}.{level}"),
+            progress.event_document(
+                "budget_warning",
+                phase=phase,
+                step=None,
+                percent=0,
+                data={"level": level, "kind": scope.kind, "message": message},
+            ),
+        )
+        batch.update(run, {"warnings": firestore.ArrayUnion([message])})
+    try:
+        batch.commit()
+    except exceptions.AlreadyExists:
+        return  # recorded once per period already
+    logger.warning(
+        message,
+        extra=log.fields(
+            event="budget_warning",
+            business_id=bid,
+            tier=business.tier,
+            scope=scope.name,
+            kind=scope.kind,
+            level=level,
+            run_id=run_id,
+        ),
+    )
+
+
+def get_budget_status(business_id: str, *, now: dt.datetime | None = None) -> BudgetStatus:
+    """Where a business stands against its daily and monthly limits (and publish it).
+
+    Raises:
+        NotFound: the business is not registered (code `unknown_business`).
+    """
+    business = get_business(business_id)
+    now = now or utc_now()
+    release_expired(business_id, now)
+    return refresh(business, now)
 
 
 def set_paused(paused: bool, reason: str = "") -> None:
-    """The operator kill switch: while paused, every reservation and check is refused."""
+    """The operator kill switch: while paused, every reservation and check is refused (every
+    instance notices within `budget_cache_seconds`; this process at once)."""
+    counters.forget(controls_ref())
     controls_ref().set(
         {"paused": paused, "reason": reason, "updated_at": firestore.SERVER_TIMESTAMP}
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -87,33 +88,68 @@ def _split(limit: int, shards: int) -> list[int]:
     return [share + (1 if shard < rest else 0) for shard in range(shards)]
 
 
+# What `prepare` last saw, by (project, document path): (monotonic time, stored scope or data).
+_seen: dict[tuple[str, str], tuple[float, Any]] = {}
+
+
+def _cached(ref: firestore.DocumentReference, max_age: float) -> Any | None:
+    seen = _seen.get((db().project, ref.path))
+    return seen[1] if seen is not None and time.monotonic() - seen[0] <= max_age else None
+
+
+def forget(ref: firestore.DocumentReference) -> None:
+    """Drop what this process saw of `ref`, so the next `prepare` reads it."""
+    _seen.pop((db().project, ref.path), None)
+
+
 def prepare(
-    scopes: Sequence[Scope], also: Sequence[firestore.DocumentReference] = ()
+    scopes: Sequence[Scope],
+    also: Sequence[firestore.DocumentReference] = (),
+    *,
+    max_age: float = 0.0,
 ) -> tuple[list[Scope], dict[str, dict[str, Any]]]:
     """Make sure each scope exists with its current limit; read `also` in the same round trip.
 
     A new scope gets its limit split over its shards in one atomic batch. When a limit changed
     (a business's override, a new tier), the difference is added to shard 0, once, guarded by a
     precondition on the scope document. The shard count of an existing scope never changes.
+    With `max_age`, what this process saw that recently is reused instead of read again: the
+    shards' headroom stays the truth, so this only delays noticing a changed limit (or `also`).
 
     Returns:
         The scopes as stored (their shard counts), and the data of `also` by document path.
     """
     metas = [db().collection(SCOPES).document(scope.name) for scope in scopes]
+    if max_age > 0:
+        cached_scopes = [_cached(meta, max_age) for meta in metas]
+        cached_also = {ref.path: _cached(ref, max_age) for ref in also}
+        fresh = all(
+            isinstance(seen, Scope) and seen.limit_nanos == scope.limit_nanos
+            for seen, scope in zip(cached_scopes, scopes, strict=True)
+        ) and all(data is not None for data in cached_also.values())
+        if fresh:
+            known = [seen for seen in cached_scopes if isinstance(seen, Scope)]
+            return known, {path: data for path, data in cached_also.items() if data}
     found = {snap.reference.path: snap for snap in db().get_all([*metas, *also])}
     stored: list[Scope] = []
     for scope, meta in zip(scopes, metas, strict=True):
         snapshot = found[meta.path]
         if not snapshot.exists:
             _create(scope, meta)
-            stored.append(scope)
-            continue
-        data = snapshot.to_dict() or {}
-        current = replace(scope, shards=int(data["shards"]))
-        if int(data["limit_nanos"]) != scope.limit_nanos:
-            _adjust(current, meta, snapshot, int(data["limit_nanos"]))
+            current = scope
+        else:
+            data = snapshot.to_dict() or {}
+            current = replace(scope, shards=int(data["shards"]))
+            if int(data["limit_nanos"]) != scope.limit_nanos:
+                _adjust(current, meta, snapshot, int(data["limit_nanos"]))
         stored.append(current)
-    extra = {ref.path: (found[ref.path].to_dict() or {}) for ref in also if found[ref.path].exists}
+        _seen[(db().project, meta.path)] = (time.monotonic(), current)
+    extra: dict[str, dict[str, Any]] = {}
+    for ref in also:
+        data = found[ref.path].to_dict() or {} if found[ref.path].exists else {}
+        _seen[(db().project, ref.path)] = (time.monotonic(), data)
+        if data:
+            extra[ref.path] = data
     return stored, extra
 
 

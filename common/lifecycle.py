@@ -16,7 +16,8 @@ from google.api_core import exceptions
 from google.cloud import firestore
 from pydantic import AfterValidator, BaseModel, Field
 
-from common import log, progress, usage
+from common import budget, log, progress, usage
+from common.businesses import get_business
 from common.errors import Conflict
 from common.models import PHASE_ORDER, Strict
 from common.store import db
@@ -190,6 +191,9 @@ def transition(
         except exceptions.AlreadyExists:
             pass  # the event exists: another delivery of this transition won
         final = progress.get_run(run_id)
+        if kind != "run_started":
+            # A last look at the business's budget: warnings a throttled settle skipped.
+            budget.refresh(get_business(final.business_id), now, run_id=run_id)
         logger.log(
             logging.ERROR if kind == "run_failed" else logging.INFO,
             f"run {kind.removeprefix('run_')}",

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     phase_lease_seconds: int = Field(default=900, gt=0)
     # Budget: a reservation whose holder never settles is released after this long.
     reservation_ttl_seconds: int = Field(default=600, gt=0)
+    # How long a process may reuse what it read of budget limits and the kill switch, and how
+    # often it refreshes a business's published status and warnings while settling.
+    budget_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    budget_refresh_seconds: float = Field(default=1.0, ge=0, le=60)
     # Overrides the platform-wide daily cap of common/tiers.yaml (all businesses together).
     platform_daily_cap_usd: Decimal | None = Field(default=None, gt=0)
 

@@ -175,8 +175,13 @@ def test_the_monthly_budget_resets_with_the_calendar_month(
 
 @pytest.mark.emulator
 def test_warnings_fire_once_per_threshold_per_period(
-    register: Callable[..., Business], new_run: Callable[..., str], db: firestore.Client
+    register: Callable[..., Business],
+    new_run: Callable[..., str],
+    db: firestore.Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("BUDGET_REFRESH_SECONDS", "0")  # check after every settle
+    get_settings.cache_clear()
     run_id = new_run()
     business = register(overrides={"daily_limit_usd": "1"})
     clock = Clock(NOON)
@@ -194,7 +199,10 @@ def test_warnings_fire_once_per_threshold_per_period(
     events = [e for e in progress.events(run_id) if e["type"] == "budget_warning"]
     assert [e["data"]["level"] for e in events] == [75, 90]
     assert len(progress.get_run(run_id).warnings) == 2
-    assert get_budget_status("tidewater-coffee", now=NOON).warning_level == 90
+    status = get_budget_status("tidewater-coffee", now=NOON)
+    assert status.warning_level == 90
+    published = db.collection("budget_status").document("tidewater-coffee").get().to_dict()
+    assert published is not None and published["today_spent"] == pytest.approx(0.95)
 
     clock.now = NOON + dt.timedelta(days=1)  # a new day: quiet until crossed again
     spend("d", 0.10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -37,9 +38,15 @@ def register(business: BusinessInput, tier: str = "enterprise", **extra: Any) ->
 
 
 def execution(run_id: str) -> executions_v1.Execution:
+    """The run's workflow execution once it has ended (the run document ends a moment before)."""
     name = progress.get_run(run_id).execution
     assert name is not None
-    return runs.executions_client().get_execution(name=name)
+    deadline = time.monotonic() + 30
+    while True:
+        found = runs.executions_client().get_execution(name=name)
+        if found.state != executions_v1.Execution.State.ACTIVE or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def act_when(

@@ -1,0 +1,136 @@
+"""Budget reserve+settle throughput, latency and overspend on the Firestore emulator.
+
+For 1, 8 and 32 concurrent workers (threads), on one business and spread over many businesses,
+prints reserve+settle pairs per second and the p50/p99 latency of a pair. Then a tight budget
+under 32 workers: how many were granted and denied, and the overspend measured (must be 0).
+
+    .venv/bin/python bench/budget.py [--pairs 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from common import counters, emulator
+from common.budget import BudgetLedger, scopes_for, utc_now
+from common.businesses import Business, save_business
+from common.llm.base import AttemptRecord, BudgetDenied, TokenUsage
+from common.settings import get_settings
+
+NANOS = 1_000_000_000
+
+
+def attempt(key: str, cost: int) -> AttemptRecord:
+    return AttemptRecord(
+        key=key,
+        task_type="positioning_analysis",
+        model="gpt-5-mini",
+        provider="offline",
+        usage=TokenUsage(input_tokens=1200, output_tokens=800),
+        cost_nanos=cost,
+        latency_ms=0.0,
+        fallback_used=False,
+        ok=True,
+    )
+
+
+def register(count: int, **overrides: str) -> list[Business]:
+    businesses = [
+        Business.model_validate(
+            {
+                "business_id": f"bench-{uuid.uuid4().hex[:10]}",
+                "tier": "enterprise",
+                "overrides": overrides,
+            }
+        )
+        for _ in range(count)
+    ]
+    for business in businesses:
+        save_business(business)
+    return businesses
+
+
+def run(workers: int, businesses: list[Business], pairs: int, reserve: int) -> dict[str, float]:
+    latencies: list[float] = []
+    denied: list[str] = []
+    lock = threading.Lock()
+
+    def pair(number: int) -> None:
+        ledger = BudgetLedger(businesses[number % len(businesses)])
+        key = f"bench-{uuid.uuid4().hex}"
+        started = time.perf_counter()
+        try:
+            ledger.reserve(key=key, model="gpt-5-mini", upper_bound_nanos=reserve)
+        except BudgetDenied as refusal:
+            with lock:
+                denied.append(refusal.reason)
+            return
+        ledger.settle(attempt(key, random.randint(reserve // 3, reserve)))
+        with lock:
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(pair, range(pairs)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "pairs_per_s": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
+        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] * 1000 if latencies else 0.0,
+        "granted": len(latencies),
+        "denied": len(denied),
+    }
+
+
+def overspend(businesses: list[Business]) -> int:
+    """Nanos spent above the daily limit, summed over the businesses (0 is the only good answer)."""
+    total = 0
+    for business in businesses:
+        day = scopes_for(business, utc_now())[0]
+        spent = counters.read([day])[day.name].spent
+        total += max(0, spent - business.limits.daily_limit_nanos)
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=600, help="reserve+settle pairs per scenario")
+    args = parser.parse_args()
+    firestore = emulator.start()
+    os.environ["FIRESTORE_EMULATOR_HOST"] = firestore.host
+    os.environ["GOOGLE_CLOUD_PROJECT"] = f"bench-{uuid.uuid4().hex[:8]}"
+    get_settings.cache_clear()
+    try:
+        register(1)  # warm up connections and code paths
+        run(4, register(1), 40, NANOS // 100)
+        print(f"{'scenario':<28}{'workers':>8}{'pairs/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+        for label, count in (("one business", 1), ("many businesses (32)", 32)):
+            for workers in (1, 8, 32):
+                businesses = register(count)
+                pairs = max(args.pairs // 4, 50) if workers == 1 else args.pairs
+                result = run(workers, businesses, pairs, NANOS // 100)
+                print(
+                    f"{label:<28}{workers:>8}{result['pairs_per_s']:>10.1f}"
+                    f"{result['p50_ms']:>9.1f}{result['p99_ms']:>9.1f}"
+                )
+        # Demand of 300 pairs x $0.01 against a $0.50 daily limit: most must be refused.
+        tight = register(1, daily_limit_usd="0.5")
+        result = run(32, tight, 300, NANOS // 100)
+        print(
+            f"tight budget, 32 workers: {result['granted']} granted, {result['denied']} denied, "
+            f"overspend ${overspend(tight) / NANOS:.9f} (must be 0)"
+        )
+    finally:
+        firestore.stop()
+
+
+if __name__ == "__main__":
+    main()
