@@ -2,9 +2,10 @@
 
 It scores four kinds of cue, each 0-2 points: length, structure (lists, sections, tables, code),
 reasoning words (analyse, compare, trade-off, ...) and constraint words (must, at least, exactly,
-...). Total 0-1 is simple, 2-4 balanced, 5+ complex. It reads the text with `str.count` only (no
-tokenizer, no regular expressions), so a 10k-token prompt takes well under a millisecond
-(`bench/router.py` measures it).
+...). Total 0-1 is simple, 2-4 balanced, 5+ complex. It reads the text with `str.count` and `in`
+only (no tokenizer, no regular expressions), and for long prompts only the first 12k and last 4k
+characters (structure counted there is scaled up to the whole length), so its cost stays flat:
+well under a millisecond for a 10k-token prompt (`bench/router.py` measures it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from common.llm.base import Complexity, Message
 CHARS_PER_TOKEN = 4
 _LONG_TOKENS = 1_500
 _VERY_LONG_TOKENS = 6_000
+_HEAD_CHARS = 12_000
+_TAIL_CHARS = 4_000
 
 _STRUCTURE_MARKERS = ("\n- ", "\n* ", "\n• ", "\n#", "\n|", "```", "\n1.", "\n2.", "\n3.")
 _REASONING_CUES = (
@@ -74,11 +77,18 @@ def _points(value: int, one: int, two: int) -> int:
 
 def classify(messages: Sequence[Message]) -> Classification:
     """Classify the prompt in `messages` as simple, balanced or complex, saying why."""
-    text = "\n".join(message["content"] for message in messages).lower()
+    text = "\n".join(message["content"] for message in messages)
     approx_tokens = len(text) // CHARS_PER_TOKEN
-    structure = sum(text.count(marker) for marker in _STRUCTURE_MARKERS)
-    reasoning = [cue.strip() for cue in _REASONING_CUES if cue in text]
-    constraints = [cue.strip() for cue in _CONSTRAINT_CUES if cue in text]
+    # Instructions sit at the start or the end of a prompt; the middle of a long one is pasted
+    # material. Reading a fixed window keeps the cost flat however long the prompt is.
+    if len(text) > _HEAD_CHARS + _TAIL_CHARS:
+        window = (text[:_HEAD_CHARS] + "\n" + text[-_TAIL_CHARS:]).lower()
+        scale = len(text) / len(window)
+    else:
+        window, scale = text.lower(), 1.0
+    structure = round(sum(window.count(marker) for marker in _STRUCTURE_MARKERS) * scale)
+    reasoning = [cue.strip() for cue in _REASONING_CUES if cue in window]
+    constraints = [cue.strip() for cue in _CONSTRAINT_CUES if cue in window]
 
     length_points = _points(approx_tokens, _LONG_TOKENS, _VERY_LONG_TOKENS)
     structure_points = _points(structure, 2, 8)

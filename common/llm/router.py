@@ -46,7 +46,7 @@ from common.llm.offline import OfflineProvider
 from common.llm.openai import OpenAIProvider
 from common.llm.schema import JsonSchema, response_schema, schema_name
 from common.llm.tasks import DEFAULT_REASONING_EFFORT, task_profile
-from common.llm.tokens import prompt_token_bound
+from common.llm.tokens import count_prompt, prompt_token_bound
 from common.secrets import find_secret
 from common.settings import Settings, get_settings
 
@@ -371,12 +371,11 @@ class Router:
         if tier != wanted:
             reasons.append(f"tier {wanted!r} not allowed for this caller, using {tier!r}")
 
-        json_schema = _schema_of(schema) if schema is not None else None
+        counted = count_prompt(checked, _schema_of(schema) if schema is not None else None)
         chain: list[ModelSpec] = []
         for provider_key in self._order:
             spec = self.catalogue.routed(provider_key, tier)
-            provider = self._providers[provider_key]
-            prompt = prompt_token_bound(provider.name, checked, json_schema)
+            prompt = counted.bound(self._providers[provider_key].name)
             if prompt + profile.max_output_tokens > spec.context_window:
                 reasons.append(
                     f"{spec.name} skipped: ~{prompt} prompt tokens + {profile.max_output_tokens} "

@@ -24,6 +24,7 @@ import json
 import math
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import tiktoken
@@ -125,19 +126,41 @@ def count_schema_tokens(json_schema: dict[str, Any] | None) -> int:
     return count_tokens(json.dumps(json_schema, separators=(",", ":"))) + SCHEMA_FRAMING_TOKENS
 
 
+@dataclass(frozen=True)
+class PromptCount:
+    """o200k_base token counts of a prompt's parts, counted once and bounded per provider."""
+
+    content_tokens: tuple[int, ...]  # per message
+    schema_tokens: int
+
+    def bound(self, provider: str) -> int:
+        """An upper bound on the prompt tokens `provider` will bill.
+
+        Exact framing for OpenAI (and the offline provider, which counts like OpenAI); for
+        Gemini, o200k_base's count times `GEMINI_TOKEN_MARGIN` plus an allowance per message,
+        an approximation documented in docs/decisions/003-model-router.md.
+        """
+        content = sum(self.content_tokens)
+        messages = len(self.content_tokens)
+        if provider != "gemini":
+            framing = TOKENS_PER_MESSAGE * messages + (REPLY_PRIMING_TOKENS if messages else 0)
+            return content + framing + self.schema_tokens
+        return math.ceil((content + self.schema_tokens) * GEMINI_TOKEN_MARGIN) + (
+            GEMINI_TOKENS_PER_MESSAGE * (messages + 1)
+        )
+
+
+def count_prompt(messages: Sequence[Message], json_schema: dict[str, Any] | None) -> PromptCount:
+    """Count `messages` and `json_schema` once, for bounds on several providers."""
+    return PromptCount(
+        content_tokens=tuple(count_tokens(message["content"]) for message in messages),
+        schema_tokens=count_schema_tokens(json_schema),
+    )
+
+
 def prompt_token_bound(
     provider: str, messages: Sequence[Message], json_schema: dict[str, Any] | None
 ) -> int:
-    """An upper bound on the prompt tokens `provider` will bill for `messages` (+ `json_schema`).
-
-    Exact framing for OpenAI (and the offline provider, which counts like OpenAI); for Gemini,
-    o200k_base's count times `GEMINI_TOKEN_MARGIN` plus an allowance per message, an
-    approximation documented in docs/decisions/003-model-router.md.
-    """
-    if provider != "gemini":
-        return count_message_tokens(messages) + count_schema_tokens(json_schema)
-    content = sum(count_tokens(message["content"]) for message in messages)
-    content += count_schema_tokens(json_schema)
-    return math.ceil(content * GEMINI_TOKEN_MARGIN) + GEMINI_TOKENS_PER_MESSAGE * (
-        len(messages) + 1
-    )
+    """An upper bound on the prompt tokens `provider` will bill for `messages` (+ `json_schema`);
+    see `PromptCount.bound`."""
+    return count_prompt(messages, json_schema).bound(provider)

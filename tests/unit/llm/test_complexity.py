@@ -103,3 +103,10 @@ def test_classifier_routes_tasks_without_a_default(router: Router, text: str, mo
 def test_bad_complexity_is_named(router: Router) -> None:
     with pytest.raises(InvalidRequest, match="complexity: must be simple, balanced or complex"):
         router.route("general", _user(SIMPLE), complexity="hard")  # type: ignore[arg-type]
+
+
+def test_instructions_after_long_pasted_material_still_count() -> None:
+    pasted = "Store 12 sold 40 units of SKU 881 on Tuesday.\n" * 2000
+    found = classify(_user(pasted + COMPLEX))
+    assert found.complexity == "complex"
+    assert "compare" in found.reason
