@@ -1,4 +1,4 @@
-"""Cancellation stops an execution between steps, during sleeps, retry delays and parallel branches."""
+"""Cancellation stops an execution between steps, in sleeps, retry delays and parallel branches."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from workflows.engine import ExecutionCancelled, parse_workflow, run_workflow
 DEADLINE = 10.0  # generous bound so a hang fails the test instead of blocking the suite
 
 
-def run_in_thread(text: str, cancel: threading.Event, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_in_thread(
+    text: str, cancel: threading.Event, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     outcome: dict[str, Any] = {}
     workflow = parse_workflow(text)
 
@@ -28,7 +30,9 @@ def run_in_thread(text: str, cancel: threading.Event, env: dict[str, str] | None
     return outcome
 
 
-def cancel_and_join(outcome: dict[str, Any], cancel: threading.Event, started: threading.Event | None = None) -> None:
+def cancel_and_join(
+    outcome: dict[str, Any], cancel: threading.Event, started: threading.Event | None = None
+) -> None:
     if started is not None:
         assert started.wait(DEADLINE)
     cancel.set()

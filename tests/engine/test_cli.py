@@ -32,7 +32,7 @@ def test_run_prints_the_result(tmp_path: Path) -> None:
     path = tmp_path / "hello.workflows.yaml"
     path.write_text(
         "main:\n  params: [args]\n  steps:\n    - r:\n"
-        "        return: ${args.name + \" \" + sys.get_env(\"SUFFIX\")}\n"
+        '        return: ${args.name + " " + sys.get_env("SUFFIX")}\n'
     )
     done = engine("run", str(path), "--data", '{"name": "Ada"}', "--env", "SUFFIX=Lovelace")
     assert done.returncode == 0, done.stderr
@@ -56,12 +56,25 @@ def test_run_rejects_an_invalid_file(tmp_path: Path) -> None:
 
 
 def test_serve_announces_and_stops_on_sigterm(tmp_path: Path) -> None:
-    (tmp_path / "hello.workflows.yaml").write_text("- r:\n    return: ${sys.get_env(\"K\")}\n")
+    (tmp_path / "hello.workflows.yaml").write_text('- r:\n    return: ${sys.get_env("K")}\n')
     env_file = tmp_path / ".env"
     env_file.write_text("# comment\nK=from-file\n")
     process = subprocess.Popen(
-        [sys.executable, "-m", "workflows.engine", "serve", str(tmp_path), "--port", "0",
-         "--env-file", str(env_file), "--project", "p", "--location", "l"],
+        [
+            sys.executable,
+            "-m",
+            "workflows.engine",
+            "serve",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--env-file",
+            str(env_file),
+            "--project",
+            "p",
+            "--location",
+            "l",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

@@ -43,7 +43,9 @@ def same(expected: Any, actual: Any) -> bool:
     if type(expected) is not type(actual):
         return False
     if isinstance(expected, dict):
-        return expected.keys() == actual.keys() and all(same(v, actual[k]) for k, v in expected.items())
+        return expected.keys() == actual.keys() and all(
+            same(v, actual[k]) for k, v in expected.items()
+        )
     if isinstance(expected, list):
         return len(expected) == len(actual) and all(map(same, expected, actual))
     return bool(expected == actual)
@@ -82,9 +84,12 @@ def test_case(case: dict[str, Any], http_server: str, refused_url: str) -> None:
         **case.get("env", {}),
     }
     clock = VirtualClock()
-    run = lambda: run_workflow(  # noqa: E731
-        workflow, case.get("argument"), env=env, clock=clock, project="proj", location="loc"
-    )
+
+    def run() -> Any:
+        return run_workflow(
+            workflow, case.get("argument"), env=env, clock=clock, project="proj", location="loc"
+        )
+
     if "error" in case:
         with pytest.raises(WorkflowError) as error:
             run()

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(not SCHEMA.exists(), reason="shared/schemas is n
 
 
 def write_cases(folder: Path) -> tuple[list[Path], list[Path]]:
-    valid, invalid = [], []
+    valid: list[Path] = []
+    invalid: list[Path] = []
     for path in sorted(CASES_DIR.glob("*.yaml")):
         for case in yaml.safe_load(path.read_text(encoding="utf-8")):
             if "syntax_error" in case:

@@ -61,5 +61,5 @@ def test_invalid_yaml_reports_the_line(tmp_path: Path) -> None:
 
 
 def test_workflow_id_comes_from_the_file_name(tmp_path: Path) -> None:
-    path = write(tmp_path, "- r:\n    return: ${sys.get_env(\"GOOGLE_CLOUD_WORKFLOW_ID\")}\n")
+    path = write(tmp_path, '- r:\n    return: ${sys.get_env("GOOGLE_CLOUD_WORKFLOW_ID")}\n')
     assert load_workflow(path).name == "marketing_analysis"

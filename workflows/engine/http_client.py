@@ -139,7 +139,9 @@ def request(method: str, args: dict[str, Any]) -> dict[str, Any]:
         if args.get("query") is not None:
             # `query` adds to the parameters already in the URL instead of replacing them.
             pairs: Any = _query_pairs(args["query"])
-            target = target.copy_merge_params(httpx.QueryParams(target.params.multi_items() + pairs))
+            target = target.copy_merge_params(
+                httpx.QueryParams(target.params.multi_items() + pairs)
+            )
         response = client().request(
             method, target, headers=headers, content=content, timeout=float(timeout)
         )
