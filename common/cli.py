@@ -5,7 +5,8 @@
     raptorflow cancel RUN_ID                   stop a run at its next check
     raptorflow status RUN_ID                   a run's state and totals
     raptorflow budget BUSINESS_ID              a business's budget right now
-    raptorflow register BUSINESS_ID --tier T   register (or re-tier) a business
+    raptorflow register BUSINESS_ID --tier T   register (or re-tier) a business, with overrides
+    raptorflow pause --reason TEXT | resume    the operator kill switch for every business
 
 `--local` starts the whole local stack for the run (Firestore emulator, every function,
 the workflow engine) and stops it afterwards; without it the CLI talks to whatever the
@@ -26,7 +27,7 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from common import lifecycle, progress, runs
-from common.budget import get_budget_status
+from common.budget import get_budget_status, set_paused
 from common.businesses import Business, save_business
 from common.errors import AppError
 from common.models import BusinessInput
@@ -203,8 +204,36 @@ def _budget(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
-    save_business(Business(business_id=args.business_id, name=args.name or "", tier=args.tier))
-    print(f"Business {args.business_id} registered on the {args.tier} tier.")
+    overrides = {
+        "daily_limit_usd": args.daily_limit_usd,
+        "monthly_limit_usd": args.monthly_limit_usd,
+        "max_icps": args.max_icps,
+    }
+    data = {"business_id": args.business_id, "name": args.name or "", "tier": args.tier}
+    try:
+        business = Business.model_validate({**data, "overrides": overrides})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise CliError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from error
+    save_business(business)
+    limits = business.limits
+    print(
+        f"Business {args.business_id} registered on the {args.tier} tier: "
+        f"${limits.daily_limit_usd}/day, ${limits.monthly_limit_usd}/month, "
+        f"up to {limits.max_icps} ICPs, models {', '.join(sorted(limits.model_tiers))}."
+    )
+    return 0
+
+
+def _pause(args: argparse.Namespace) -> int:
+    set_paused(True, args.reason)
+    print(f"RaptorFlow is paused for every business: {args.reason}")
+    return 0
+
+
+def _resume(_args: argparse.Namespace) -> int:
+    set_paused(False)
+    print("RaptorFlow is running again.")
     return 0
 
 
@@ -242,7 +271,14 @@ def parser() -> argparse.ArgumentParser:
     register.add_argument("business_id")
     register.add_argument("--tier", choices=["basic", "pro", "enterprise"], required=True)
     register.add_argument("--name")
+    register.add_argument("--daily-limit-usd", help="override the tier's daily limit")
+    register.add_argument("--monthly-limit-usd", help="override the tier's monthly limit")
+    register.add_argument("--max-icps", help="override the tier's ICP limit (3-9)")
     register.set_defaults(handler=_register)
+    pause = commands.add_parser("pause", help="operator kill switch: refuse every new task")
+    pause.add_argument("--reason", required=True)
+    pause.set_defaults(handler=_pause)
+    commands.add_parser("resume", help="lift the kill switch").set_defaults(handler=_resume)
     return root
 
 

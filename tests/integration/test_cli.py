@@ -81,3 +81,28 @@ def test_unknown_runs_and_businesses_are_reported_not_raised(
     assert "run no-such-run does not exist" in capsys.readouterr().err
     assert main(["budget", "no-such-business"]) == 2
     assert "unknown_business" in capsys.readouterr().err
+
+
+@pytest.mark.emulator
+def test_operators_register_overrides_and_pause_everything(
+    on_stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    business_id = f"ops-{uuid.uuid4().hex[:8]}"
+    assert main(["register", business_id, "--tier", "basic", "--daily-limit-usd", "-5"]) == 2
+    assert "daily_limit_usd: Input should be greater than 0" in capsys.readouterr().err
+    assert main(["register", business_id, "--tier", "basic", "--daily-limit-usd", "2.5"]) == 0
+    assert "$2.5/day" in capsys.readouterr().out
+    assert main(["pause", "--reason", "provider incident"]) == 0
+    assert main(["budget", business_id]) == 0
+    capsys.readouterr()
+    from common.budget import check_budget_before_task
+
+    allowed, decision = check_budget_before_task(
+        business_id, "sentence_summary", [{"role": "user", "content": "hello"}]
+    )
+    assert not allowed and decision.reason == "platform_paused"
+    assert main(["resume"]) == 0
+    allowed, _ = check_budget_before_task(
+        business_id, "sentence_summary", [{"role": "user", "content": "hello"}]
+    )
+    assert allowed
