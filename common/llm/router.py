@@ -584,6 +584,11 @@ def build_router(settings: Settings | None = None) -> Router:
                     api_key=gemini_key, base_url=settings.gemini_base_url, timeout_seconds=timeout
                 )
     if not providers:
+        if settings.app_mode == "production" and not settings.llm_offline:
+            logger.warning(
+                "no model provider configured: every answer will be an offline placeholder",
+                extra={"json_fields": {"looked_for": ["OPENAI_API_KEY", "GEMINI_API_KEY"]}},
+            )
         providers[catalogue.provider_order[0]] = OfflineProvider(
             latency_ms=settings.offline_latency_ms
         )
