@@ -627,7 +627,7 @@ class VertexVectorIndex:
             deployed_index_id=settings.vertex_deployed_index_id,
             index_client=index_client,
             match_client=match_client,
-            db=db(),
+            db=db(settings.project_id),
             collection=settings.vector_metadata_collection,
             timeout=settings.vertex_timeout_seconds,
         )

@@ -217,19 +217,14 @@ class FakeVertex:
     def predict(
         self, request: aiplatform_v1.PredictRequest, context: grpc.ServicerContext
     ) -> aiplatform_v1.PredictResponse:
-        from google.protobuf import json_format, struct_pb2
-
         with self._lock:
             self.predicts.append(request)
         self._maybe_fail(context)
         assert self.embed is not None, "set FakeVertex.embed to answer Predict"
-        predictions = []
-        for instance in request.instances:
-            content = json_format.MessageToDict(instance)["content"]
-            value = struct_pb2.Value()
-            json_format.ParseDict(
-                {"embeddings": {"values": self.embed(content), "statistics": {"token_count": 3}}},
-                value,
-            )
-            predictions.append(value)
-        return aiplatform_v1.PredictResponse(predictions=predictions)
+        response = aiplatform_v1.PredictResponse(deployed_model_id="")
+        # Repeated google.protobuf.Value fields take Python values only through extend().
+        response.predictions.extend(
+            {"embeddings": {"values": self.embed(instance["content"]), "statistics": {}}}
+            for instance in request.instances
+        )
+        return response
