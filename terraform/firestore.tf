@@ -1,15 +1,8 @@
 locals {
   # Composite indexes the code's queries need (collection group => ordered fields). The key
   # only names the resource.
+  # (Usage analytics filter on equalities only, which single-field indexes serve.)
   firestore_indexes = {
-    usage_by_business_time = {
-      collection = "usage"
-      fields     = [["business_id", "ASCENDING"], ["created_at", "ASCENDING"]]
-    }
-    usage_by_business_task_time = {
-      collection = "usage"
-      fields     = [["business_id", "ASCENDING"], ["task_type", "ASCENDING"], ["created_at", "ASCENDING"]]
-    }
     reservations_by_business_expiry = {
       collection = "reservations"
       fields     = [["business_id", "ASCENDING"], ["expires_at", "ASCENDING"]]
@@ -17,9 +10,10 @@ locals {
   }
 
   # Documents Firestore deletes on its own once the timestamp field has passed
-  # (collection group => field).
+  # (collection group => field). Reservations are released by the code at `expires_at`; TTL
+  # only purges them at `purge_at`, after every budget period they count in has ended.
   firestore_ttl_fields = {
-    reservations = "expires_at"
+    reservations = "purge_at"
   }
 }
 
@@ -55,29 +49,9 @@ resource "google_firestore_index" "two_fields" {
 
   lifecycle {
     precondition {
-      condition     = alltrue([for index in values(local.firestore_indexes) : contains([2, 3], length(index.fields))])
-      error_message = "Every entry of local.firestore_indexes needs 2 or 3 fields (add a resource block for more)."
+      condition     = alltrue([for index in values(local.firestore_indexes) : length(index.fields) == 2])
+      error_message = "Every entry of local.firestore_indexes needs 2 fields (add a resource block for more)."
     }
-  }
-}
-
-resource "google_firestore_index" "three_fields" {
-  for_each = { for name, index in local.firestore_indexes : name => index if length(index.fields) == 3 }
-
-  database   = google_firestore_database.main.name
-  collection = each.value.collection
-
-  fields {
-    field_path = each.value.fields[0][0]
-    order      = each.value.fields[0][1]
-  }
-  fields {
-    field_path = each.value.fields[1][0]
-    order      = each.value.fields[1][1]
-  }
-  fields {
-    field_path = each.value.fields[2][0]
-    order      = each.value.fields[2][1]
   }
 }
 

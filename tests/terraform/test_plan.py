@@ -344,16 +344,12 @@ def test_firestore_native_with_indexes_ttl_and_rules(plan: Plan) -> None:
         (i.values["collection"], tuple((f["field_path"], f["order"]) for f in i.values["fields"]))
         for i in plan.of_type("google_firestore_index")
     }
+    # The one query that needs a composite index: common.budget.release_expired.
     assert indexes == {
-        ("usage", (("business_id", "ASCENDING"), ("created_at", "ASCENDING"))),
-        (
-            "usage",
-            (("business_id", "ASCENDING"), ("task_type", "ASCENDING"), ("created_at", "ASCENDING")),
-        ),
         ("reservations", (("business_id", "ASCENDING"), ("expires_at", "ASCENDING"))),
     }
     (ttl,) = [f.values for f in plan.of_type("google_firestore_field") if f.values["ttl_config"]]
-    assert (ttl["collection"], ttl["field"]) == ("reservations", "expires_at")
+    assert (ttl["collection"], ttl["field"]) == ("reservations", "purge_at")
     assert ttl["index_config"] == [], "the TTL field keeps its automatic indexes"
 
     ruleset = plan.one("google_firebaserules_ruleset").values
