@@ -399,12 +399,13 @@ def check_budget_before_task(
     router: Router | None = None,
     allow_downgrade: bool = True,
     amount_nanos: int | None = None,
+    schema: type[BaseModel] | None = None,
     now: dt.datetime | None = None,
 ) -> tuple[bool, BudgetDecision]:
     """Would a task of `task_type` on `messages` fit in the business's budget right now?
 
     The estimate is `amount_nanos` when given, else the router's pre-flight upper bound for the
-    model the task would use.
+    model the task would use (answering with `schema`, when the task has one).
     With `allow_downgrade=False`, a task that needs a model tier the business may not use is
     refused (`model_tier_restricted`) instead of running on a smaller model.
 
@@ -416,10 +417,10 @@ def check_budget_before_task(
     now = now or utc_now()
     release_expired(business_id, now)
     allowed_tiers = business.limits.model_tiers
-    decision = router.route(task_type, messages, allowed_tiers=allowed_tiers)
+    decision = router.route(task_type, messages, allowed_tiers=allowed_tiers, schema=schema)
     estimate = amount_nanos
     if estimate is None:
-        estimate = router.estimate(task_type, messages, allowed_tiers=allowed_tiers)
+        estimate = router.estimate(task_type, messages, allowed_tiers=allowed_tiers, schema=schema)
     scopes, controls = counters.prepare(scopes_for(business, now), [controls_ref()])
     totals = counters.read(scopes)
     denial = _paused(controls) or next(

@@ -20,7 +20,7 @@ from common.budget import BudgetDecision, check_budget_before_task
 from common.errors import Conflict, InvalidInput, PaymentRequired
 from common.llm.base import InvalidRequest
 from common.models import PhaseName, Slug, Strict
-from common.phases import PHASES, PhaseRequest, stored_output
+from common.phases import PHASES, PhaseRequest, output_model, stored_output
 
 
 class GateRequest(PhaseRequest):
@@ -72,7 +72,9 @@ def check_phase(run_id: str, phase: PhaseName) -> BudgetDecision:
         if (output := stored_output(run_id, name)) is not None:
             earlier[name] = output
     messages = prompts.phase_messages(phase, run.input, dict(earlier))
-    allowed, decision = check_budget_before_task(run.business_id, spec.task_type, messages)
+    allowed, decision = check_budget_before_task(
+        run.business_id, spec.task_type, messages, schema=output_model(phase, run.input)
+    )
     if not allowed:
         raise PaymentRequired(decision.message, code=decision.reason)
     return decision

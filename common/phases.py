@@ -26,7 +26,7 @@ from common import progress, prompts
 from common.budget import BudgetLedger
 from common.businesses import get_business
 from common.errors import Busy, Conflict, PaymentRequired
-from common.llm import Completion, Router, get_router
+from common.llm import PHASE_TASKS, Completion, Router, get_router
 from common.llm.base import AllProvidersFailed, BudgetDenied
 from common.models import PHASE_OUTPUTS, BusinessInput, Icp, IcpOutput, PhaseName, Strict
 from common.settings import get_settings
@@ -40,36 +40,24 @@ logger = logging.getLogger(__name__)
 class Phase:
     name: PhaseName
     title: str
-    task_type: str
     weight: int  # points of the run's percent
     needs: tuple[PhaseName, ...]
+
+    @property
+    def task_type(self) -> str:
+        """The router's task type for this phase (its default complexity and output bound)."""
+        return PHASE_TASKS[self.name]
 
 
 PHASES: dict[PhaseName, Phase] = {
     phase.name: phase
     for phase in (
-        Phase("research", "Researching the market", "research_analysis", 20, ()),
-        Phase("positioning", "Choosing a positioning", "positioning_analysis", 15, ("research",)),
-        Phase(
-            "icps", "Profiling ideal customers", "icp_generation", 15, ("research", "positioning")
-        ),
-        Phase(
-            "strategy", "Setting the strategy", "strategy_analysis", 15, ("research", "positioning")
-        ),
-        Phase(
-            "content",
-            "Planning 12 weeks of content",
-            "content_calendar",
-            15,
-            ("positioning", "icps"),
-        ),
-        Phase(
-            "analytics",
-            "Designing measurement",
-            "analytics_projection",
-            15,
-            ("positioning", "icps", "strategy"),
-        ),
+        Phase("research", "Researching the market", 20, ()),
+        Phase("positioning", "Choosing a positioning", 15, ("research",)),
+        Phase("icps", "Profiling ideal customers", 15, ("research", "positioning")),
+        Phase("strategy", "Setting the strategy", 15, ("research", "positioning")),
+        Phase("content", "Planning 12 weeks of content", 15, ("positioning", "icps")),
+        Phase("analytics", "Designing measurement", 15, ("positioning", "icps", "strategy")),
     )
 }
 # Steps of a phase and their share (in tenths) of its weight; the model call is the long one.

@@ -28,7 +28,7 @@ from common.budget import check_budget_before_task
 from common.businesses import get_business
 from common.errors import Conflict, NotFound, PaymentRequired
 from common.models import BusinessInput
-from common.phases import PHASES
+from common.phases import PHASES, output_model
 from common.settings import get_settings
 from common.store import db
 
@@ -75,7 +75,10 @@ def start_run(
         )
     first = PHASES["research"]
     allowed, decision = check_budget_before_task(
-        business.business_id, first.task_type, prompts.phase_messages("research", business, {})
+        business.business_id,
+        first.task_type,
+        prompts.phase_messages("research", business, {}),
+        schema=output_model("research", business),
     )
     if not allowed:
         raise PaymentRequired(decision.message, code=decision.reason)
