@@ -1,7 +1,8 @@
 """Structured logging: one JSON object per line, in Cloud Logging's format.
 
 Callers pass fields with `extra={"json_fields": {...}}` (the key google-cloud-logging uses too).
-Never put a secret in a message or a field.
+Never put a secret in a message or a field; as a last line of defence, every secret value this
+process has read is replaced by "[REDACTED]" in whatever is written.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 import logging
 import sys
 from typing import Any
+
+from common.secrets import redact
 
 _SEVERITY = {
     logging.DEBUG: "DEBUG",
@@ -36,7 +39,7 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return redact(json.dumps(entry, default=str))
 
 
 def configure(level: int = logging.INFO) -> None:
