@@ -18,6 +18,8 @@ from common.vectors import VertexVectorIndex
 from ...unit.vectors.filter_cases import CASES, DATAPOINTS
 from .loopback import FakeVertex
 
+pytestmark = pytest.mark.emulator
+
 INDEX = "projects/proj-test/locations/europe-west1/indexes/123"
 ENDPOINT = "projects/proj-test/locations/europe-west1/indexEndpoints/456"
 DEPLOYED = "raptorflow_evidence"
