@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from common.processes import free_port, stop_group
 
 _JAR = Path("platform/cloud-firestore-emulator/cloud-firestore-emulator.jar")
 _MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
@@ -19,13 +18,6 @@ _MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
 
 class EmulatorError(RuntimeError):
     """The emulator cannot start; the message says what is missing."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _find_jar() -> Path:
@@ -54,14 +46,7 @@ class FirestoreEmulator:
 
     def stop(self) -> None:
         """Stop the emulator's whole process group (the JVM may fork)."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
 
     def reset(self, project_id: str) -> None:
         """Delete every document of one project."""

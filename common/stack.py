@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common import emulator
+from common.processes import free_port, stop_group
 
 if TYPE_CHECKING:
     from workflows.engine import ExecutionsServer
@@ -55,14 +55,7 @@ class FunctionProcess:
         return f"http://127.0.0.1:{self.port}/"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
 
 
 @dataclass
@@ -119,7 +112,7 @@ def _wait_for_port(function: FunctionProcess, deadline: float) -> None:
 
 
 def _start_function(name: str, env: Mapping[str, str], log_dir: Path) -> FunctionProcess:
-    port = emulator.free_port()
+    port = free_port()
     log_path = log_dir / f"function-{name}.log"
     command = [
         sys.executable,

@@ -63,6 +63,10 @@ def act_when(
     return runs.watch(run_id, check, timeout=120)
 
 
+def positioning_running(run: progress.Run) -> bool:
+    return run.phases.get("positioning", {}).get("status") == "running"
+
+
 @pytest.mark.emulator
 def test_a_full_run_succeeds_and_a_listener_sees_percent_rise_to_100(
     on_stack: LocalStack, business_input: BusinessInput
@@ -116,9 +120,6 @@ def test_a_cancelled_run_ends_cancelled_and_keeps_its_finished_phases(
     register(business)
     run_id = runs.start_run(business)
 
-    def positioning_running(run: progress.Run) -> bool:
-        return run.phases.get("positioning", {}).get("status") == "running"
-
     final = act_when(run_id, positioning_running, lambda: runs.cancel_run(run_id))
 
     assert final.status == "cancelled" and final.stop_reason == "run_cancelled"
@@ -143,9 +144,6 @@ def test_a_run_that_runs_out_of_budget_ends_budget_exceeded_keeping_its_phases(
     def exhaust_budget() -> None:
         spent = progress.get_run(run_id).cost_nanos
         register(business, overrides={"daily_limit_usd": str(max(spent, 1) / 1e9)})
-
-    def positioning_running(run: progress.Run) -> bool:
-        return run.phases.get("positioning", {}).get("status") == "running"
 
     final = act_when(run_id, positioning_running, exhaust_budget)
 
