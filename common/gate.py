@@ -14,13 +14,20 @@ from typing import Any
 
 from pydantic import Field
 
-from common import progress, prompts
+from common import progress
 from common.api import validate
 from common.budget import BudgetDecision, check_budget_before_task
 from common.errors import Conflict, InvalidInput, PaymentRequired
 from common.llm.base import InvalidRequest
 from common.models import PhaseName, Slug, Strict
-from common.phases import PHASES, PhaseRequest, output_model, stored_output
+from common.phases import (
+    PHASES,
+    PhaseRequest,
+    earlier_outputs,
+    messages_for,
+    output_model,
+    stored_output,
+)
 
 
 class GateRequest(PhaseRequest):
@@ -67,11 +74,7 @@ def check_phase(run_id: str, phase: PhaseName) -> BudgetDecision:
     spec = PHASES[phase]
     if stored_output(run_id, phase) is not None:
         return BudgetDecision.free(run.business_id, run.tier, spec.task_type)
-    earlier: dict[PhaseName, Strict] = {}
-    for name in spec.needs:
-        if (output := stored_output(run_id, name)) is not None:
-            earlier[name] = output
-    messages = prompts.phase_messages(phase, run.input, dict(earlier))
+    messages = messages_for(run, spec, earlier_outputs(run_id, spec, required=False))
     allowed, decision = check_budget_before_task(
         run.business_id, spec.task_type, messages, schema=output_model(phase, run.input)
     )

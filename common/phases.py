@@ -22,13 +22,21 @@ from google.api_core import exceptions
 from google.cloud import firestore
 from pydantic import BaseModel, Field, create_model
 
-from common import progress, prompts
+from common import evidence, progress, prompts
 from common.budget import BudgetLedger
 from common.businesses import get_business
 from common.errors import Busy, Conflict, PaymentRequired
 from common.llm import PHASE_TASKS, Completion, Router, get_router
-from common.llm.base import AllProvidersFailed, BudgetDenied
-from common.models import PHASE_OUTPUTS, BusinessInput, Icp, IcpOutput, PhaseName, Strict
+from common.llm.base import AllProvidersFailed, BudgetDenied, Message
+from common.models import (
+    PHASE_OUTPUTS,
+    BusinessInput,
+    Icp,
+    IcpOutput,
+    PhaseName,
+    ResearchOutput,
+    Strict,
+)
 from common.settings import get_settings
 from common.store import db
 
@@ -196,21 +204,22 @@ def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) ->
         return _result(run_id, phase, stored.to_dict() or {}, replayed=True)
     if run.status != "running":
         raise Conflict(f"run {run_id} is {run.status}", code="run_not_running")
-    earlier: dict[PhaseName, BaseModel] = {}
-    for name in spec.needs:
-        output = stored_output(run_id, name)
-        if output is None:
-            raise Conflict(f"phase {phase} needs {name} to finish first", code="phase_out_of_order")
-        earlier[name] = output
+    earlier = earlier_outputs(run_id, spec, required=True)
 
     with _lease(run_id, phase):
         _report_step(
-            run_id, spec, 0, step=spec.title, updates={f"phases.{phase}.status": "running"}
+            run_id,
+            spec,
+            0,
+            step=f"{spec.title}: retrieving evidence",
+            updates={f"phases.{phase}.status": "running"},
         )
-        messages = prompts.phase_messages(phase, run.input, earlier)
+        messages = messages_for(run, spec, earlier)
         business = get_business(run.business_id)
         _report_step(run_id, spec, 1, step=f"{spec.title}: asking the model")
         completion = _ask(router or get_router(), spec, run, business, messages)
+        if isinstance(completion.parsed, ResearchOutput):
+            evidence.remember(run_id, run.input, completion.parsed)
         _report_step(
             run_id,
             spec,
@@ -220,6 +229,28 @@ def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) ->
         )
         duration_ms = (time.monotonic() - started) * 1000
         return _store(run_id, spec, completion, duration_ms)
+
+
+def earlier_outputs(run_id: str, spec: Phase, *, required: bool) -> dict[PhaseName, Strict]:
+    """The stored outputs of the phases `spec` builds on (`Conflict` if one is missing and
+    `required`; otherwise the missing ones are left out)."""
+    earlier: dict[PhaseName, Strict] = {}
+    for name in spec.needs:
+        output = stored_output(run_id, name)
+        if output is not None:
+            earlier[name] = output
+        elif required:
+            raise Conflict(
+                f"phase {spec.name} needs {name} to finish first", code="phase_out_of_order"
+            )
+    return earlier
+
+
+def messages_for(run: progress.Run, spec: Phase, earlier: dict[PhaseName, Strict]) -> list[Message]:
+    """The phase's prompt: the business, the earlier results, and the business's stored
+    evidence most relevant to this phase's task."""
+    found = evidence.recall(run.business_id, f"{run.input.name}: {prompts.INSTRUCTIONS[spec.name]}")
+    return prompts.phase_messages(spec.name, run.input, dict(earlier), found)
 
 
 def _ask(

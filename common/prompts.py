@@ -7,6 +7,7 @@ ground its placeholder text) and the earlier phases' results it builds on.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from pydantic import BaseModel
 
@@ -66,7 +67,7 @@ def business_line(business: BusinessInput) -> str:
 def phase_messages(
     phase: PhaseName,
     business: BusinessInput,
-    earlier: dict[PhaseName, BaseModel],
+    earlier: Mapping[PhaseName, BaseModel],
     evidence: list[str] | None = None,
 ) -> list[Message]:
     """The system and user messages for one phase."""

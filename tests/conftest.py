@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from google.cloud import firestore
@@ -19,6 +20,7 @@ def _hermetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     test points a provider at a loopback server itself."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DOTENV_PATH", str(tmp_path_factory.mktemp("env") / "absent.env"))
+        patch.setenv("VECTOR_DIR", str(tmp_path_factory.mktemp("vectors")))
         for name in ("OPENAI_API_KEY", "GEMINI_API_KEY", "APP_MODE"):
             patch.delenv(name, raising=False)
         get_settings.cache_clear()
@@ -42,11 +44,15 @@ def firestore_emulator() -> Iterator[emulator.FirestoreEmulator]:
 
 @pytest.fixture
 def project_id(
-    firestore_emulator: emulator.FirestoreEmulator, monkeypatch: pytest.MonkeyPatch
+    firestore_emulator: emulator.FirestoreEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> Iterator[str]:
-    """A fresh project id on the emulator, made the configured project for this test."""
+    """A fresh project id on the emulator, made the configured project for this test (with a
+    vector index of its own)."""
     project = f"test-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
+    monkeypatch.setenv("VECTOR_DIR", str(tmp_path / "vectors"))
     get_settings.cache_clear()
     yield project
     get_settings.cache_clear()

@@ -106,7 +106,11 @@ def local_stack(
     running = stack.start(
         project,
         log_dir=tmp_path_factory.mktemp("stack-logs"),
-        function_env={"OFFLINE_LATENCY_MS": "400", "DOTENV_PATH": "/nonexistent/.env"},
+        function_env={
+            "OFFLINE_LATENCY_MS": "400",
+            "DOTENV_PATH": "/nonexistent/.env",
+            "VECTOR_DIR": str(tmp_path_factory.mktemp("stack-vectors")),
+        },
         firestore=firestore_emulator,
     )
     yield running

@@ -1,0 +1,72 @@
+"""A business's evidence, searchable by meaning: research stores it, later phases retrieve it.
+
+The research phase stores the business's own description and its findings (situation summary,
+evidence claims, competitor rungs) as embeddings with `business_id`, `run_id` and `kind`
+metadata. Each later phase asks for the snippets closest to its task, filtered to the same
+business, so its prompt carries the most relevant evidence — from this run and earlier ones.
+Ids are deterministic (`{run_id}.{n}`), so storing again after a retry replaces, never adds.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from common import log
+from common.embeddings import embed
+from common.models import BusinessInput, ResearchOutput
+from common.vectors import vector_index
+
+logger = logging.getLogger(__name__)
+RECALL_TOP_K = 6
+
+
+def snippets(business: BusinessInput, research: ResearchOutput) -> list[tuple[str, str]]:
+    """(kind, text) pairs worth finding again: short, self-contained statements."""
+    found = [
+        ("description", f"{business.name}: {business.description}"),
+        ("situation", research.situation_analysis.summary),
+    ]
+    found += [
+        ("evidence", f"{item.claim} (source: {item.source}; confidence {item.confidence})")
+        for item in research.evidence
+    ]
+    found += [
+        (
+            "competitor",
+            f"#{rung.rank} {rung.competitor} holds '{rung.position_held}'; "
+            f"weakness to exploit: {rung.weakness_to_exploit}",
+        )
+        for rung in research.competitor_ladder
+    ]
+    return found
+
+
+def remember(run_id: str, business: BusinessInput, research: ResearchOutput) -> int:
+    """Store the research's snippets for later phases (and later runs). Returns how many."""
+    found = snippets(business, research)
+    texts = [text for _, text in found]
+    vector_index().add_embeddings(
+        [f"{run_id}.{n}" for n in range(len(found))],
+        embed(texts, kind="document"),
+        [
+            {"business_id": business.business_id, "run_id": run_id, "kind": kind, "text": text}
+            for kind, text in found
+        ],
+    )
+    logger.info(
+        "evidence stored",
+        extra=log.fields(event="evidence_stored", run_id=run_id, snippets=len(found)),
+    )
+    return len(found)
+
+
+def recall(business_id: str, query: str, top_k: int = RECALL_TOP_K) -> list[str]:
+    """The stored snippets of `business_id` most relevant to `query`, best first, no repeats."""
+    (vector,) = embed([query], kind="query")
+    matches = vector_index().search(vector, top_k=top_k * 2, filter={"business_id": business_id})
+    texts: list[str] = []
+    for match in matches:
+        text = str(match.metadata.get("text", ""))
+        if text and text not in texts:
+            texts.append(text)
+    return texts[:top_k]

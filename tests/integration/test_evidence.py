@@ -1,0 +1,50 @@
+"""Research stores the business's evidence; later phases get the most relevant of it, and
+only their own business's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from common import evidence, progress
+from common.phases import PHASES, earlier_outputs, messages_for, run_phase, stored_output
+
+
+@pytest.mark.emulator
+def test_later_phases_are_prompted_with_their_business_evidence(
+    new_run: Callable[..., str],
+) -> None:
+    ours = new_run()
+    theirs = new_run(business_id="other-shop", name="Other Shop", industry="Plumbing supplies")
+    run_phase(ours, "research")
+    run_phase(theirs, "research")
+
+    research = stored_output(ours, "research")
+    assert research is not None
+    run = progress.get_run(ours)
+    prompt = messages_for(
+        run, PHASES["positioning"], earlier_outputs(ours, PHASES["positioning"], required=True)
+    )
+    text = prompt[1]["content"]
+    assert "RELEVANT_EVIDENCE" in text
+    assert "Other Shop" not in text.split("RELEVANT_EVIDENCE")[1]
+
+    found = evidence.recall("tidewater-coffee", "competitors and their weaknesses")
+    assert found and all("Other Shop" not in snippet for snippet in found)
+    claims = {item.claim for item in research.evidence}
+    assert any(claim in snippet for snippet in found for claim in claims) or any(
+        "weakness to exploit" in snippet for snippet in found
+    )
+
+
+@pytest.mark.emulator
+def test_storing_evidence_again_replaces_it(new_run: Callable[..., str]) -> None:
+    run_id = new_run()
+    run_phase(run_id, "research")
+    research = stored_output(run_id, "research")
+    assert research is not None
+    business = progress.get_run(run_id).input
+    count = evidence.remember(run_id, business, research)  # a retried phase stores again
+    found = evidence.recall(business.business_id, business.description, top_k=50)
+    assert len(found) == count  # no duplicates
