@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from common import evidence, progress
+from common.models import ResearchOutput
 from common.phases import PHASES, earlier_outputs, messages_for, run_phase, stored_output
 
 
@@ -21,7 +22,7 @@ def test_later_phases_are_prompted_with_their_business_evidence(
     run_phase(theirs, "research")
 
     research = stored_output(ours, "research")
-    assert research is not None
+    assert isinstance(research, ResearchOutput)
     run = progress.get_run(ours)
     prompt = messages_for(
         run, PHASES["positioning"], earlier_outputs(ours, PHASES["positioning"], required=True)
@@ -43,7 +44,7 @@ def test_storing_evidence_again_replaces_it(new_run: Callable[..., str]) -> None
     run_id = new_run()
     run_phase(run_id, "research")
     research = stored_output(run_id, "research")
-    assert research is not None
+    assert isinstance(research, ResearchOutput)
     business = progress.get_run(run_id).input
     count = evidence.remember(run_id, business, research)  # a retried phase stores again
     found = evidence.recall(business.business_id, business.description, top_k=50)
