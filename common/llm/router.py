@@ -550,13 +550,17 @@ def _total(records: Sequence[AttemptRecord]) -> TokenUsage:
     )
 
 
+class NoProviderConfigured(RuntimeError):
+    """Production has no model provider and offline placeholders were not asked for."""
+
+
 def build_router(settings: Settings | None = None) -> Router:
     """A router configured from settings and the secrets that are present.
 
     OpenAI when OPENAI_API_KEY is set (or `openai_base_url` points at a self-hosted server that
     needs no key); Gemini when GEMINI_API_KEY is set or `gemini_use_vertex` is on; the offline
-    provider, priced as the first catalogue provider's models, when neither is configured or
-    `llm_offline` is on.
+    provider, priced as the first catalogue provider's models, when `llm_offline` is on or, in
+    development, when neither is configured; in production that raises `NoProviderConfigured`.
     """
     settings = settings or get_settings()
     catalogue = default_catalogue(settings.model_catalogue_path)
@@ -585,9 +589,11 @@ def build_router(settings: Settings | None = None) -> Router:
                 )
     if not providers:
         if settings.app_mode == "production" and not settings.llm_offline:
-            logger.warning(
-                "no model provider configured: every answer will be an offline placeholder",
-                extra={"json_fields": {"looked_for": ["OPENAI_API_KEY", "GEMINI_API_KEY"]}},
+            # Placeholders sold as strategy would be worse than an error.
+            raise NoProviderConfigured(
+                "no model provider is configured in production: add OPENAI_API_KEY or "
+                "GEMINI_API_KEY to Secret Manager (or enable GEMINI_USE_VERTEX), or set "
+                "LLM_OFFLINE=true to serve offline placeholders on purpose"
             )
         providers[catalogue.provider_order[0]] = OfflineProvider(
             latency_ms=settings.offline_latency_ms
