@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, create_model
 
 from common import evidence, progress, prompts
 from common.budget import BudgetLedger
-from common.businesses import get_business
+from common.businesses import Business, get_business
 from common.errors import Busy, Conflict, PaymentRequired
 from common.llm import PHASE_TASKS, Completion, Router, get_router
 from common.llm.base import AllProvidersFailed, BudgetDenied, Message
@@ -163,7 +163,9 @@ def _lease(run_id: str, phase: PhaseName) -> Iterator[None]:
                 f"phase {phase} of run {run_id} is already running", code="phase_in_progress"
             ) from None
         try:  # the holder died: take over, unless another instance just did
-            acquired = ref.set(lease, option=db().write_option(last_update_time=held.update_time))
+            acquired = ref.update(
+                lease, option=db().write_option(last_update_time=held.update_time)
+            )
         except (exceptions.FailedPrecondition, exceptions.NotFound):
             raise Busy(
                 f"phase {phase} of run {run_id} is already running", code="phase_in_progress"
@@ -257,8 +259,8 @@ def _ask(
     router: Router,
     spec: Phase,
     run: progress.Run,
-    business: Any,
-    messages: list[Any],
+    business: Business,
+    messages: list[Message],
 ) -> Completion[Strict]:
     try:
         return router.execute(

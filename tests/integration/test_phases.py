@@ -189,3 +189,34 @@ def test_an_unknown_run_gets_404_and_writes_nothing(
     assert response.status_code == 404
     assert response.json is not None and response.json["error"]["code"] == "run_not_found"
     assert document_paths(db) == set()
+
+
+@pytest.mark.emulator
+def test_a_phase_another_instance_is_running_is_busy_until_its_lease_expires(
+    new_run: Callable[..., str], function_client: FunctionClient
+) -> None:
+    import datetime as dt
+
+    from common.phases import LEASES
+
+    run_id = new_run()
+    lease = progress.run_ref(run_id).collection(LEASES).document("research")
+    lease.create(
+        {
+            "holder": "other-instance",
+            "expires_at": dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5),
+        }
+    )
+    response = function_client("research").post("/", json={"run_id": run_id})
+    assert response.status_code == 503  # the workflow retries it
+    assert response.json is not None and response.json["error"]["code"] == "phase_in_progress"
+    assert not phase_ref(run_id, "research").get().exists
+
+    lease.set(
+        {
+            "holder": "other-instance",
+            "expires_at": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1),
+        }
+    )
+    assert run_phase(run_id, "research").replayed is False  # the dead holder's lease is taken over
+    assert not lease.get().exists
