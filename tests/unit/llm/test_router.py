@@ -522,4 +522,3 @@ def test_attempt_bound_uses_long_context_prices_when_the_prompt_could_exceed_200
     prompt = prompt_token_bound("gemini", request.messages, None)
     assert prompt > 200_000  # 180k o200k tokens x the Gemini margin
     assert attempt_upper_bound(pro, "gemini", request) == prompt * 2_500 + (1000 + 1024) * 15_000
-
