@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from common import budget, log, progress, usage
 from common.businesses import get_business
-from common.errors import Conflict
+from common.errors import Busy, Conflict
 from common.models import PHASE_ORDER, Strict
 from common.store import db
 
@@ -208,4 +208,4 @@ def transition(
             ),
         )
         return summarize(final)
-    raise Conflict(f"run {run_id} is changing too fast; try again", code="contention")
+    raise Busy(f"run {run_id} is changing too fast; try again", code="contention")
