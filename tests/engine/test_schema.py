@@ -1,6 +1,6 @@
 """Every conformance workflow also passes the SchemaStore schema, except the documented differences.
 
-The schema (shared/schemas/workflows.schema.json) types backoff values as integers and does not
+The schema (see tests/schemas.py) types backoff values as integers and does not
 allow expressions there; Workflows accepts both. Cases marked `schema_valid: false` exercise those
 (and one deliberately invalid auth type); the test checks the schema still rejects exactly them,
 so a fixed schema shows up here.
@@ -12,15 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT.parent / "shared" / "schemas" / "workflows.schema.json"
+from tests.schemas import WORKFLOWS_SCHEMA
+
+SCHEMA = WORKFLOWS_SCHEMA
 CASES_DIR = Path(__file__).parent / "cases"
 CHECK = Path(sys.executable).parent / "check-jsonschema"
-
-pytestmark = pytest.mark.skipif(not SCHEMA.exists(), reason="shared/schemas is not beside the repo")
 
 
 def write_cases(folder: Path) -> tuple[list[Path], list[Path]]:

@@ -12,17 +12,11 @@ from typing import Any
 import yaml
 
 from common.stack import WORKFLOWS_DIR, function_names, url_variable
+from tests.schemas import WORKFLOWS_SCHEMA
 from workflows.engine import load_workflow
 
 WORKFLOW = WORKFLOWS_DIR / "marketing_analysis.workflows.yaml"
-# SchemaStore's Workflows schema (Apache-2.0): the shared copy beside the repository when there is
-# one, else the copy vendored in tests/data.
-SHARED_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "workflows.schema.json"
-SCHEMA = (
-    SHARED_SCHEMA
-    if SHARED_SCHEMA.exists()
-    else Path(__file__).parents[1] / "data" / SHARED_SCHEMA.name
-)
+SCHEMA = WORKFLOWS_SCHEMA
 
 
 def calls(node: Any) -> Iterator[dict[str, Any]]:
