@@ -26,9 +26,10 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from common import lifecycle, progress, runs
+from common import lifecycle, progress, runs, stack
 from common.budget import get_budget_status, set_paused
 from common.businesses import Business, save_business
+from common.emulator import EmulatorError
 from common.errors import AppError
 from common.models import BusinessInput
 from common.phases import phase_ref
@@ -155,8 +156,6 @@ def follow(run_id: str, out: TextIO | None = None) -> progress.Run:
 def _run(args: argparse.Namespace) -> int:
     business = _load_business(args.business or SAMPLE)
     if args.local:
-        from common import stack  # local-only; keeps this import off deployed code paths
-
         print("Starting the local stack (Firestore emulator, functions, workflow engine)...")
         function_env = {"OFFLINE_LATENCY_MS": os.environ.get("OFFLINE_LATENCY_MS", "800")}
         with stack.running(function_env=function_env) as local:
@@ -286,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (CliError, AppError) as error:
+    except (CliError, AppError, EmulatorError, stack.StackError) as error:
         code = f" ({error.code})" if isinstance(error, AppError) else ""
         print(f"error: {error}{code}", file=sys.stderr)
         return 2

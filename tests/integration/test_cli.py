@@ -44,6 +44,9 @@ def test_run_shows_progress_and_a_summary_and_exports_the_results(
     assert set(exported["results"]) == set(PHASE_ORDER)
     assert exported["summary"]["status"] == "succeeded"
 
+    assert main(["watch", run_id]) == 0  # an ended run: its summary at once
+    assert "SUCCEEDED" in capsys.readouterr().out
+
     assert main(["status", run_id, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["status"] == "succeeded" and status["percent"] == 100
@@ -106,3 +109,11 @@ def test_operators_register_overrides_and_pause_everything(
         business_id, "sentence_summary", [{"role": "user", "content": "hello"}]
     )
     assert allowed
+
+
+def test_a_missing_java_is_a_clear_message_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["run", "--local"]) == 2
+    assert "Java was not found on PATH" in capsys.readouterr().err
