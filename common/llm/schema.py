@@ -41,24 +41,13 @@ _OPENAI_KEYWORDS = frozenset(
         "format",
     }
 )
-# Keywords Gemini's `responseJsonSchema` accepts that we use.
-_GEMINI_KEYWORDS = frozenset(
-    {
-        "type",
-        "description",
-        "properties",
-        "required",
-        "additionalProperties",
-        "items",
-        "enum",
-        "anyOf",
-        "minItems",
-        "maxItems",
-        "minimum",
-        "maximum",
-        "format",
-    }
-)
+# Keywords Gemini's `responseJsonSchema` accepts that we use: OpenAI's, less these.
+_GEMINI_KEYWORDS = _OPENAI_KEYWORDS - {
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "pattern",
+}
 _CHILD_MAPS = ("properties",)
 _CHILD_LISTS = ("anyOf", "prefixItems")
 _CHILD_SCHEMAS = ("items", "additionalProperties")
