@@ -34,7 +34,7 @@ from common import counters, log, progress, usage
 from common.businesses import Business, get_business
 from common.counters import Scope, Totals, moved
 from common.llm import Router, get_router
-from common.llm.base import AttemptRecord, BudgetDenied, Message
+from common.llm.base import NANOS_PER_USD, AttemptRecord, BudgetDenied, Message
 from common.settings import get_settings
 from common.store import db
 from common.tiers import platform_limits
@@ -73,7 +73,7 @@ def scopes_for(business: Business, now: dt.datetime) -> list[Scope]:
     limits = business.limits
     platform = platform_limits()
     cap = get_settings().platform_daily_cap_usd
-    platform_cap = int(cap * 1_000_000_000) if cap is not None else platform.daily_cap_nanos
+    platform_cap = int(cap * NANOS_PER_USD) if cap is not None else platform.daily_cap_nanos
     bid = business.business_id
     return [
         Scope(
@@ -130,10 +130,12 @@ class Held:
     @classmethod
     def read(cls, key: str) -> Held | None:
         snapshot = db().collection(RESERVATIONS).document(key).get()
-        if not snapshot.exists:
-            return None
+        return cls.from_snapshot(snapshot) if snapshot.exists else None
+
+    @classmethod
+    def from_snapshot(cls, snapshot: firestore.DocumentSnapshot[Any]) -> Held:
         data = snapshot.to_dict() or {}
-        return cls(key, int(data["amount_nanos"]), list(data["counters"]))
+        return cls(snapshot.id, int(data["amount_nanos"]), list(data["counters"]))
 
     def end_in(self, batch: firestore.WriteBatch, **change: int) -> None:
         """Delete the reservation and apply `change` to its shards in `batch`, which then fails
@@ -345,8 +347,7 @@ def release_expired(business_id: str, now: dt.datetime) -> int:
     )
     released = 0
     for snapshot in query.stream():
-        data = snapshot.to_dict() or {}
-        if _give_back(Held(snapshot.id, int(data["amount_nanos"]), list(data["counters"]))):
+        if _give_back(Held.from_snapshot(snapshot)):
             released += 1
             logger.warning(
                 "expired reservation released",
@@ -420,7 +421,7 @@ def check_budget_before_task(
     decision = router.route(task_type, messages, allowed_tiers=allowed_tiers, schema=schema)
     estimate = amount_nanos
     if estimate is None:
-        estimate = router.estimate(task_type, messages, allowed_tiers=allowed_tiers, schema=schema)
+        estimate = router.upper_bound(decision, messages, schema)
     scopes, controls = counters.prepare(scopes_for(business, now), [controls_ref()])
     totals = counters.read(scopes)
     denial = _paused(controls) or next(

@@ -10,7 +10,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.processes import free_port, stop_group
+from common.processes import free_port, stop_groups
 
 _JAR = Path("platform/cloud-firestore-emulator/cloud-firestore-emulator.jar")
 _MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
@@ -46,7 +46,7 @@ class FirestoreEmulator:
 
     def stop(self) -> None:
         """Stop the emulator's whole process group (the JVM may fork)."""
-        stop_group(self.process)
+        stop_groups(self.process)
 
     def reset(self, project_id: str) -> None:
         """Delete every document of one project."""

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 
 def free_port() -> int:
@@ -16,16 +17,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def stop_group(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
-    """Stop a process started with `start_new_session=True` and everything it forked
-    (the JVM, gunicorn's workers): SIGTERM, then SIGKILL after `timeout` seconds."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+def stop_groups(*processes: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Stop processes started with `start_new_session=True` and everything they forked (the JVM,
+    gunicorn's workers): SIGTERM to every group at once, SIGKILL to what is left after
+    `timeout` seconds."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -64,8 +64,9 @@ class Run(BaseModel):
         return self.cost_nanos / 1e9
 
 
-def run_ref(run_id: str, client: firestore.Client | None = None) -> firestore.DocumentReference:
-    return (client or db()).collection(RUNS).document(run_id)
+def run_ref(run_id: str) -> firestore.DocumentReference:
+    ref: firestore.DocumentReference = db().collection(RUNS).document(run_id)
+    return ref
 
 
 def get_run(run_id: str) -> Run:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common import emulator
-from common.processes import free_port, stop_group
+from common.processes import free_port, stop_groups
 
 if TYPE_CHECKING:
     from workflows.engine import ExecutionsServer
@@ -54,9 +54,6 @@ class FunctionProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def stop(self) -> None:
-        stop_group(self.process)
-
 
 @dataclass
 class LocalStack:
@@ -67,7 +64,6 @@ class LocalStack:
     owns_firestore: bool = True
     functions: dict[str, FunctionProcess] = field(default_factory=dict)
     engine: ExecutionsServer | None = None
-    engine_address: str = ""
 
     @property
     def client_env(self) -> dict[str, str]:
@@ -75,7 +71,7 @@ class LocalStack:
             "FIRESTORE_EMULATOR_HOST": self.firestore.host,
             "GOOGLE_CLOUD_PROJECT": self.project_id,
             "REGION": LOCATION,
-            "EXECUTIONS_ENDPOINT": self.engine_address,
+            "EXECUTIONS_ENDPOINT": self.engine.address if self.engine else "",
         }
 
     @property
@@ -87,8 +83,7 @@ class LocalStack:
         """Stop everything, the engine first so no new call reaches a stopping function."""
         if self.engine is not None:
             self.engine.stop()
-        for function in self.functions.values():
-            function.stop()
+        stop_groups(*(function.process for function in self.functions.values()))
         if self.owns_firestore:
             self.firestore.stop()
 
@@ -169,7 +164,6 @@ def start(
             WORKFLOWS_DIR, port=0, env=stack.workflow_env, project=project_id, location=LOCATION
         )
         stack.engine = server
-        stack.engine_address = server.address
     except BaseException:
         stack.stop()
         raise

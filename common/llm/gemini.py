@@ -39,32 +39,15 @@ from common.llm.base import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
-    ReasoningEffort,
     TokenUsage,
 )
 from common.llm.schema import gemini_schema
+from common.llm.thinking import thinking_budget
 
 PROVIDER = "gemini"
-_THINKING_BUDGET: dict[ReasoningEffort, int] = {
-    "minimal": 0,
-    "low": 1024,
-    "medium": 4096,
-    "high": 16384,
-}
-# Gemini 2.5 Pro cannot turn thinking off; 128 tokens is the smallest budget it takes.
-_PRO_MIN_THINKING_BUDGET = 128
-_DEFAULT_EFFORT: ReasoningEffort = "low"
 _TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
 _TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
 _BAD_FINISH = {"MAX_TOKENS", "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII"}
-
-
-def thinking_budget(model: str, effort: ReasoningEffort | None) -> int:
-    """The thinking budget (tokens) sent for `effort` on `model`; see the module docstring."""
-    budget = _THINKING_BUDGET[effort or _DEFAULT_EFFORT]
-    if "pro" in model:
-        budget = max(budget, _PRO_MIN_THINKING_BUDGET)
-    return budget
 
 
 class GeminiProvider:

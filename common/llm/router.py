@@ -41,11 +41,10 @@ from common.llm.base import (
 from common.llm.catalogue import TIERS, Catalogue, ModelSpec, ProviderName, default_catalogue
 from common.llm.complexity import classify
 from common.llm.fallback import CircuitBreaker, FallbackProvider, Target
-from common.llm.gemini import GeminiProvider, thinking_budget
 from common.llm.offline import OfflineProvider
-from common.llm.openai import OpenAIProvider
 from common.llm.schema import JsonSchema, response_schema, schema_name
 from common.llm.tasks import DEFAULT_REASONING_EFFORT, task_profile
+from common.llm.thinking import thinking_budget
 from common.llm.tokens import count_prompt, prompt_token_bound
 from common.secrets import find_secret
 from common.settings import Settings, get_settings
@@ -430,6 +429,15 @@ class Router:
             reasoning_effort=reasoning_effort,
             schema=schema,
         )
+        return self.upper_bound(decision, messages, schema)
+
+    def upper_bound(
+        self,
+        decision: RoutingDecision,
+        messages: Sequence[Message],
+        schema: type[BaseModel] | None = None,
+    ) -> int:
+        """`estimate` for a call already routed (so a caller needing both routes once)."""
         request = self._request(decision, messages, schema)
         spec = self.catalogue.model(decision.model)
         return attempt_upper_bound(spec, decision.provider, request)
@@ -562,6 +570,10 @@ def build_router(settings: Settings | None = None) -> Router:
     provider, priced as the first catalogue provider's models, when `llm_offline` is on or, in
     development, when neither is configured; in production that raises `NoProviderConfigured`.
     """
+    # The provider SDKs take ~0.4 s to import: only load those a configured provider needs.
+    from common.llm.gemini import GeminiProvider
+    from common.llm.openai import OpenAIProvider
+
     settings = settings or get_settings()
     catalogue = default_catalogue(settings.model_catalogue_path)
     timeout = settings.llm_timeout_seconds

@@ -32,8 +32,8 @@ from common.llm.base import (
     TokenUsage,
 )
 from common.llm.catalogue import default_catalogue
-from common.llm.gemini import thinking_budget
 from common.llm.router import attempt_upper_bound
+from common.llm.thinking import thinking_budget
 from common.llm.tokens import prompt_token_bound
 from common.models import PositioningOutput, SelectedPositioning
 from common.settings import get_settings
