@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
-SOURCES := common functions workflows tests bench
+SOURCES := common local functions workflows tests bench
 
 .PHONY: venv run test lint typecheck pytest validate-terraform deploy clean
 

@@ -18,11 +18,12 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from common import counters, emulator
-from common.budget import BudgetLedger, scopes_for, utc_now
-from common.businesses import Business, save_business
+from common.budget import counters
+from common.budget.businesses import Business, save_business
+from common.budget.ledger import BudgetLedger, scopes_for, utc_now
 from common.llm.base import AttemptRecord, BudgetDenied, TokenUsage
-from common.settings import get_settings
+from common.platform.settings import get_settings
+from local import emulator
 
 NANOS = 1_000_000_000
 

@@ -18,12 +18,13 @@ import time
 import uuid
 from pathlib import Path
 
-from common import runs, stack
-from common.businesses import Business, save_business
+from common.budget.businesses import Business, save_business
 from common.models import BusinessInput
-from common.settings import get_settings
+from common.platform.settings import get_settings
+from common.runs import executions as runs
+from local import stack
 
-SAMPLE = Path(__file__).resolve().parents[1] / "common" / "samples" / "tidewater.json"
+SAMPLE = Path(__file__).resolve().parents[1] / "local" / "samples" / "tidewater.json"
 
 
 def one_run(business: BusinessInput) -> dict[str, float]:

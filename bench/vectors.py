@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from common.embeddings import LocalEmbedder
-from common.vectors import LocalVectorIndex
+from common.search.embeddings import LocalEmbedder
+from common.search.index import LocalVectorIndex
 
 DIM = LocalEmbedder.dimension
 BUSINESSES = 50

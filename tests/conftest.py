@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from google.cloud import firestore
 
-from common import emulator
-from common.settings import get_settings
+from common.platform.settings import get_settings
+from local import emulator
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -61,6 +61,6 @@ def project_id(
 @pytest.fixture
 def db(project_id: str) -> firestore.Client:
     """A Firestore client on this test's own project."""
-    from common.store import db as store_db
+    from common.platform.store import db as store_db
 
     return store_db(project_id)

@@ -33,7 +33,7 @@ from common.llm.catalogue import (
     load_catalogue,
 )
 from common.llm.fallback import CircuitBreaker
-from common.llm.offline import OfflineProvider
+from common.llm.providers.offline import OfflineProvider
 from common.llm.router import (
     Completion,
     Router,

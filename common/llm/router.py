@@ -41,13 +41,13 @@ from common.llm.base import (
 from common.llm.catalogue import TIERS, Catalogue, ModelSpec, ProviderName, default_catalogue
 from common.llm.complexity import classify
 from common.llm.fallback import CircuitBreaker, FallbackProvider, Target
-from common.llm.offline import OfflineProvider
+from common.llm.providers.offline import OfflineProvider
 from common.llm.schema import JsonSchema, response_schema, schema_name
 from common.llm.tasks import DEFAULT_REASONING_EFFORT, task_profile
 from common.llm.thinking import thinking_budget
 from common.llm.tokens import count_prompt, prompt_token_bound
-from common.secrets import find_secret
-from common.settings import Settings, get_settings
+from common.platform.secrets import find_secret
+from common.platform.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -571,8 +571,8 @@ def build_router(settings: Settings | None = None) -> Router:
     development, when neither is configured; in production that raises `NoProviderConfigured`.
     """
     # The provider SDKs take ~0.4 s to import: only load those a configured provider needs.
-    from common.llm.gemini import GeminiProvider
-    from common.llm.openai import OpenAIProvider
+    from common.llm.providers.gemini import GeminiProvider
+    from common.llm.providers.openai import OpenAIProvider
 
     settings = settings or get_settings()
     catalogue = default_catalogue(settings.model_catalogue_path)

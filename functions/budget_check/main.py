@@ -3,7 +3,8 @@
 import flask
 import functions_framework
 
-from common import api, gate
+from common.analysis import preflight as gate
+from common.platform import http as api
 
 
 @functions_framework.http

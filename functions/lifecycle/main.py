@@ -3,8 +3,8 @@
 import flask
 import functions_framework
 
-from common import api
-from common.lifecycle import LifecycleRequest, RunSummary, transition
+from common.platform import http as api
+from common.runs.lifecycle import LifecycleRequest, RunSummary, transition
 
 
 @functions_framework.http

@@ -3,8 +3,8 @@
 import flask
 import functions_framework
 
-from common import api
-from common.phases import PhaseRequest, run_phase
+from common.analysis.phases import PhaseRequest, run_phase
+from common.platform import http as api
 
 
 @functions_framework.http

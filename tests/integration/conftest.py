@@ -12,14 +12,16 @@ import functions_framework
 import pytest
 from google.cloud import firestore
 
-from common import emulator, lifecycle, progress, stack
-from common.businesses import Business, save_business
+from common.budget.businesses import Business, save_business
+from common.budget.limits import TierName
 from common.llm import get_router
 from common.models import BusinessInput
-from common.settings import get_settings
-from common.tiers import TierName
+from common.platform.settings import get_settings
+from common.runs import documents as progress
+from common.runs import lifecycle
+from local import emulator, stack
 
-SAMPLE = Path(__file__).resolve().parents[2] / "common" / "samples" / "tidewater.json"
+SAMPLE = Path(__file__).resolve().parents[2] / "local" / "samples" / "tidewater.json"
 
 
 @pytest.fixture(autouse=True)

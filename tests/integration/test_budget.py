@@ -14,11 +14,13 @@ import flask.testing
 import pytest
 from google.cloud import firestore
 
-from common import budget, counters, progress, usage
-from common.budget import ALERTS, BudgetLedger, get_budget_status, scopes_for
-from common.businesses import Business
+from common.budget import counters, usage
+from common.budget import ledger as budget
+from common.budget.businesses import Business
+from common.budget.ledger import ALERTS, BudgetLedger, get_budget_status, scopes_for
 from common.llm.base import AttemptRecord, BudgetDenied, TokenUsage
-from common.settings import get_settings
+from common.platform.settings import get_settings
+from common.runs import documents as progress
 from tests.integration.conftest import document_paths
 
 NANOS = 1_000_000_000

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from common.cli import OFFLINE_BANNER, main
 from common.models import PHASE_ORDER, BusinessInput
-from common.stack import LocalStack
+from local.cli import OFFLINE_BANNER, main
+from local.stack import LocalStack
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_operators_register_overrides_and_pause_everything(
     assert main(["pause", "--reason", "provider incident"]) == 0
     assert main(["budget", business_id]) == 0
     capsys.readouterr()
-    from common.budget import check_budget_before_task
+    from common.budget.ledger import check_budget_before_task
 
     allowed, decision = check_budget_before_task(
         business_id, "sentence_summary", [{"role": "user", "content": "hello"}]

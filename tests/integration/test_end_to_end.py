@@ -14,13 +14,14 @@ import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.workflows import executions_v1
 
-from common import progress, runs
-from common.businesses import Business, save_business
-from common.errors import PaymentRequired
+from common.analysis.phases import stored_output
+from common.budget.businesses import Business, save_business
 from common.models import PHASE_ORDER, BusinessInput
-from common.phases import stored_output
-from common.stack import LocalStack
-from common.store import db
+from common.platform.errors import PaymentRequired
+from common.platform.store import db
+from common.runs import documents as progress
+from common.runs import executions as runs
+from local.stack import LocalStack
 
 
 def unique_business(business_input: BusinessInput, **changes: Any) -> BusinessInput:

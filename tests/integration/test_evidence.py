@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from common import evidence, progress
+from common.analysis import evidence
+from common.analysis.phases import PHASES, earlier_outputs, messages_for, run_phase, stored_output
 from common.models import ResearchOutput
-from common.phases import PHASES, earlier_outputs, messages_for, run_phase, stored_output
+from common.runs import documents as progress
 
 
 @pytest.mark.emulator

@@ -7,10 +7,12 @@ from collections.abc import Callable
 import flask.testing
 import pytest
 
-from common import lifecycle, progress, runs
-from common.errors import Conflict
+from common.analysis.phases import run_phase
 from common.models import PHASE_ORDER
-from common.phases import run_phase
+from common.platform.errors import Conflict
+from common.runs import documents as progress
+from common.runs import executions as runs
+from common.runs import lifecycle
 
 FunctionClient = Callable[[str], flask.testing.FlaskClient]
 

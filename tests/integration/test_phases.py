@@ -8,11 +8,13 @@ import flask.testing
 import pytest
 from google.cloud import firestore
 
-from common import lifecycle, progress, usage
-from common.counters import COUNTERS
-from common.errors import Conflict, NotFound
+from common.analysis.phases import PHASES, phase_ref, run_phase, stored_output
+from common.budget import usage
+from common.budget.counters import COUNTERS
 from common.models import PHASE_ORDER, PHASE_OUTPUTS, PhaseName
-from common.phases import PHASES, phase_ref, run_phase, stored_output
+from common.platform.errors import Conflict, NotFound
+from common.runs import documents as progress
+from common.runs import lifecycle
 from tests.integration.conftest import document_paths
 
 FunctionClient = Callable[[str], flask.testing.FlaskClient]
@@ -197,7 +199,7 @@ def test_a_phase_another_instance_is_running_is_busy_until_its_lease_expires(
 ) -> None:
     import datetime as dt
 
-    from common.phases import LEASES
+    from common.analysis.phases import LEASES
 
     run_id = new_run()
     lease = progress.run_ref(run_id).collection(LEASES).document("research")

@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from common import emulator, progress, runs, stack
-from common.businesses import Business, save_business
-from common.llm.offline import placeholder_json
+from common.budget.businesses import Business, save_business
+from common.llm.providers.offline import placeholder_json
 from common.models import BusinessInput
-from common.settings import get_settings
+from common.platform.settings import get_settings
+from common.runs import documents as progress
+from common.runs import executions as runs
+from local import emulator, stack
 from tests.integration.conftest import document_paths
 from tests.protocol.gcp.loopback import FakeSecretManager, LoopbackServer
 from tests.protocol.llm.servers import chat_completion

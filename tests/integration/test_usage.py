@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from common import usage
-from common.budget import BudgetLedger
-from common.businesses import Business
+from common.budget import usage
+from common.budget.businesses import Business
+from common.budget.ledger import BudgetLedger
 from common.llm.base import AttemptRecord, TokenUsage
 
 

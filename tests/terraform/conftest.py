@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from common import emulator
+from local import emulator
 from tests.terraform.planfile import RULES_FILE, WORKFLOW_FILE, CheckFailed, Plan, run_check
 from tests.terraform.rules_emulator import RulesCompileError, start_with_rules
 

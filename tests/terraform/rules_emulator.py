@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import emulator
+from local import emulator
 
 ADMIN = "owner"
 

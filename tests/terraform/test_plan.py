@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import Settings
+from common.platform.settings import Settings
 from tests.terraform.conftest import PROJECT
 from tests.terraform.planfile import (
     BASIC_ROLES,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from common import emulator
+from local import emulator
 from tests.terraform.planfile import RULES_FILE
 from tests.terraform.rules_emulator import ADMIN, Client, RulesCompileError, start_with_rules
 

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from common import log
-from common.secrets import find_secret
-from common.settings import get_settings
+from common.platform import log
+from common.platform.secrets import find_secret
+from common.platform.settings import get_settings
 
 
 def entry(message: str, **fields: object) -> dict[str, object]:

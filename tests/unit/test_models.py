@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from common.models import AnalyticsOutput, BusinessInput, ContentOutput
 
 SAMPLE = json.loads(
-    (Path(__file__).resolve().parents[2] / "common/samples/tidewater.json").read_text()
+    (Path(__file__).resolve().parents[2] / "local/samples/tidewater.json").read_text()
 )
 
 

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from common.lifecycle import START_WEIGHT
-from common.phases import PHASES, STEPS, step_delta
-from common.progress import eta_seconds
+from common.analysis.phases import PHASES, STEPS, step_delta
+from common.runs.documents import eta_seconds
+from common.runs.lifecycle import START_WEIGHT
 
 
 def test_start_phases_and_finish_add_up_to_100() -> None:

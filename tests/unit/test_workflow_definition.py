@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from common.stack import WORKFLOWS_DIR, function_names, url_variable
+from local.stack import WORKFLOWS_DIR, function_names, url_variable
 from tests.schemas import WORKFLOWS_SCHEMA
 from workflows.engine import load_workflow
 

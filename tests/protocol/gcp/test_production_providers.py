@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from common.llm.router import NoProviderConfigured, build_router
-from common.settings import get_settings
+from common.platform.settings import get_settings
 
 from .loopback import FakeSecretManager, LoopbackServer
 

@@ -7,9 +7,14 @@ from collections.abc import Callable
 
 import pytest
 
-from common import secrets
-from common.secrets import PlaceholderSecretError, SecretAccessError, SecretNotFound, Secrets
-from common.settings import Settings, get_settings
+from common.platform import secrets
+from common.platform.secrets import (
+    PlaceholderSecretError,
+    SecretAccessError,
+    SecretNotFound,
+    Secrets,
+)
+from common.platform.settings import Settings, get_settings
 
 from .loopback import FakeSecretManager
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from common import embeddings
-from common.embeddings import VertexEmbedder
-from common.settings import Settings
+from common.platform.settings import Settings
+from common.search import embeddings
+from common.search.embeddings import VertexEmbedder
 
 from .loopback import FakeVertex
 

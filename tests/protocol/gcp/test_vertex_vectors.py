@@ -11,9 +11,9 @@ import pytest
 from google.api_core import exceptions
 from google.cloud import aiplatform_v1, firestore
 
-from common import vectors
-from common.settings import Settings
-from common.vectors import VertexVectorIndex
+from common.platform.settings import Settings
+from common.search import index as vectors
+from common.search.index import VertexVectorIndex
 
 from ...unit.vectors.filter_cases import CASES, DATAPOINTS
 from .loopback import FakeVertex

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from common.llm.gemini import GeminiProvider
-from common.llm.openai import OpenAIProvider
+from common.llm.providers.gemini import GeminiProvider
+from common.llm.providers.openai import OpenAIProvider
 from tests.protocol.llm.servers import FakeApi
 
 OPENAI_KEY = "sk-proto-0penai-k3y-must-not-leak"

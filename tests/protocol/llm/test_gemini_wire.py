@@ -21,7 +21,7 @@ from common.llm.base import (
     ReasoningEffort,
     TokenUsage,
 )
-from common.llm.gemini import GeminiProvider
+from common.llm.providers.gemini import GeminiProvider
 from common.llm.schema import gemini_schema, response_schema
 from common.models import AnalyticsOutput
 from tests.protocol.llm.conftest import GEMINI_KEY, SLOW_REPLY_SECONDS, TIMEOUT_SECONDS

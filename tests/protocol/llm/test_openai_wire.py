@@ -17,7 +17,7 @@ from common.llm.base import (
     RateLimited,
     TokenUsage,
 )
-from common.llm.openai import OpenAIProvider
+from common.llm.providers.openai import OpenAIProvider
 from common.llm.schema import openai_schema, response_schema
 from common.models import StrategyOutput
 from tests.protocol.llm.conftest import OPENAI_KEY, SLOW_REPLY_SECONDS, TIMEOUT_SECONDS

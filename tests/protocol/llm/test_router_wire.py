@@ -17,11 +17,11 @@ from common.llm import (
     Router,
     get_router,
 )
-from common.llm.gemini import GeminiProvider
-from common.llm.openai import OpenAIProvider
+from common.llm.providers.gemini import GeminiProvider
+from common.llm.providers.openai import OpenAIProvider
 from common.llm.router import build_router
 from common.models import SelectedPositioning
-from common.settings import get_settings
+from common.platform.settings import get_settings
 from tests.protocol.llm.conftest import (
     GEMINI_KEY,
     OPENAI_KEY,

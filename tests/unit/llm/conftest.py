@@ -9,7 +9,7 @@ import pytest
 
 from common.llm.catalogue import default_catalogue
 from common.llm.router import get_router
-from common.settings import get_settings
+from common.platform.settings import get_settings
 
 _ROUTER_ENV = (
     "OPENAI_API_KEY",

@@ -7,7 +7,7 @@ import pytest
 from common.llm import Router
 from common.llm.base import InvalidRequest, Message
 from common.llm.complexity import classify
-from common.llm.offline import OfflineProvider
+from common.llm.providers.offline import OfflineProvider
 from common.llm.tasks import PHASE_TASKS, TASKS, task_profile
 
 SIMPLE = "Summarize in one sentence: our spring sale starts Monday and runs for two weeks."

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, create_model
 
 from common.llm import NullLedger, Router, get_router
 from common.llm.base import ProviderRequest
-from common.llm.offline import OfflineProvider, business_from, placeholder_json
+from common.llm.providers.offline import OfflineProvider, business_from, placeholder_json
 from common.llm.schema import response_schema
 from common.llm.tasks import PHASE_TASKS
 from common.llm.tokens import count_message_tokens, count_tokens

@@ -36,7 +36,7 @@ from common.llm.router import attempt_upper_bound
 from common.llm.thinking import thinking_budget
 from common.llm.tokens import prompt_token_bound
 from common.models import PositioningOutput, SelectedPositioning
-from common.settings import get_settings
+from common.platform.settings import get_settings
 from tests.unit.llm.doubles import RecordingLedger, ScriptedProvider, business_messages, failure
 
 CATALOGUE = default_catalogue()

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from common import secrets
-from common.log import JsonFormatter
-from common.settings import Settings, get_settings
+from common.platform import secrets
+from common.platform.log import JsonFormatter
+from common.platform.settings import Settings, get_settings
 
 
 class FakeClock:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from common import secrets
-from common.secrets import SecretNotFound, Secrets
-from common.settings import Settings, get_settings
+from common.platform import secrets
+from common.platform.secrets import SecretNotFound, Secrets
+from common.platform.settings import Settings, get_settings
 
 from .conftest import FakeClock
 

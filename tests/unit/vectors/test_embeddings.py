@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import embeddings
-from common.embeddings import LocalEmbedder
-from common.settings import Settings
-from common.vectors import LocalVectorIndex
+from common.platform.settings import Settings
+from common.search import embeddings
+from common.search.embeddings import LocalEmbedder
+from common.search.index import LocalVectorIndex
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_the_model_loads_and_runs_with_every_network_call_refused(tmp_path: Path
         socket.create_connection = refuse
         socket.getaddrinfo = refuse
 
-        from common.embeddings import LocalEmbedder
+        from common.search.embeddings import LocalEmbedder
 
         print(len(LocalEmbedder().embed(["offline check"])[0]))
         """

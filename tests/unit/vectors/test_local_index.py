@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from common import vectors
-from common.settings import Settings
-from common.vectors import InvalidFilter, LocalVectorIndex, parse_filter
+from common.platform.settings import Settings
+from common.search import index as vectors
+from common.search.index import InvalidFilter, LocalVectorIndex, parse_filter
 
 from .filter_cases import CASES, DATAPOINTS
 

@@ -19,10 +19,10 @@ from google.api_core import exceptions
 from google.cloud import firestore
 from pydantic import BaseModel, Field
 
-from common import log
-from common.errors import NotFound
 from common.models import BusinessInput
-from common.store import db
+from common.platform import log
+from common.platform.errors import NotFound
+from common.platform.store import db
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "budget_exceeded"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "budget_exceeded"})

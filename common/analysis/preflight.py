@@ -14,13 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from common import progress
-from common.api import validate
-from common.budget import BudgetDecision, check_budget_before_task
-from common.errors import Conflict, InvalidInput, PaymentRequired
-from common.llm.base import InvalidRequest
-from common.models import PhaseName, Slug, Strict
-from common.phases import (
+from common.analysis.phases import (
     PHASES,
     PhaseRequest,
     earlier_outputs,
@@ -28,6 +22,12 @@ from common.phases import (
     output_model,
     stored_output,
 )
+from common.budget.ledger import BudgetDecision, check_budget_before_task
+from common.llm.base import InvalidRequest
+from common.models import PhaseName, Slug, Strict
+from common.platform.errors import Conflict, InvalidInput, PaymentRequired
+from common.platform.http import validate
+from common.runs import documents as progress
 
 
 class GateRequest(PhaseRequest):

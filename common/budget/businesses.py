@@ -5,10 +5,10 @@ from __future__ import annotations
 from google.cloud import firestore
 from pydantic import BaseModel, Field, ValidationError
 
-from common.errors import Conflict, NotFound
+from common.budget.limits import Limits, Overrides, TierName, limits_for, tiers
 from common.models import Slug
-from common.store import db
-from common.tiers import Limits, Overrides, TierName, limits_for, tiers
+from common.platform.errors import Conflict, NotFound
+from common.platform.store import db
 
 BUSINESSES = "businesses"
 

@@ -10,7 +10,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.processes import free_port, stop_groups
+from local.processes import free_port, stop_groups
 
 _JAR = Path("platform/cloud-firestore-emulator/cloud-firestore-emulator.jar")
 _MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"

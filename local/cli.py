@@ -26,15 +26,18 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from common import lifecycle, progress, runs, stack
-from common.budget import get_budget_status, set_paused
-from common.businesses import Business, save_business
-from common.emulator import EmulatorError
-from common.errors import AppError
+from common.analysis.phases import phase_ref
+from common.budget.businesses import Business, save_business
+from common.budget.ledger import get_budget_status, set_paused
 from common.models import BusinessInput
-from common.phases import phase_ref
-from common.secrets import find_secret
-from common.settings import get_settings
+from common.platform.errors import AppError
+from common.platform.secrets import find_secret
+from common.platform.settings import get_settings
+from common.runs import documents as progress
+from common.runs import executions as runs
+from common.runs import lifecycle
+from local import stack
+from local.emulator import EmulatorError
 
 SAMPLE = Path(__file__).with_name("samples") / "tidewater.json"
 RESULTS_DIR = Path(".local") / "runs"

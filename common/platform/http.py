@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import flask
 from pydantic import BaseModel, ValidationError
 
-from common import log
-from common.errors import AppError, InvalidInput
+from common.platform import log
+from common.platform.errors import AppError, InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
 Json = dict[str, Any]

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common import emulator
-from common.processes import free_port, stop_groups
+from local import emulator
+from local.processes import free_port, stop_groups
 
 if TYPE_CHECKING:
     from workflows.engine import ExecutionsServer

@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Any
 
-from common.secrets import redact
+from common.platform.secrets import redact
 
 _SEVERITY = {
     logging.DEBUG: "DEBUG",

@@ -30,14 +30,16 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel
 
-from common import counters, log, progress, usage
-from common.businesses import Business, get_business
-from common.counters import Scope, Totals, moved
+from common.budget import counters, usage
+from common.budget.businesses import Business, get_business
+from common.budget.counters import Scope, Totals, moved
+from common.budget.limits import platform_limits
 from common.llm import Router, get_router
 from common.llm.base import NANOS_PER_USD, AttemptRecord, BudgetDenied, Message
-from common.settings import get_settings
-from common.store import db
-from common.tiers import platform_limits
+from common.platform import log
+from common.platform.settings import get_settings
+from common.platform.store import db
+from common.runs import documents as progress
 
 RESERVATIONS = "reservations"
 ALERTS = "budget_alerts"

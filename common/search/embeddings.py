@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from common.settings import Settings, get_settings
+from common.platform.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from google.cloud import aiplatform_v1

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from common.settings import Settings, get_settings
+from common.platform.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from google.cloud import aiplatform_v1, firestore
@@ -601,7 +601,7 @@ class VertexVectorIndex:
     @classmethod
     def from_settings(cls, settings: Settings) -> VertexVectorIndex:
         """The index named by `settings` (VERTEX_INDEX, VERTEX_INDEX_ENDPOINT, ...)."""
-        from common.store import db
+        from common.platform.store import db
 
         missing = [
             name

@@ -15,7 +15,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common.llm.base import AttemptRecord
-from common.store import db
+from common.platform.store import db
 
 USAGE = "usage"
 

@@ -24,8 +24,8 @@ from typing import Any
 from google.api_core import exceptions
 from google.cloud import firestore
 
-from common import log
-from common.store import db
+from common.platform import log
+from common.platform.store import db
 
 COUNTERS = "budget_counters"
 SCOPES = "budget_scopes"

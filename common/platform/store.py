@@ -10,7 +10,7 @@ import functools
 
 from google.cloud import firestore
 
-from common.settings import get_settings
+from common.platform.settings import get_settings
 
 
 @functools.cache

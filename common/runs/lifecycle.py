@@ -16,11 +16,14 @@ from google.api_core import exceptions
 from google.cloud import firestore
 from pydantic import AfterValidator, BaseModel, Field
 
-from common import budget, log, progress, usage
-from common.businesses import get_business
-from common.errors import Busy, Conflict
+from common.budget import ledger as budget
+from common.budget import usage
+from common.budget.businesses import get_business
 from common.models import PHASE_ORDER, Strict
-from common.store import db
+from common.platform import log
+from common.platform.errors import Busy, Conflict
+from common.platform.store import db
+from common.runs import documents as progress
 
 Transition = Literal["start", "succeed", "cancel", "budget_exceeded", "fail"]
 FINAL_STATUS: dict[Transition, progress.RunStatus] = {

@@ -23,14 +23,16 @@ from google.cloud.workflows.executions_v1.services.executions.transports import 
     ExecutionsGrpcTransport,
 )
 
-from common import log, progress, prompts
-from common.budget import check_budget_before_task
-from common.businesses import get_business
-from common.errors import Conflict, NotFound, PaymentRequired
+from common.analysis import prompts
+from common.analysis.phases import PHASES, output_model
+from common.budget.businesses import get_business
+from common.budget.ledger import check_budget_before_task
 from common.models import BusinessInput
-from common.phases import PHASES, output_model
-from common.settings import get_settings
-from common.store import db
+from common.platform import log
+from common.platform.errors import Conflict, NotFound, PaymentRequired
+from common.platform.settings import get_settings
+from common.platform.store import db
+from common.runs import documents as progress
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 
-from common import log
-from common.embeddings import embed
 from common.models import BusinessInput, ResearchOutput
-from common.vectors import vector_index
+from common.platform import log
+from common.search.embeddings import embed
+from common.search.index import vector_index
 
 logger = logging.getLogger(__name__)
 RECALL_TOP_K = 6

@@ -22,10 +22,9 @@ from google.api_core import exceptions
 from google.cloud import firestore
 from pydantic import BaseModel, Field, create_model
 
-from common import evidence, progress, prompts
-from common.budget import BudgetLedger
-from common.businesses import Business, get_business
-from common.errors import Busy, Conflict, PaymentRequired
+from common.analysis import evidence, prompts
+from common.budget.businesses import Business, get_business
+from common.budget.ledger import BudgetLedger
 from common.llm import PHASE_TASKS, Completion, Router, get_router
 from common.llm.base import AllProvidersFailed, BudgetDenied, Message
 from common.models import (
@@ -37,8 +36,10 @@ from common.models import (
     ResearchOutput,
     Strict,
 )
-from common.settings import get_settings
-from common.store import db
+from common.platform.errors import Busy, Conflict, PaymentRequired
+from common.platform.settings import get_settings
+from common.platform.store import db
+from common.runs import documents as progress
 
 LEASES = "leases"
 logger = logging.getLogger(__name__)

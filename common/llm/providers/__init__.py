@@ -1,0 +1,1 @@
+"""One module per model provider, each implementing `common.llm.base.Provider`."""
