@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from common.budget import counters
 from common.budget.businesses import Business, save_business
-from common.budget.ledger import BudgetLedger, scopes_for, utc_now
+from common.budget.ledger import BudgetLedger, utc_now
 from common.llm.base import AttemptRecord, BudgetDenied, TokenUsage
 from common.platform.settings import get_settings
 from local import emulator
@@ -68,7 +68,7 @@ def run(workers: int, businesses: list[Business], pairs: int, reserve: int) -> d
         key = f"bench-{uuid.uuid4().hex}"
         started = time.perf_counter()
         try:
-            ledger.reserve(key=key, model="gpt-5-mini", upper_bound_nanos=reserve)
+            ledger.reserve(key=key, model="gpt-5-mini", tier="mini", upper_bound_nanos=reserve)
         except BudgetDenied as refusal:
             with lock:
                 denied.append(refusal.reason)
@@ -95,7 +95,7 @@ def overspend(businesses: list[Business]) -> int:
     """Nanos spent above the daily limit, summed over the businesses (0 is the only good answer)."""
     total = 0
     for business in businesses:
-        day = scopes_for(business, utc_now())[0]
+        day = business.scopes(utc_now())[0]
         spent = counters.read([day])[day.name].spent
         total += max(0, spent - business.limits.daily_limit_nanos)
     return total

@@ -21,15 +21,16 @@ from functools import partial
 from pydantic import BaseModel
 
 from common.analysis import prompts
+from common.analysis.phases import PHASE_TASKS
 from common.llm import Router
-from common.llm.base import NANOS_PER_USD, Message
+from common.llm.base import Message
 from common.llm.complexity import classify
 from common.llm.providers.gemini import GeminiProvider
 from common.llm.providers.offline import OfflineProvider
 from common.llm.providers.openai import OpenAIProvider
-from common.llm.tasks import PHASE_TASKS
 from common.llm.tokens import count_tokens, encoding
 from common.models import PHASE_ORDER, PHASE_OUTPUTS, BusinessInput, PhaseName
+from common.money import NANOS_PER_USD
 
 BUSINESS = BusinessInput(
     business_id="acme-analytics",

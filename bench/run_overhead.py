@@ -18,10 +18,11 @@ import time
 import uuid
 from pathlib import Path
 
+from common.analysis import launch
 from common.budget.businesses import Business, save_business
 from common.models import BusinessInput
 from common.platform.settings import get_settings
-from common.runs import executions as runs
+from common.runs import documents
 from local import stack
 
 SAMPLE = Path(__file__).resolve().parents[1] / "local" / "samples" / "tidewater.json"
@@ -29,8 +30,8 @@ SAMPLE = Path(__file__).resolve().parents[1] / "local" / "samples" / "tidewater.
 
 def one_run(business: BusinessInput) -> dict[str, float]:
     started = time.perf_counter()
-    run_id = runs.start_run(business)
-    final = runs.watch(run_id, lambda _run: None, timeout=300)
+    run_id = launch.start_run(business)
+    final = documents.watch(run_id, lambda _run: None, timeout=300)
     wall = time.perf_counter() - started
     assert final.status == "succeeded", final.status
     own = {name: float(phase["duration_ms"]) / 1000 for name, phase in final.phases.items()}

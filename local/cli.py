@@ -26,16 +26,17 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from common.analysis.launch import start_run
 from common.analysis.phases import phase_ref
 from common.budget.businesses import Business, save_business
-from common.budget.ledger import get_budget_status, set_paused
+from common.budget.check import get_budget_status
+from common.budget.controls import set_paused
 from common.models import BusinessInput
 from common.platform.errors import AppError
 from common.platform.secrets import find_secret
 from common.platform.settings import get_settings
-from common.runs import documents as progress
-from common.runs import executions as runs
-from common.runs import lifecycle
+from common.runs import documents, lifecycle
+from common.runs.documents import Run
 from local import stack
 from local.emulator import EmulatorError
 
@@ -60,7 +61,7 @@ class ProgressView:
         self.tty = self.out.isatty()
         self.last = ""
 
-    def show(self, run: progress.Run) -> None:
+    def show(self, run: Run) -> None:
         width = 28
         filled = width * run.percent // 100
         bar = "█" * filled + "░" * (width - filled)
@@ -103,7 +104,7 @@ def _offline() -> bool:
     return find_secret("OPENAI_API_KEY") is None and find_secret("GEMINI_API_KEY") is None
 
 
-def _export(run: progress.Run) -> Path:
+def _export(run: Run) -> Path:
     """Write the run and every phase's output to .local/runs/RUN_ID.json."""
     phases: dict[str, Any] = {}
     for name in run.phases:
@@ -117,7 +118,7 @@ def _export(run: progress.Run) -> Path:
     return path
 
 
-def print_summary(run: progress.Run, out: TextIO | None = None) -> None:
+def print_summary(run: Run, out: TextIO | None = None) -> None:
     out = out or sys.stdout
     summary = lifecycle.summarize(run)
     duration = f"{summary.duration_seconds:.1f} s" if summary.duration_seconds is not None else "-"
@@ -145,11 +146,11 @@ def print_summary(run: progress.Run, out: TextIO | None = None) -> None:
     )
 
 
-def follow(run_id: str, out: TextIO | None = None) -> progress.Run:
+def follow(run_id: str, out: TextIO | None = None) -> Run:
     """Show live progress until the run ends, then the summary; returns the final state."""
     view = ProgressView(out)
     try:
-        final = runs.watch(run_id, view.show)
+        final = documents.watch(run_id, view.show)
     finally:
         view.close()
     print_summary(final, out)
@@ -174,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
 def _start_and_follow(business: BusinessInput, local_note: str | None) -> int:
     if _offline():
         print(OFFLINE_BANNER)
-    run_id = runs.start_run(business)
+    run_id = start_run(business)
     print(f"Run {run_id} started for {business.name}")
     final = follow(run_id)
     path = _export(final)
@@ -185,7 +186,7 @@ def _start_and_follow(business: BusinessInput, local_note: str | None) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    run = progress.get_run(args.run_id)
+    run = documents.get_run(args.run_id)
     if args.json:
         print(json.dumps(lifecycle.summarize(run).model_dump(mode="json"), indent=2))
     else:
@@ -195,7 +196,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    run = runs.cancel_run(args.run_id)
+    run = lifecycle.request_cancel(args.run_id)
     print(f"Cancellation requested: run {run.run_id} stops at its next check (now {run.status}).")
     return 0
 

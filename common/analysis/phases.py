@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, create_model
 from common.analysis import evidence, prompts
 from common.budget.businesses import Business, get_business
 from common.budget.ledger import BudgetLedger
-from common.llm import PHASE_TASKS, Completion, Router, get_router
+from common.llm import Completion, Router, get_router
 from common.llm.base import AllProvidersFailed, BudgetDenied, Message
 from common.models import (
     PHASE_OUTPUTS,
@@ -36,10 +36,12 @@ from common.models import (
     ResearchOutput,
     Strict,
 )
+from common.money import usd
 from common.platform.errors import Busy, Conflict, PaymentRequired
 from common.platform.settings import get_settings
 from common.platform.store import db
-from common.runs import documents as progress
+from common.runs import documents, events
+from common.runs.events import RunRecorder
 
 LEASES = "leases"
 logger = logging.getLogger(__name__)
@@ -51,24 +53,37 @@ class Phase:
     title: str
     weight: int  # points of the run's percent
     needs: tuple[PhaseName, ...]
-
-    @property
-    def task_type(self) -> str:
-        """The router's task type for this phase (its default complexity and output bound)."""
-        return PHASE_TASKS[self.name]
+    task_type: str  # the router's task type: its default complexity and output bound
 
 
 PHASES: dict[PhaseName, Phase] = {
     phase.name: phase
     for phase in (
-        Phase("research", "Researching the market", 20, ()),
-        Phase("positioning", "Choosing a positioning", 15, ("research",)),
-        Phase("icps", "Profiling ideal customers", 15, ("research", "positioning")),
-        Phase("strategy", "Setting the strategy", 15, ("research", "positioning")),
-        Phase("content", "Planning 12 weeks of content", 15, ("positioning", "icps")),
-        Phase("analytics", "Designing measurement", 15, ("positioning", "icps", "strategy")),
+        Phase("research", "Researching the market", 20, (), "research_analysis"),
+        Phase("positioning", "Choosing a positioning", 15, ("research",), "positioning_analysis"),
+        Phase(
+            "icps", "Profiling ideal customers", 15, ("research", "positioning"), "icp_generation"
+        ),
+        Phase(
+            "strategy", "Setting the strategy", 15, ("research", "positioning"), "strategy_analysis"
+        ),
+        Phase(
+            "content",
+            "Planning 12 weeks of content",
+            15,
+            ("positioning", "icps"),
+            "content_calendar",
+        ),
+        Phase(
+            "analytics",
+            "Designing measurement",
+            15,
+            ("positioning", "icps", "strategy"),
+            "analytics_projection",
+        ),
     )
 }
+PHASE_TASKS: dict[PhaseName, str] = {name: phase.task_type for name, phase in PHASES.items()}
 # Steps of a phase and their share (in tenths) of its weight; the model call is the long one.
 STEPS: tuple[tuple[str, int], ...] = (
     ("started", 1),
@@ -118,7 +133,7 @@ def output_model(phase: PhaseName, business: BusinessInput) -> type[Strict]:
 
 def phase_ref(run_id: str, phase: str) -> firestore.DocumentReference:
     ref: firestore.DocumentReference = (
-        progress.run_ref(run_id).collection(progress.PHASES).document(phase)
+        documents.run_ref(run_id).collection(documents.PHASES).document(phase)
     )
     return ref
 
@@ -138,7 +153,7 @@ def _result(run_id: str, phase: PhaseName, stored: dict[str, Any], replayed: boo
         replayed=replayed,
         model=stored["model"],
         provider=stored["provider"],
-        cost_usd=stored["cost_nanos"] / 1e9,
+        cost_usd=usd(stored["cost_nanos"]),
         input_tokens=stored["usage"]["input_tokens"],
         output_tokens=stored["usage"]["output_tokens"],
         duration_ms=stored["duration_ms"],
@@ -149,7 +164,7 @@ def _result(run_id: str, phase: PhaseName, stored: dict[str, Any], replayed: boo
 @contextlib.contextmanager
 def _lease(run_id: str, phase: PhaseName) -> Iterator[None]:
     """Hold this phase of this run for one instance at a time (expires if the holder dies)."""
-    ref = progress.run_ref(run_id).collection(LEASES).document(phase)
+    ref = documents.run_ref(run_id).collection(LEASES).document(phase)
     now = dt.datetime.now(dt.UTC)
     lease = {
         "holder": uuid.uuid4().hex,
@@ -180,7 +195,7 @@ def _lease(run_id: str, phase: PhaseName) -> Iterator[None]:
 
 def _report_step(run_id: str, spec: Phase, index: int, **kwargs: Any) -> bool:
     name = STEPS[index][0]
-    return progress.report(
+    return events.report(
         run_id,
         f"{spec.name}.{index:02d}.{name}",
         kwargs.pop("kind", f"{spec.name}_progress"),
@@ -201,13 +216,13 @@ def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) ->
     """
     started = time.monotonic()
     spec = PHASES[phase]
-    run = progress.get_run(run_id)
+    run = documents.get_run(run_id)
     stored = phase_ref(run_id, phase).get()
     if stored.exists:
         return _result(run_id, phase, stored.to_dict() or {}, replayed=True)
     if run.status != "running":
         raise Conflict(f"run {run_id} is {run.status}", code="run_not_running")
-    earlier = earlier_outputs(run_id, spec, required=True)
+    prepared = prepare(run_id, run.input, phase, required=True)
 
     with _lease(run_id, phase):
         _report_step(
@@ -217,10 +232,10 @@ def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) ->
             step=f"{spec.title}: retrieving evidence",
             updates={f"phases.{phase}.status": "running"},
         )
-        messages = messages_for(run, spec, earlier)
+        found = evidence.recall(run.business_id, prepared.evidence_query)
         business = get_business(run.business_id)
         _report_step(run_id, spec, 1, step=f"{spec.title}: asking the model")
-        completion = _ask(router or get_router(), spec, run, business, messages)
+        completion = _ask(router or get_router(), prepared, business, prepared.messages(found))
         if isinstance(completion.parsed, ResearchOutput):
             evidence.remember(run_id, run.input, completion.parsed)
         _report_step(
@@ -234,9 +249,32 @@ def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) ->
         return _store(run_id, spec, completion, duration_ms)
 
 
-def earlier_outputs(run_id: str, spec: Phase, *, required: bool) -> dict[PhaseName, Strict]:
-    """The stored outputs of the phases `spec` builds on (`Conflict` if one is missing and
-    `required`; otherwise the missing ones are left out)."""
+@dataclass(frozen=True)
+class Prepared:
+    """What one phase's model call is built from: the same for the phase itself, the budget
+    check before it and the check before a run starts."""
+
+    run_id: str
+    business: BusinessInput
+    spec: Phase
+    earlier: dict[PhaseName, Strict]
+    schema: type[Strict]
+
+    @property
+    def evidence_query(self) -> str:
+        """What the phase searches the business's evidence for."""
+        return f"{self.business.name}: {prompts.INSTRUCTIONS[self.spec.name]}"
+
+    def messages(self, found: list[str] | None = None) -> list[Message]:
+        """The phase's prompt, with the evidence `found` for it (at most
+        `prompts.EVIDENCE_MAX_BYTES` of it)."""
+        return prompts.phase_messages(self.spec.name, self.business, self.earlier, found)
+
+
+def prepare(run_id: str, business: BusinessInput, phase: PhaseName, *, required: bool) -> Prepared:
+    """The phase's schema and the stored outputs of the phases it builds on (`Conflict` if one
+    is missing and `required`; otherwise the missing ones are left out)."""
+    spec = PHASES[phase]
     earlier: dict[PhaseName, Strict] = {}
     for name in spec.needs:
         output = stored_output(run_id, name)
@@ -246,31 +284,26 @@ def earlier_outputs(run_id: str, spec: Phase, *, required: bool) -> dict[PhaseNa
             raise Conflict(
                 f"phase {spec.name} needs {name} to finish first", code="phase_out_of_order"
             )
-    return earlier
-
-
-def messages_for(run: progress.Run, spec: Phase, earlier: dict[PhaseName, Strict]) -> list[Message]:
-    """The phase's prompt: the business, the earlier results, and the business's stored
-    evidence most relevant to this phase's task."""
-    found = evidence.recall(run.business_id, f"{run.input.name}: {prompts.INSTRUCTIONS[spec.name]}")
-    return prompts.phase_messages(spec.name, run.input, dict(earlier), found)
+    return Prepared(run_id, business, spec, earlier, output_model(phase, business))
 
 
 def _ask(
-    router: Router,
-    spec: Phase,
-    run: progress.Run,
-    business: Business,
-    messages: list[Message],
+    router: Router, prepared: Prepared, business: Business, messages: list[Message]
 ) -> Completion[Strict]:
+    spec = prepared.spec
     try:
         return router.execute(
             spec.task_type,
             messages,
-            schema=output_model(spec.name, run.input),
+            schema=prepared.schema,
             allowed_tiers=business.limits.model_tiers,
-            ledger=BudgetLedger(business, run_id=run.run_id, phase=spec.name),
-            call_key=f"{run.run_id}:{spec.name}",
+            ledger=BudgetLedger(
+                business,
+                run_id=prepared.run_id,
+                phase=spec.name,
+                recorder=RunRecorder(prepared.run_id, spec.name),
+            ),
+            call_key=f"{prepared.run_id}:{spec.name}",
         )
     except BudgetDenied as denied:
         raise PaymentRequired(str(denied), code=denied.reason) from denied
@@ -310,7 +343,7 @@ def _store(
         3,
         kind="phase_completed",
         step=f"{spec.title}: done",
-        data={**summary, "cost_usd": completion.cost_nanos / 1e9},
+        data={**summary, "cost_usd": usd(completion.cost_nanos)},
         updates={f"phases.{spec.name}": {**summary, "status": "completed"}},
         batch=batch,
     )

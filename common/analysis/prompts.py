@@ -57,6 +57,28 @@ INSTRUCTIONS: dict[PhaseName, str] = {
 }
 
 
+# The evidence block is the one part of a prompt the budget checks cannot see (recalling it needs
+# the embedding model); its size is bounded instead, and every estimate reserves room for it.
+EVIDENCE_MAX_BYTES = 3000
+EVIDENCE_HEADER = "RELEVANT_EVIDENCE:"
+# What an estimate adds for it: the block and the blank line joining it to the prompt.
+EVIDENCE_RESERVE_BYTES = EVIDENCE_MAX_BYTES + len("\n\n")
+
+
+def evidence_block(found: list[str]) -> str | None:
+    """The evidence section: as many of `found` (best first) as fit in `EVIDENCE_MAX_BYTES`
+    of UTF-8, whole snippets only; None when none fits."""
+    lines: list[str] = []
+    size = len(EVIDENCE_HEADER.encode())
+    for item in found:
+        line = f"\n- {item}"
+        if size + len(line.encode()) > EVIDENCE_MAX_BYTES:
+            continue
+        lines.append(line)
+        size += len(line.encode())
+    return EVIDENCE_HEADER + "".join(lines) if lines else None
+
+
 def business_line(business: BusinessInput) -> str:
     """The business as one compact JSON line."""
     return "BUSINESS_JSON: " + json.dumps(
@@ -75,8 +97,9 @@ def phase_messages(
     for name, result in earlier.items():
         compact = json.dumps(result.model_dump(mode="json"), separators=(",", ":"))
         parts.append(f"EARLIER_RESULT {name}: {compact}")
-    if evidence:
-        parts.append("RELEVANT_EVIDENCE:\n" + "\n".join(f"- {item}" for item in evidence))
+    block = evidence_block(evidence or [])
+    if block is not None:
+        parts.append(block)
     parts.append("TASK: " + INSTRUCTIONS[phase].format(icp_count=business.icp_count))
     return [
         {"role": "system", "content": SYSTEM},

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from google.cloud import firestore
 from pydantic import BaseModel, Field, ValidationError
 
-from common.budget.limits import Limits, Overrides, TierName, limits_for, tiers
+from common.budget.counters import Scope
+from common.budget.limits import Limits, Overrides, TierName, limits_for, scopes_for, tiers
 from common.models import Slug
 from common.platform.errors import Conflict, NotFound
 from common.platform.store import db
@@ -23,6 +26,10 @@ class Business(BaseModel):
     @property
     def limits(self) -> Limits:
         return limits_for(self.tier, self.overrides)
+
+    def scopes(self, now: dt.datetime) -> list[Scope]:
+        """Its day, its month and the platform's day at `now`, with their current limits."""
+        return scopes_for(self.business_id, self.limits, now)
 
 
 def get_business(business_id: str) -> Business:

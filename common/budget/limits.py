@@ -1,7 +1,9 @@
-"""Subscription tiers, loaded from `tiers.yaml`, and a business's effective limits."""
+"""Subscription tiers (from `tiers.yaml`), a business's effective limits, and the scopes they
+make: a business's UTC day and calendar month, and the platform's day."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from decimal import Decimal
 from pathlib import Path
@@ -10,7 +12,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.llm.base import NANOS_PER_USD, ModelTier
+from common.budget.counters import Scope
+from common.llm.base import ModelTier
+from common.money import nanos
+from common.platform.settings import get_settings
 
 TierName = Literal["basic", "pro", "enterprise"]
 _TIERS_FILE = Path(__file__).with_name("tiers.yaml")
@@ -29,11 +34,11 @@ class Limits(BaseModel):
 
     @property
     def daily_limit_nanos(self) -> int:
-        return int(self.daily_limit_usd * NANOS_PER_USD)
+        return nanos(self.daily_limit_usd)
 
     @property
     def monthly_limit_nanos(self) -> int:
-        return int(self.monthly_limit_usd * NANOS_PER_USD)
+        return nanos(self.monthly_limit_usd)
 
 
 class Overrides(BaseModel):
@@ -54,7 +59,7 @@ class PlatformLimits(BaseModel):
 
     @property
     def daily_cap_nanos(self) -> int:
-        return int(self.daily_cap_usd * NANOS_PER_USD)
+        return nanos(self.daily_cap_usd)
 
 
 class _TierFile(BaseModel):
@@ -84,3 +89,44 @@ def limits_for(tier: TierName, overrides: Overrides | None = None) -> Limits:
     if overrides is None:
         return base
     return base.model_copy(update=overrides.model_dump(exclude_none=True))
+
+
+def day_key(now: dt.datetime) -> str:
+    return now.strftime("%Y-%m-%d")
+
+
+def month_key(now: dt.datetime) -> str:
+    return now.strftime("%Y-%m")
+
+
+def platform_cap_nanos() -> int:
+    """All businesses together per UTC day: the setting, else tiers.yaml's cap."""
+    cap = get_settings().platform_daily_cap_usd
+    return nanos(cap) if cap is not None else platform_limits().daily_cap_nanos
+
+
+def scopes_for(business_id: str, limits: Limits, now: dt.datetime) -> list[Scope]:
+    """The business's day and month, and the platform's day, with their current limits."""
+    return [
+        Scope(
+            f"{business_id}:{day_key(now)}",
+            "day",
+            limits.daily_limit_nanos,
+            limits.counter_shards,
+            "daily_budget_exceeded",
+        ),
+        Scope(
+            f"{business_id}:{month_key(now)}",
+            "month",
+            limits.monthly_limit_nanos,
+            limits.counter_shards,
+            "monthly_budget_exceeded",
+        ),
+        Scope(
+            f"platform:{day_key(now)}",
+            "platform",
+            platform_cap_nanos(),
+            platform_limits().counter_shards,
+            "platform_cap_reached",
+        ),
+    ]

@@ -33,21 +33,21 @@ from common.llm.catalogue import (
     load_catalogue,
 )
 from common.llm.fallback import CircuitBreaker
+from common.llm.metering import parse_answer
 from common.llm.providers.offline import OfflineProvider
-from common.llm.router import (
-    Completion,
-    Router,
-    RoutingDecision,
+from common.llm.router import Completion, Router
+from common.llm.routing import Estimator, RoutingDecision
+from common.llm.setup import (
+    NoProviderConfigured,
     build_router,
     estimate_task_cost,
+    estimator,
     get_router,
-    parse_answer,
 )
-from common.llm.tasks import PHASE_TASKS, TASKS, TaskProfile, task_profile
+from common.llm.tasks import TASKS, TaskProfile, task_profile
 
 __all__ = [
     "FALLBACK_ERRORS",
-    "PHASE_TASKS",
     "TASKS",
     "AllProvidersFailed",
     "AttemptRecord",
@@ -57,12 +57,14 @@ __all__ = [
     "CircuitBreaker",
     "Completion",
     "Complexity",
+    "Estimator",
     "InvalidOutput",
     "InvalidRequest",
     "Ledger",
     "Message",
     "ModelSpec",
     "ModelTier",
+    "NoProviderConfigured",
     "NullLedger",
     "OfflineProvider",
     "Provider",
@@ -76,6 +78,7 @@ __all__ = [
     "build_router",
     "default_catalogue",
     "estimate_task_cost",
+    "estimator",
     "get_router",
     "load_catalogue",
     "parse_answer",

@@ -1,8 +1,6 @@
 """The small interface every model provider implements, and the types that cross it.
 
-Money is an integer number of nano-dollars (1e-9 USD): every catalogue price is a whole number of
-nano-dollars per token, so costs add up exactly, with no float drift, and Firestore increments
-them atomically.
+Money is an integer number of nano-dollars (`common.money`).
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ from typing_extensions import TypedDict
 Complexity = Literal["simple", "balanced", "complex"]
 ModelTier = Literal["nano", "mini", "full"]
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
-NANOS_PER_USD = 1_000_000_000
 
 
 class Message(TypedDict):
@@ -159,10 +156,11 @@ class AttemptRecord(BaseModel):
 
 class Ledger(Protocol):
     """Reserve before every provider attempt, settle after it (also when it failed: the cost of
-    any billed tokens, else 0, which releases the reservation). Implemented by `common.budget`."""
+    any billed tokens, else 0, which releases the reservation). `common.budget.ledger` is one."""
 
-    def reserve(self, *, key: str, model: str, upper_bound_nanos: int) -> None:
-        """Hold `upper_bound_nanos` for attempt `key` or raise `BudgetDenied`."""
+    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> None:
+        """Hold `upper_bound_nanos` for attempt `key` on `model` (of `tier`) or raise
+        `BudgetDenied`."""
         ...
 
     def settle(self, attempt: AttemptRecord) -> None:
@@ -173,7 +171,7 @@ class Ledger(Protocol):
 class NullLedger:
     """A ledger that allows everything and records nothing (unit tests, benchmarks)."""
 
-    def reserve(self, *, key: str, model: str, upper_bound_nanos: int) -> None:
+    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> None:
         return None
 
     def settle(self, attempt: AttemptRecord) -> None:

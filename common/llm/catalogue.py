@@ -19,11 +19,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from common.llm.base import ModelTier, TokenUsage
+from common.money import NANOS_PER_USD
 
 ProviderName = Literal["openai", "gemini"]
 TIERS: tuple[ModelTier, ...] = ("nano", "mini", "full")
 # USD per 1M tokens -> nano-dollars per token.
-_NANOS_PER_USD_PER_MILLION = Decimal(1_000_000_000) / Decimal(1_000_000)
+_NANOS_PER_USD_PER_MILLION = Decimal(NANOS_PER_USD) / Decimal(1_000_000)
 
 
 class CatalogueError(ValueError):

@@ -12,7 +12,6 @@ import re
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.llm.base import Complexity, InvalidRequest, ReasoningEffort
-from common.models import PhaseName
 
 
 class TaskProfile(BaseModel):
@@ -78,15 +77,6 @@ TASKS: dict[str, TaskProfile] = {
         _task("extraction", "simple", 4_000, "pull named fields out of a text"),
         _task("general", None, 8_000, "anything else: the classifier decides"),
     )
-}
-
-PHASE_TASKS: dict[PhaseName, str] = {
-    "research": "research_analysis",
-    "positioning": "positioning_analysis",
-    "icps": "icp_generation",
-    "strategy": "strategy_analysis",
-    "content": "content_calendar",
-    "analytics": "analytics_projection",
 }
 
 # Task types that are not listed get the classifier and this output bound.

@@ -132,6 +132,9 @@ class PromptCount:
 
     content_tokens: tuple[int, ...]  # per message
     schema_tokens: int
+    # Text the prompt will carry that is not counted above, at most this many UTF-8 bytes: no
+    # token of either tokenizer is shorter than a byte, so it adds at most that many tokens.
+    unseen_bytes: int = 0
 
     def bound(self, provider: str) -> int:
         """An upper bound on the prompt tokens `provider` will bill.
@@ -144,17 +147,22 @@ class PromptCount:
         messages = len(self.content_tokens)
         if provider != "gemini":
             framing = TOKENS_PER_MESSAGE * messages + (REPLY_PRIMING_TOKENS if messages else 0)
-            return content + framing + self.schema_tokens
-        return math.ceil((content + self.schema_tokens) * GEMINI_TOKEN_MARGIN) + (
-            GEMINI_TOKENS_PER_MESSAGE * (messages + 1)
+            return content + framing + self.schema_tokens + self.unseen_bytes
+        return (
+            math.ceil((content + self.schema_tokens) * GEMINI_TOKEN_MARGIN)
+            + GEMINI_TOKENS_PER_MESSAGE * (messages + 1)
+            + self.unseen_bytes
         )
 
 
-def count_prompt(messages: Sequence[Message], json_schema: dict[str, Any] | None) -> PromptCount:
+def count_prompt(
+    messages: Sequence[Message], json_schema: dict[str, Any] | None, *, unseen_bytes: int = 0
+) -> PromptCount:
     """Count `messages` and `json_schema` once, for bounds on several providers."""
     return PromptCount(
         content_tokens=tuple(count_tokens(message["content"]) for message in messages),
         schema_tokens=count_schema_tokens(json_schema),
+        unseen_bytes=unseen_bytes,
     )
 
 

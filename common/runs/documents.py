@@ -1,35 +1,27 @@
-"""Run documents and their append-only event log, the only thing clients listen to.
-
-`runs/{run_id}` holds the live state (status, percent, phase, step, ETA, cost so far, models,
-warnings, timestamps); `runs/{run_id}/events/{event_id}` holds one document per event.
-
-Every event has a deterministic id and is written in one batch with the run document's update,
-with a create precondition on the event: a replayed step finds its event already there and
-changes nothing, so percent and counters move exactly once. Percent moves by server-side
-increments only, so concurrent phases cannot make it go backwards.
-"""
+"""Run documents: `runs/{run_id}` holds a run's live state (status, percent, phase, step, ETA,
+cost so far, models, warnings, timestamps), which clients listen to; its event log is
+`common.runs.events`."""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
+import queue
+import threading
+from collections.abc import Callable
 from typing import Any, Literal
 
-from google.api_core import exceptions
 from google.cloud import firestore
 from pydantic import BaseModel, Field
 
 from common.models import BusinessInput
-from common.platform import log
+from common.money import usd
 from common.platform.errors import NotFound
 from common.platform.store import db
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "budget_exceeded"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "budget_exceeded"})
 RUNS = "runs"
-EVENTS = "events"
 PHASES = "phases"
-logger = logging.getLogger(__name__)
 
 
 class Run(BaseModel):
@@ -61,7 +53,7 @@ class Run(BaseModel):
 
     @property
     def cost_usd(self) -> float:
-        return self.cost_nanos / 1e9
+        return usd(self.cost_nanos)
 
 
 def run_ref(run_id: str) -> firestore.DocumentReference:
@@ -112,81 +104,48 @@ def eta_seconds(started_at: dt.datetime | None, percent: int, now: dt.datetime) 
     return max(0, round(elapsed * (100 - percent) / percent))
 
 
-def event_document(
-    kind: str, *, phase: str | None, step: str | None, percent: int, data: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "phase": phase,
-        "step": step,
-        "percent": percent,
-        "data": data,
-        "at": firestore.SERVER_TIMESTAMP,
-    }
-
-
-def report(
+def watch(
     run_id: str,
-    event_id: str,
-    kind: str,
+    on_change: Callable[[Run], None],
     *,
-    phase: str | None = None,
-    step: str | None = None,
-    percent_delta: int = 0,
-    data: dict[str, Any] | None = None,
-    updates: dict[str, Any] | None = None,
-    batch: firestore.WriteBatch | None = None,
-) -> bool:
-    """Record one event and move the run's live state, exactly once per `event_id`.
+    timeout: float | None = None,
+) -> Run:
+    """Call `on_change` with every new state of the run until it ends; return the final state.
 
-    Args:
-        run_id: The run.
-        event_id: Deterministic id of this event (e.g. ``research.03.answered``).
-        kind: Event type (``research_progress``, ``phase_completed``, ...).
-        phase: Phase the event belongs to, if any; becomes the run's current phase.
-        step: Human-readable current step.
-        percent_delta: Points this step adds to the run's percent (never negative).
-        data: Event payload.
-        updates: Extra run-document fields to write with it (dotted paths allowed).
-        batch: Other writes that must land atomically with this event.
+    Uses a Firestore realtime listener. Listener callbacks run on Firestore's thread, where an
+    exception would silently kill the listener, so they only hand snapshots over to this thread.
 
-    Returns:
-        True if recorded now, False if this event had been recorded before (a replay).
+    Raises:
+        TimeoutError: the run did not end within `timeout` seconds.
     """
-    if percent_delta < 0:
-        raise ValueError("percent only moves forward")
-    ref = run_ref(run_id)
-    current = ref.get(field_paths=["percent", "started_at"]).to_dict() or {}
-    percent = min(100, int(current.get("percent", 0)) + percent_delta)
-    now = dt.datetime.now(dt.UTC)
-    fields: dict[str, Any] = {
-        "percent": firestore.Increment(percent_delta),
-        "eta_seconds": eta_seconds(current.get("started_at"), percent, now),
-        "updated_at": firestore.SERVER_TIMESTAMP,
-    }
-    if phase is not None:
-        fields["phase"] = phase
-    if step is not None:
-        fields["step"] = step
-    fields.update(updates or {})
-    writes = batch or db().batch()
-    writes.create(
-        ref.collection(EVENTS).document(event_id),
-        event_document(kind, phase=phase, step=step, percent=percent, data=data or {}),
-    )
-    writes.update(ref, fields)
+    updates: queue.Queue[Run | BaseException | None] = queue.Queue()
+
+    def forward(snapshots: list[Any], _changes: Any, _read_time: Any) -> None:
+        try:
+            if not snapshots:  # the document was deleted
+                updates.put(None)
+                return
+            updates.put(run_from(snapshots[0]))
+        except BaseException as error:  # handed to the watching thread, raised there
+            updates.put(error)
+
+    listener = run_ref(run_id).on_snapshot(forward)
+    timer = None
+    if timeout is not None:
+        message = f"run {run_id} did not end within {timeout:.0f} s"
+        timer = threading.Timer(timeout, updates.put, args=(TimeoutError(message),))
+        timer.start()
     try:
-        writes.commit()
-    except exceptions.AlreadyExists:
-        return False
-    logger.info(
-        step or kind,
-        extra=log.fields(**(data or {}), event=kind, run_id=run_id, phase=phase, percent=percent),
-    )
-    return True
-
-
-def events(run_id: str) -> list[dict[str, Any]]:
-    """Every event of a run, oldest first (for `watch` catch-up and tests)."""
-    query = run_ref(run_id).collection(EVENTS).order_by("at")
-    return [{"id": snap.id, **(snap.to_dict() or {})} for snap in query.stream()]
+        while True:
+            update = updates.get()
+            if update is None:
+                raise NotFound(f"run {run_id} was deleted", code="run_not_found")
+            if isinstance(update, BaseException):
+                raise update
+            on_change(update)
+            if update.status in TERMINAL:
+                return update
+    finally:
+        listener.unsubscribe()
+        if timer is not None:
+            timer.cancel()

@@ -6,6 +6,7 @@ on a race) written together with its event, so replaying a transition changes no
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -16,23 +17,24 @@ from google.api_core import exceptions
 from google.cloud import firestore
 from pydantic import AfterValidator, BaseModel, Field
 
-from common.budget import ledger as budget
-from common.budget import usage
+from common.budget import status, usage
 from common.budget.businesses import get_business
 from common.models import PHASE_ORDER, Strict
+from common.money import usd
 from common.platform import log
 from common.platform.errors import Busy, Conflict
 from common.platform.store import db
-from common.runs import documents as progress
+from common.runs.documents import PHASES, RUNS, TERMINAL, Run, RunStatus, get_run, run_from, run_ref
+from common.runs.events import RunRecorder, add_event
 
 Transition = Literal["start", "succeed", "cancel", "budget_exceeded", "fail"]
-FINAL_STATUS: dict[Transition, progress.RunStatus] = {
+FINAL_STATUS: dict[Transition, RunStatus] = {
     "succeed": "succeeded",
     "cancel": "cancelled",
     "budget_exceeded": "budget_exceeded",
     "fail": "failed",
 }
-FINAL_EVENT: dict[progress.RunStatus, str] = {
+FINAL_EVENT: dict[RunStatus, str] = {
     "succeeded": "run_completed",
     "cancelled": "run_cancelled",
     "budget_exceeded": "budget_exceeded",
@@ -61,7 +63,7 @@ class RunSummary(BaseModel):
     """The run's tracking totals: what the workflow returns and the CLI prints."""
 
     run_id: str
-    status: progress.RunStatus
+    status: RunStatus
     percent: int
     reason: str | None
     total_cost_usd: float
@@ -73,14 +75,14 @@ class RunSummary(BaseModel):
     results_path: str
 
 
-def summarize(run: progress.Run) -> RunSummary:
+def summarize(run: Run) -> RunSummary:
     """Totals of a run: every settled model call counts, per phase and overall."""
     cost_by_phase = usage.run_cost_by_phase(run.run_id)
     phases = {
         name: PhaseTotal(
             model=run.phases.get(name, {}).get("model"),
             provider=run.phases.get(name, {}).get("provider"),
-            cost_usd=cost_by_phase.get(name, 0) / 1e9,
+            cost_usd=usd(cost_by_phase.get(name, 0)),
             duration_ms=run.phases.get(name, {}).get("duration_ms"),
         )
         for name in PHASE_ORDER
@@ -91,18 +93,18 @@ def summarize(run: progress.Run) -> RunSummary:
         status=run.status,
         percent=run.percent,
         reason=run.stop_reason,
-        total_cost_usd=run.cost_nanos / 1e9,
+        total_cost_usd=usd(run.cost_nanos),
         duration_seconds=run.duration_seconds,
         models_used=sorted(run.models_used),
         providers_used=sorted(run.providers_used),
         phases=phases,
         warnings=run.warnings,
-        results_path=f"{progress.RUNS}/{run.run_id}/{progress.PHASES}",
+        results_path=f"{RUNS}/{run.run_id}/{PHASES}",
     )
 
 
 def _changes(
-    run: progress.Run,
+    run: Run,
     transition: Transition,
     reason: str | None,
     message: str | None,
@@ -124,7 +126,7 @@ def _changes(
     status = FINAL_STATUS[transition]
     if run.status == status:
         return None
-    if run.status in progress.TERMINAL:
+    if run.status in TERMINAL:
         raise Conflict(f"run {run.run_id} already ended {run.status}", code="run_final")
     if transition == "succeed":
         missing = [
@@ -162,9 +164,9 @@ def transition(
         Conflict: the run is already in another final state, or `succeed` with phases missing.
     """
     for attempt in range(8):
-        ref = progress.run_ref(run_id)
+        ref = run_ref(run_id)
         snapshot = ref.get()
-        run = progress.run_from(snapshot)
+        run = run_from(snapshot)
         now = dt.datetime.now(dt.UTC)
         change = _changes(run, to, reason, message, now)
         if change is None:
@@ -176,15 +178,14 @@ def transition(
             {**fields, "updated_at": firestore.SERVER_TIMESTAMP},
             option=db().write_option(last_update_time=snapshot.update_time),
         )
-        batch.create(
-            ref.collection(progress.EVENTS).document(event_id),
-            progress.event_document(
-                kind,
-                phase=None,
-                step=str(fields["step"]),
-                percent={"start": run.percent + START_WEIGHT, "succeed": 100}.get(to, run.percent),
-                data={"reason": reason, "message": message},
-            ),
+        add_event(
+            batch,
+            run_id,
+            event_id,
+            kind,
+            step=str(fields["step"]),
+            percent={"start": run.percent + START_WEIGHT, "succeed": 100}.get(to, run.percent),
+            data={"reason": reason, "message": message},
         )
         try:
             batch.commit()
@@ -193,10 +194,10 @@ def transition(
             continue
         except exceptions.AlreadyExists:
             pass  # the event exists: another delivery of this transition won
-        final = progress.get_run(run_id)
+        final = get_run(run_id)
         if kind != "run_started":
             # A last look at the business's budget: warnings a throttled settle skipped.
-            budget.refresh(get_business(final.business_id), now, run_id=run_id)
+            status.refresh(get_business(final.business_id), now, recorder=RunRecorder(run_id))
         logger.log(
             logging.ERROR if kind == "run_failed" else logging.INFO,
             f"run {kind.removeprefix('run_')}",
@@ -212,3 +213,30 @@ def transition(
         )
         return summarize(final)
     raise Busy(f"run {run_id} is changing too fast; try again", code="contention")
+
+
+def request_cancel(run_id: str) -> Run:
+    """Ask a run to stop: it ends `cancelled` at its next check, keeping finished phases.
+
+    Raises:
+        NotFound: no such run.
+        Conflict: the run already ended (`run_final`).
+    """
+    run = get_run(run_id)
+    if run.status in TERMINAL:
+        raise Conflict(f"run {run_id} already ended {run.status}", code="run_final")
+    batch = db().batch()
+    batch.update(
+        run_ref(run_id), {"cancel_requested": True, "updated_at": firestore.SERVER_TIMESTAMP}
+    )
+    add_event(
+        batch,
+        run_id,
+        "run.cancel_requested",
+        "cancel_requested",
+        step="cancel requested",
+        percent=run.percent,
+    )
+    with contextlib.suppress(exceptions.AlreadyExists):  # asked before
+        batch.commit()
+    return get_run(run_id)

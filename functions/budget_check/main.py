@@ -3,13 +3,13 @@
 import flask
 import functions_framework
 
-from common.analysis import preflight as gate
-from common.platform import http as api
+from common.analysis import preflight
+from common.platform import http
 
 
 @functions_framework.http
-def budget_check(request: flask.Request) -> tuple[api.Json, int]:
+def budget_check(request: flask.Request) -> tuple[http.Json, int]:
     """POST {"run_id", "phase"} (the workflow) or {"business_id", "task_type", "input"} (a
     backend): 200 with the decision, 402 with the budget's reason when denied, 409
     `run_cancelled` once the run's cancellation was requested."""
-    return api.respond(lambda: gate.answer(api.json_body(request)))
+    return http.respond(lambda: preflight.answer(http.json_body(request)))

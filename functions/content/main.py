@@ -4,10 +4,10 @@ import flask
 import functions_framework
 
 from common.analysis.phases import PhaseRequest, run_phase
-from common.platform import http as api
+from common.platform import http
 
 
 @functions_framework.http
-def content(request: flask.Request) -> tuple[api.Json, int]:
+def content(request: flask.Request) -> tuple[http.Json, int]:
     """POST {"run_id": ...}: run the phase (or return its stored result) and answer its summary."""
-    return api.respond(lambda: run_phase(api.parse(request, PhaseRequest).run_id, "content"))
+    return http.respond(lambda: run_phase(http.parse(request, PhaseRequest).run_id, "content"))

@@ -3,16 +3,16 @@
 import flask
 import functions_framework
 
-from common.platform import http as api
+from common.platform import http
 from common.runs.lifecycle import LifecycleRequest, RunSummary, transition
 
 
 @functions_framework.http
-def lifecycle(request: flask.Request) -> tuple[api.Json, int]:
+def lifecycle(request: flask.Request) -> tuple[http.Json, int]:
     """POST {"run_id", "transition", "reason"?, "message"?}: move the run, answer its totals."""
 
     def move() -> RunSummary:
-        body = api.parse(request, LifecycleRequest)
+        body = http.parse(request, LifecycleRequest)
         return transition(body.run_id, body.transition, reason=body.reason, message=body.message)
 
-    return api.respond(move)
+    return http.respond(move)

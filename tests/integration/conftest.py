@@ -17,8 +17,7 @@ from common.budget.limits import TierName
 from common.llm import get_router
 from common.models import BusinessInput
 from common.platform.settings import get_settings
-from common.runs import documents as progress
-from common.runs import lifecycle
+from common.runs import documents, lifecycle
 from local import emulator, stack
 
 SAMPLE = Path(__file__).resolve().parents[2] / "local" / "samples" / "tidewater.json"
@@ -57,7 +56,7 @@ def new_run(register: Callable[..., Business], business_input: BusinessInput) ->
         given = business_input.model_copy(update=business)
         register(given.business_id, tier)
         run_id = uuid.uuid4().hex
-        progress.run_ref(run_id).create(progress.new_run_document(run_id, given, tier))
+        documents.run_ref(run_id).create(documents.new_run_document(run_id, given, tier))
         if start:
             lifecycle.transition(run_id, "start")
         return run_id

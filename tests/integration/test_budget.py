@@ -14,13 +14,15 @@ import flask.testing
 import pytest
 from google.cloud import firestore
 
-from common.budget import counters, usage
-from common.budget import ledger as budget
+from common.budget import check, controls, counters, limits, usage
 from common.budget.businesses import Business
-from common.budget.ledger import ALERTS, BudgetLedger, get_budget_status, scopes_for
+from common.budget.check import get_budget_status
+from common.budget.ledger import BudgetLedger, utc_now
+from common.budget.status import ALERTS
 from common.llm.base import AttemptRecord, BudgetDenied, TokenUsage
 from common.platform.settings import get_settings
-from common.runs import documents as progress
+from common.runs import documents, events
+from common.runs.events import RunRecorder
 from tests.integration.conftest import document_paths
 
 NANOS = 1_000_000_000
@@ -59,7 +61,7 @@ def attempt(key: str, cost_nanos: int, model: str = "gpt-5-mini") -> AttemptReco
 
 
 def totals(business: Business, now: dt.datetime) -> counters.Totals:
-    day = scopes_for(business, now)[0]
+    day = business.scopes(now)[0]
     return counters.read([day])[day.name]
 
 
@@ -76,7 +78,7 @@ def test_fifty_parallel_tasks_never_overspend_a_small_budget(
         ledger = BudgetLedger(business)
         key = f"task-{number}-{uuid.uuid4().hex}"
         try:
-            ledger.reserve(key=key, model="gpt-5-mini", upper_bound_nanos=NANOS // 100)
+            ledger.reserve(key=key, model="gpt-5-mini", tier="mini", upper_bound_nanos=NANOS // 100)
         except BudgetDenied as denied:
             with lock:
                 outcomes.append(("denied", denied.reason))
@@ -93,12 +95,12 @@ def test_fifty_parallel_tasks_never_overspend_a_small_budget(
     denied = [o for o in outcomes if o[0] == "denied"]
     assert len(outcomes) == 50 and 4 <= len(settled) < 50
     assert all(reason == "daily_budget_exceeded" for _, reason in denied)
-    now = budget.utc_now()
+    now = utc_now()
     day = totals(business, now)
     assert day.spent <= business.limits.daily_limit_nanos  # zero overspend, to the nano
     assert day.reserved == 0
     assert day.headroom == business.limits.daily_limit_nanos - day.spent
-    recorded = usage.get_daily_cost(business.business_id, budget.day_key(now))
+    recorded = usage.get_daily_cost(business.business_id, limits.day_key(now))
     assert round(recorded * NANOS) == day.spent  # every settled cost has its usage record
 
 
@@ -108,14 +110,16 @@ def test_a_settle_delivered_three_times_is_counted_once(
 ) -> None:
     run_id = new_run(start=True)
     business = register()
-    ledger = BudgetLedger(business, run_id=run_id, phase="research")
-    ledger.reserve(key="k1", model="gpt-5-mini", upper_bound_nanos=5_000_000)
+    ledger = BudgetLedger(
+        business, run_id=run_id, phase="research", recorder=RunRecorder(run_id, "research")
+    )
+    ledger.reserve(key="k1", model="gpt-5-mini", tier="mini", upper_bound_nanos=5_000_000)
     record = attempt("k1", 1_234_567)
     for _ in range(3):
         ledger.settle(record)
-    day = totals(business, budget.utc_now())
+    day = totals(business, utc_now())
     assert day.spent == 1_234_567 and day.reserved == 0
-    assert progress.get_run(run_id).cost_nanos == 1_234_567
+    assert documents.get_run(run_id).cost_nanos == 1_234_567
     assert usage.run_cost_by_phase(run_id) == {"research": 1_234_567}
 
 
@@ -126,12 +130,12 @@ def test_a_reservation_never_settled_is_released_after_its_ttl(
     business = register("crashy", "basic", overrides={"daily_limit_usd": "0.02"})
     clock = Clock(NOON)
     ledger = BudgetLedger(business, clock=clock)
-    ledger.reserve(key="orphan", model="gpt-5-mini", upper_bound_nanos=15_000_000)
+    ledger.reserve(key="orphan", model="gpt-5-mini", tier="mini", upper_bound_nanos=15_000_000)
     with pytest.raises(BudgetDenied):  # the orphan holds most of the budget
-        ledger.reserve(key="next", model="gpt-5-mini", upper_bound_nanos=10_000_000)
+        ledger.reserve(key="next", model="gpt-5-mini", tier="mini", upper_bound_nanos=10_000_000)
 
     clock.now = NOON + dt.timedelta(minutes=11)  # past the 10-minute TTL: the holder died
-    ledger.reserve(key="next", model="gpt-5-mini", upper_bound_nanos=10_000_000)
+    ledger.reserve(key="next", model="gpt-5-mini", tier="mini", upper_bound_nanos=10_000_000)
 
     day = totals(business, NOON)
     assert day.reserved == 10_000_000 and day.spent == 0
@@ -146,14 +150,14 @@ def test_the_daily_budget_resets_at_utc_midnight(register: Callable[..., Busines
     business = register("nightly", "basic", overrides={"daily_limit_usd": "0.01"})
     clock = Clock(dt.datetime(2026, 11, 25, 23, 59, 59, tzinfo=dt.UTC))
     ledger = BudgetLedger(business, clock=clock)
-    ledger.reserve(key="a", model="gpt-5-nano", upper_bound_nanos=NANOS // 100)
+    ledger.reserve(key="a", model="gpt-5-nano", tier="nano", upper_bound_nanos=NANOS // 100)
     ledger.settle(attempt("a", NANOS // 100, "gpt-5-nano"))
     with pytest.raises(BudgetDenied) as denied:
-        ledger.reserve(key="b", model="gpt-5-nano", upper_bound_nanos=1)
+        ledger.reserve(key="b", model="gpt-5-nano", tier="nano", upper_bound_nanos=1)
     assert denied.value.reason == "daily_budget_exceeded"
 
     clock.now = dt.datetime(2026, 11, 26, 0, 0, 0, tzinfo=dt.UTC)
-    ledger.reserve(key="b", model="gpt-5-nano", upper_bound_nanos=1)  # a new day
+    ledger.reserve(key="b", model="gpt-5-nano", tier="nano", upper_bound_nanos=1)  # a new day
 
 
 @pytest.mark.emulator
@@ -165,14 +169,14 @@ def test_the_monthly_budget_resets_with_the_calendar_month(
     )
     clock = Clock(dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC))
     ledger = BudgetLedger(business, clock=clock)
-    ledger.reserve(key="a", model="gpt-5-mini", upper_bound_nanos=NANOS // 50)
+    ledger.reserve(key="a", model="gpt-5-mini", tier="mini", upper_bound_nanos=NANOS // 50)
     ledger.settle(attempt("a", NANOS // 50))
     clock.now = dt.datetime(2026, 11, 30, 10, tzinfo=dt.UTC)  # a new day, same month
     with pytest.raises(BudgetDenied) as denied:
-        ledger.reserve(key="b", model="gpt-5-mini", upper_bound_nanos=1)
+        ledger.reserve(key="b", model="gpt-5-mini", tier="mini", upper_bound_nanos=1)
     assert denied.value.reason == "monthly_budget_exceeded"
     clock.now = dt.datetime(2026, 12, 1, 0, 0, tzinfo=dt.UTC)
-    ledger.reserve(key="b", model="gpt-5-mini", upper_bound_nanos=1)
+    ledger.reserve(key="b", model="gpt-5-mini", tier="mini", upper_bound_nanos=1)
 
 
 @pytest.mark.emulator
@@ -187,10 +191,18 @@ def test_warnings_fire_once_per_threshold_per_period(
     run_id = new_run()
     business = register(overrides={"daily_limit_usd": "1"})
     clock = Clock(NOON)
-    ledger = BudgetLedger(business, run_id=run_id, phase="research", clock=clock)
+    ledger = BudgetLedger(
+        business,
+        run_id=run_id,
+        phase="research",
+        clock=clock,
+        recorder=RunRecorder(run_id, "research"),
+    )
 
     def spend(key: str, usd: float) -> None:
-        ledger.reserve(key=key, model="gpt-5-mini", upper_bound_nanos=round(usd * NANOS))
+        ledger.reserve(
+            key=key, model="gpt-5-mini", tier="mini", upper_bound_nanos=round(usd * NANOS)
+        )
         ledger.settle(attempt(key, round(usd * NANOS)))
 
     spend("a", 0.80)  # crosses 75%
@@ -198,9 +210,9 @@ def test_warnings_fire_once_per_threshold_per_period(
     spend("c", 0.10)  # crosses 90%
     alerts = {snap.id for snap in db.collection(ALERTS).stream()}
     assert alerts == {f"tidewater-coffee:2026-11-25:{level}" for level in (75, 90)}
-    events = [e for e in progress.events(run_id) if e["type"] == "budget_warning"]
-    assert [e["data"]["level"] for e in events] == [75, 90]
-    assert len(progress.get_run(run_id).warnings) == 2
+    warnings = [e for e in events.events(run_id) if e["type"] == "budget_warning"]
+    assert [e["data"]["level"] for e in warnings] == [75, 90]
+    assert len(documents.get_run(run_id).warnings) == 2
     status = get_budget_status("tidewater-coffee", now=NOON)
     assert status.warning_level == 90
     published = db.collection("budget_status").document("tidewater-coffee").get().to_dict()
@@ -217,9 +229,9 @@ def test_warnings_fire_once_per_threshold_per_period(
 def test_at_100_percent_every_new_task_is_blocked(register: Callable[..., Business]) -> None:
     business = register("spent", "basic", overrides={"daily_limit_usd": "0.01"})
     ledger = BudgetLedger(business)
-    ledger.reserve(key="a", model="gpt-5-nano", upper_bound_nanos=NANOS // 100)
+    ledger.reserve(key="a", model="gpt-5-nano", tier="nano", upper_bound_nanos=NANOS // 100)
     ledger.settle(attempt("a", NANOS // 100, "gpt-5-nano"))
-    allowed, decision = budget.check_budget_before_task(
+    allowed, decision = check.check_budget_before_task(
         "spent", "sentence_summary", [{"role": "user", "content": "Summarize: hello"}]
     )
     assert not allowed and decision.reason == "daily_budget_exceeded"
@@ -231,13 +243,13 @@ def test_at_100_percent_every_new_task_is_blocked(register: Callable[..., Busine
 def test_a_tier_without_full_models_cannot_reserve_one(register: Callable[..., Business]) -> None:
     business = register("small", "basic")
     with pytest.raises(BudgetDenied) as denied:
-        BudgetLedger(business).reserve(key="x", model="gpt-5", upper_bound_nanos=1)
+        BudgetLedger(business).reserve(key="x", model="gpt-5", tier="full", upper_bound_nanos=1)
     assert denied.value.reason == "model_tier_restricted"
-    allowed, decision = budget.check_budget_before_task(
+    allowed, decision = check.check_budget_before_task(
         "small", "strategy_analysis", [{"role": "user", "content": "Plan."}], allow_downgrade=False
     )
     assert not allowed and decision.reason == "model_tier_restricted"
-    allowed, decision = budget.check_budget_before_task(
+    allowed, decision = check.check_budget_before_task(
         "small", "strategy_analysis", [{"role": "user", "content": "Plan."}]
     )
     assert allowed and decision.downgraded_from == "gpt-5" and decision.model == "gpt-5-mini"
@@ -250,9 +262,11 @@ def test_the_platform_cap_protects_the_company_across_businesses(
     monkeypatch.setenv("PLATFORM_DAILY_CAP_USD", "0.03")
     get_settings.cache_clear()
     one, two = register("one", "enterprise"), register("two", "enterprise")
-    BudgetLedger(one).reserve(key="1", model="gpt-5", upper_bound_nanos=NANOS // 50)
+    BudgetLedger(one).reserve(key="1", model="gpt-5", tier="full", upper_bound_nanos=NANOS // 50)
     with pytest.raises(BudgetDenied) as denied:
-        BudgetLedger(two).reserve(key="2", model="gpt-5", upper_bound_nanos=NANOS // 50)
+        BudgetLedger(two).reserve(
+            key="2", model="gpt-5", tier="full", upper_bound_nanos=NANOS // 50
+        )
     assert denied.value.reason == "platform_cap_reached"
 
 
@@ -261,21 +275,23 @@ def test_the_operator_kill_switch_blocks_everything_until_lifted(
     register: Callable[..., Business],
 ) -> None:
     business = register()
-    budget.set_paused(True, "incident 42")
+    controls.set_paused(True, "incident 42")
     with pytest.raises(BudgetDenied) as denied:
-        BudgetLedger(business).reserve(key="x", model="gpt-5-mini", upper_bound_nanos=1)
+        BudgetLedger(business).reserve(
+            key="x", model="gpt-5-mini", tier="mini", upper_bound_nanos=1
+        )
     assert denied.value.reason == "platform_paused" and "incident 42" in str(denied.value)
-    budget.set_paused(False)
-    BudgetLedger(business).reserve(key="x", model="gpt-5-mini", upper_bound_nanos=1)
+    controls.set_paused(False)
+    BudgetLedger(business).reserve(key="x", model="gpt-5-mini", tier="mini", upper_bound_nanos=1)
 
 
 @pytest.mark.emulator
 def test_budget_status_reports_the_seed_fields(register: Callable[..., Business]) -> None:
     business = register("status", "pro")
     ledger = BudgetLedger(business, clock=Clock(NOON))
-    ledger.reserve(key="a", model="gpt-5-mini", upper_bound_nanos=NANOS)
+    ledger.reserve(key="a", model="gpt-5-mini", tier="mini", upper_bound_nanos=NANOS)
     ledger.settle(attempt("a", 12 * NANOS + NANOS // 2, "gpt-5-mini"))  # above its reservation
-    ledger.reserve(key="b", model="gpt-5-mini", upper_bound_nanos=NANOS)
+    ledger.reserve(key="b", model="gpt-5-mini", tier="mini", upper_bound_nanos=NANOS)
     status = get_budget_status("status", now=NOON)
     assert status.tier == "pro" and status.daily_limit == 50.0
     assert status.today_spent == 12.5 and status.today_reserved == 1.0

@@ -98,7 +98,7 @@ def test_operators_register_overrides_and_pause_everything(
     assert main(["pause", "--reason", "provider incident"]) == 0
     assert main(["budget", business_id]) == 0
     capsys.readouterr()
-    from common.budget.ledger import check_budget_before_task
+    from common.budget.check import check_budget_before_task
 
     allowed, decision = check_budget_before_task(
         business_id, "sentence_summary", [{"role": "user", "content": "hello"}]

@@ -14,13 +14,13 @@ import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.workflows import executions_v1
 
+from common.analysis import launch
 from common.analysis.phases import stored_output
 from common.budget.businesses import Business, save_business
 from common.models import PHASE_ORDER, BusinessInput
 from common.platform.errors import PaymentRequired
 from common.platform.store import db
-from common.runs import documents as progress
-from common.runs import executions as runs
+from common.runs import documents, events, executions, lifecycle
 from local.stack import LocalStack
 
 
@@ -40,31 +40,31 @@ def register(business: BusinessInput, tier: str = "enterprise", **extra: Any) ->
 
 def execution(run_id: str) -> executions_v1.Execution:
     """The run's workflow execution once it has ended (the run document ends a moment before)."""
-    name = progress.get_run(run_id).execution
+    name = documents.get_run(run_id).execution
     assert name is not None
     deadline = time.monotonic() + 30
     while True:
-        found = runs.executions_client().get_execution(name=name)
+        found = executions.executions_client().get_execution(name=name)
         if found.state != executions_v1.Execution.State.ACTIVE or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
 
 
 def act_when(
-    run_id: str, condition: Callable[[progress.Run], bool], action: Callable[[], Any]
-) -> progress.Run:
+    run_id: str, condition: Callable[[documents.Run], bool], action: Callable[[], Any]
+) -> documents.Run:
     """Follow the run live; run `action` once, the first time `condition` holds."""
     done = threading.Event()
 
-    def check(run: progress.Run) -> None:
+    def check(run: documents.Run) -> None:
         if not done.is_set() and condition(run):
             done.set()
             action()
 
-    return runs.watch(run_id, check, timeout=120)
+    return documents.watch(run_id, check, timeout=120)
 
 
-def positioning_running(run: progress.Run) -> bool:
+def positioning_running(run: documents.Run) -> bool:
     return run.phases.get("positioning", {}).get("status") == "running"
 
 
@@ -81,17 +81,17 @@ def test_a_full_run_succeeds_and_a_listener_sees_percent_rise_to_100(
         for snapshot in snapshots:
             data = snapshot.to_dict() or {}
             seen.append((data["status"], data["percent"]))
-            if data["status"] in progress.TERMINAL:
+            if data["status"] in documents.TERMINAL:
                 finished.set()
 
     query = (
         db()
-        .collection(progress.RUNS)
+        .collection(documents.RUNS)
         .where(filter=FieldFilter("business_id", "==", business.business_id))
     )
     listener = query.on_snapshot(record)  # attached before the run exists
     try:
-        run_id = runs.start_run(business)
+        run_id = launch.start_run(business)
         assert finished.wait(120), seen
     finally:
         listener.unsubscribe()
@@ -103,7 +103,7 @@ def test_a_full_run_succeeds_and_a_listener_sees_percent_rise_to_100(
     assert len(set(percents)) > 10  # progress arrived live, step by step
     for phase in PHASE_ORDER:
         assert stored_output(run_id, phase) is not None
-    run = progress.get_run(run_id)
+    run = documents.get_run(run_id)
     assert run.cost_nanos > 0 and run.duration_seconds is not None
     done = execution(run_id)
     assert done.state == executions_v1.Execution.State.SUCCEEDED
@@ -119,9 +119,9 @@ def test_a_cancelled_run_ends_cancelled_and_keeps_its_finished_phases(
 ) -> None:
     business = unique_business(business_input)
     register(business)
-    run_id = runs.start_run(business)
+    run_id = launch.start_run(business)
 
-    final = act_when(run_id, positioning_running, lambda: runs.cancel_run(run_id))
+    final = act_when(run_id, positioning_running, lambda: lifecycle.request_cancel(run_id))
 
     assert final.status == "cancelled" and final.stop_reason == "run_cancelled"
     assert stored_output(run_id, "research") is not None
@@ -129,7 +129,7 @@ def test_a_cancelled_run_ends_cancelled_and_keeps_its_finished_phases(
     assert all(
         stored_output(run_id, p) is None for p in ("icps", "strategy", "content", "analytics")
     )
-    kinds = [e["type"] for e in progress.events(run_id)]
+    kinds = [e["type"] for e in events.events(run_id)]
     assert "cancel_requested" in kinds and kinds[-1] == "run_cancelled"
     assert execution(run_id).state == executions_v1.Execution.State.SUCCEEDED
 
@@ -140,10 +140,10 @@ def test_a_run_that_runs_out_of_budget_ends_budget_exceeded_keeping_its_phases(
 ) -> None:
     business = unique_business(business_input)
     register(business)
-    run_id = runs.start_run(business)
+    run_id = launch.start_run(business)
 
     def exhaust_budget() -> None:
-        spent = progress.get_run(run_id).cost_nanos
+        spent = documents.get_run(run_id).cost_nanos
         register(business, overrides={"daily_limit_usd": str(max(spent, 1) / 1e9)})
 
     final = act_when(run_id, positioning_running, exhaust_budget)
@@ -152,7 +152,7 @@ def test_a_run_that_runs_out_of_budget_ends_budget_exceeded_keeping_its_phases(
     assert final.stop_reason == "daily_budget_exceeded"
     assert stored_output(run_id, "research") is not None
     assert stored_output(run_id, "content") is None and stored_output(run_id, "analytics") is None
-    assert progress.events(run_id)[-1]["type"] == "budget_exceeded"
+    assert events.events(run_id)[-1]["type"] == "budget_exceeded"
 
 
 @pytest.mark.emulator
@@ -162,21 +162,21 @@ def test_asking_for_more_icps_than_the_tier_allows_starts_nothing(
     business = unique_business(business_input, icp_count=5)
     register(business, tier="basic")
     executions_before = len(
-        list(runs.executions_client().list_executions(parent=runs.workflow_path()))
+        list(executions.executions_client().list_executions(parent=executions.workflow_path()))
     )
 
     with pytest.raises(PaymentRequired) as refused:
-        runs.start_run(business)
+        launch.start_run(business)
 
     assert refused.value.code == "feature_limit_exceeded"
     assert "at most 3 ICPs" in refused.value.message
     query = (
         db()
-        .collection(progress.RUNS)
+        .collection(documents.RUNS)
         .where(filter=FieldFilter("business_id", "==", business.business_id))
     )
     assert list(query.stream()) == []
     executions_after = len(
-        list(runs.executions_client().list_executions(parent=runs.workflow_path()))
+        list(executions.executions_client().list_executions(parent=executions.workflow_path()))
     )
     assert executions_after == executions_before

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 
 from common.analysis import evidence
-from common.analysis.phases import PHASES, earlier_outputs, messages_for, run_phase, stored_output
+from common.analysis.phases import prepare, run_phase, stored_output
 from common.models import ResearchOutput
-from common.runs import documents as progress
+from common.runs import documents
 
 
 @pytest.mark.emulator
@@ -24,10 +24,9 @@ def test_later_phases_are_prompted_with_their_business_evidence(
 
     research = stored_output(ours, "research")
     assert isinstance(research, ResearchOutput)
-    run = progress.get_run(ours)
-    prompt = messages_for(
-        run, PHASES["positioning"], earlier_outputs(ours, PHASES["positioning"], required=True)
-    )
+    run = documents.get_run(ours)
+    prepared = prepare(ours, run.input, "positioning", required=True)
+    prompt = prepared.messages(evidence.recall(run.business_id, prepared.evidence_query))
     text = prompt[1]["content"]
     assert "RELEVANT_EVIDENCE" in text
     assert "Other Shop" not in text.split("RELEVANT_EVIDENCE")[1]
@@ -44,7 +43,7 @@ def test_storing_evidence_again_replaces_it(new_run: Callable[..., str]) -> None
     run_phase(run_id, "research")
     research = stored_output(run_id, "research")
     assert isinstance(research, ResearchOutput)
-    business = progress.get_run(run_id).input
+    business = documents.get_run(run_id).input
     count = evidence.remember(run_id, business, research)  # a retried phase stores again
     found = evidence.recall(business.business_id, business.description, top_k=50)
     assert len(found) == count  # no duplicates

@@ -10,9 +10,7 @@ import pytest
 from common.analysis.phases import run_phase
 from common.models import PHASE_ORDER
 from common.platform.errors import Conflict
-from common.runs import documents as progress
-from common.runs import executions as runs
-from common.runs import lifecycle
+from common.runs import documents, events, lifecycle
 
 FunctionClient = Callable[[str], flask.testing.FlaskClient]
 
@@ -24,8 +22,8 @@ def test_start_is_idempotent_and_recorded_once(new_run: Callable[..., str]) -> N
     again = lifecycle.transition(run_id, "start")
     assert first.status == again.status == "running"
     assert first.percent == again.percent == lifecycle.START_WEIGHT
-    assert [e["type"] for e in progress.events(run_id)] == ["run_started"]
-    assert progress.get_run(run_id).started_at is not None
+    assert [e["type"] for e in events.events(run_id)] == ["run_started"]
+    assert documents.get_run(run_id).started_at is not None
 
 
 @pytest.mark.emulator
@@ -40,7 +38,7 @@ def test_success_totals_cost_and_duration_from_every_phase(new_run: Callable[...
     assert summary.total_cost_usd == pytest.approx(sum(p.cost_usd for p in summary.phases.values()))
     assert summary.models_used and summary.providers_used == ["offline"]
     assert lifecycle.transition(run_id, "succeed") == summary  # a replay changes nothing
-    assert progress.events(run_id)[-1]["type"] == "run_completed"
+    assert events.events(run_id)[-1]["type"] == "run_completed"
 
 
 @pytest.mark.emulator
@@ -50,7 +48,7 @@ def test_success_with_phases_missing_is_refused(new_run: Callable[..., str]) -> 
     with pytest.raises(Conflict) as refused:
         lifecycle.transition(run_id, "succeed")
     assert "positioning" in refused.value.message
-    assert progress.get_run(run_id).status == "running"
+    assert documents.get_run(run_id).status == "running"
 
 
 @pytest.mark.emulator
@@ -59,7 +57,7 @@ def test_a_final_state_cannot_change(new_run: Callable[..., str]) -> None:
     lifecycle.transition(run_id, "cancel", reason="run_cancelled")
     with pytest.raises(Conflict):
         lifecycle.transition(run_id, "fail", message="late failure")
-    assert progress.get_run(run_id).status == "cancelled"
+    assert documents.get_run(run_id).status == "cancelled"
 
 
 @pytest.mark.emulator
@@ -78,10 +76,10 @@ def test_failure_keeps_finished_phases_and_a_truncated_reason(
         },
     )
     assert response.status_code == 200
-    run = progress.get_run(run_id)
+    run = documents.get_run(run_id)
     assert run.status == "failed" and run.error is not None and len(run.error) == 4000
     assert "research" in run.phases
-    assert progress.events(run_id)[-1]["type"] == "run_failed"
+    assert events.events(run_id)[-1]["type"] == "run_failed"
 
 
 @pytest.mark.emulator
@@ -102,7 +100,7 @@ def test_gate_refuses_a_cancelled_run_with_409(
     new_run: Callable[..., str], function_client: FunctionClient
 ) -> None:
     run_id = new_run()
-    runs.cancel_run(run_id)
+    lifecycle.request_cancel(run_id)
     response = function_client("budget_check").post(
         "/", json={"run_id": run_id, "phase": "research"}
     )
@@ -131,5 +129,5 @@ def test_cancel_of_an_ended_run_is_refused(new_run: Callable[..., str]) -> None:
     run_id = new_run()
     lifecycle.transition(run_id, "fail", message="boom")
     with pytest.raises(Conflict):
-        runs.cancel_run(run_id)
-    assert progress.get_run(run_id).cancel_requested is False
+        lifecycle.request_cancel(run_id)
+    assert documents.get_run(run_id).cancel_requested is False

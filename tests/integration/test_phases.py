@@ -13,8 +13,7 @@ from common.budget import usage
 from common.budget.counters import COUNTERS
 from common.models import PHASE_ORDER, PHASE_OUTPUTS, PhaseName
 from common.platform.errors import Conflict, NotFound
-from common.runs import documents as progress
-from common.runs import lifecycle
+from common.runs import documents, events, lifecycle
 from tests.integration.conftest import document_paths
 
 FunctionClient = Callable[[str], flask.testing.FlaskClient]
@@ -39,7 +38,7 @@ def test_every_phase_stores_a_valid_output_grounded_in_the_business(
     assert "Tidewater" in research.model_dump_json()
     icps = stored_output(run_id, "icps")
     assert icps is not None and len(icps.model_dump()["icps"]) == 3
-    run = progress.get_run(run_id)
+    run = documents.get_run(run_id)
     assert run.percent == 97  # the last 3 points are the run's completion
     assert {p for p, s in run.phases.items() if s["status"] == "completed"} == set(PHASE_ORDER)
 
@@ -59,17 +58,17 @@ def test_replaying_a_phase_returns_the_stored_result_and_charges_nothing(
 ) -> None:
     run_id = new_run()
     first = run_phase(run_id, "research")
-    cost_before = progress.get_run(run_id).cost_nanos
+    cost_before = documents.get_run(run_id).cost_nanos
     spent_before = {s.id: s.to_dict() for s in db.collection(COUNTERS).stream()}
-    events_before = len(progress.events(run_id))
+    events_before = len(events.events(run_id))
 
     replay = run_phase(run_id, "research")
 
     assert first.replayed is False and replay.replayed is True
     assert replay.model_dump(exclude={"replayed"}) == first.model_dump(exclude={"replayed"})
-    assert progress.get_run(run_id).cost_nanos == cost_before > 0
+    assert documents.get_run(run_id).cost_nanos == cost_before > 0
     assert {s.id: s.to_dict() for s in db.collection(COUNTERS).stream()} == spent_before
-    assert len(progress.events(run_id)) == events_before
+    assert len(events.events(run_id)) == events_before
     assert sum(usage.run_cost_by_phase(run_id).values()) == cost_before
 
 
@@ -107,9 +106,9 @@ def test_progress_steps_add_up_to_each_phase_weight_exactly_once(
     run_id = new_run()
     run_phase(run_id, "research")
     run_phase(run_id, "research")
-    kinds = [e["type"] for e in progress.events(run_id)]
+    kinds = [e["type"] for e in events.events(run_id)]
     assert kinds.count("phase_completed") == 1
-    assert progress.get_run(run_id).percent == lifecycle.START_WEIGHT + PHASES["research"].weight
+    assert documents.get_run(run_id).percent == lifecycle.START_WEIGHT + PHASES["research"].weight
 
 
 # --- Over HTTP (functions-framework test clients) --------------------------------------------
@@ -202,7 +201,7 @@ def test_a_phase_another_instance_is_running_is_busy_until_its_lease_expires(
     from common.analysis.phases import LEASES
 
     run_id = new_run()
-    lease = progress.run_ref(run_id).collection(LEASES).document("research")
+    lease = documents.run_ref(run_id).collection(LEASES).document("research")
     lease.create(
         {
             "holder": "other-instance",

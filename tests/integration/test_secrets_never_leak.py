@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
+from common.analysis import launch
 from common.budget.businesses import Business, save_business
 from common.llm.providers.offline import placeholder_json
 from common.models import BusinessInput
 from common.platform.settings import get_settings
-from common.runs import documents as progress
-from common.runs import executions as runs
+from common.runs import documents, events, executions
 from local import emulator, stack
 from tests.integration.conftest import document_paths
 from tests.protocol.gcp.loopback import FakeSecretManager, LoopbackServer
@@ -116,9 +116,9 @@ def test_no_secret_appears_in_logs_documents_or_workflow_data(
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
         save_business(Business(business_id=business_input.business_id, tier="enterprise"))
-        run_id = runs.start_run(business_input)
-        final = runs.watch(run_id, lambda _run: None, timeout=120)
-        execution = runs.executions_client().get_execution(name=final.execution)
+        run_id = launch.start_run(business_input)
+        final = documents.watch(run_id, lambda _run: None, timeout=120)
+        execution = executions.executions_client().get_execution(name=final.execution)
     finally:
         local.stop()
         grpc_server.stop()
@@ -134,7 +134,7 @@ def test_no_secret_appears_in_logs_documents_or_workflow_data(
         places[path] = json.dumps(client.document(path).get().to_dict(), default=str)
     places["workflow argument"] = execution.argument
     places["workflow result"] = execution.result
-    places["events"] = json.dumps(progress.events(run_id), default=str)
+    places["events"] = json.dumps(events.events(run_id), default=str)
     assert len(places) > 50  # logs of every function, every document of the run
     for name, value in keys.items():
         leaks = [place for place, text in places.items() if value in text]

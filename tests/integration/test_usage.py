@@ -10,13 +10,15 @@ import pytest
 from common.budget import usage
 from common.budget.businesses import Business
 from common.budget.ledger import BudgetLedger
+from common.llm import default_catalogue
 from common.llm.base import AttemptRecord, TokenUsage
 
 
 def settle(
     ledger: BudgetLedger, key: str, task: str, model: str, cost: int, ok: bool = True
 ) -> None:
-    ledger.reserve(key=key, model=model, upper_bound_nanos=cost)
+    tier = default_catalogue().model(model).tier
+    ledger.reserve(key=key, model=model, tier=tier, upper_bound_nanos=cost)
     ledger.settle(
         AttemptRecord(
             key=key,

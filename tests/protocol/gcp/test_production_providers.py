@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.llm.router import NoProviderConfigured, build_router
+from common.llm.setup import NoProviderConfigured, build_router
 from common.platform.settings import get_settings
 
 from .loopback import FakeSecretManager, LoopbackServer

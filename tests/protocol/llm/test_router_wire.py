@@ -19,7 +19,7 @@ from common.llm import (
 )
 from common.llm.providers.gemini import GeminiProvider
 from common.llm.providers.openai import OpenAIProvider
-from common.llm.router import build_router
+from common.llm.setup import build_router
 from common.models import SelectedPositioning
 from common.platform.settings import get_settings
 from tests.protocol.llm.conftest import (

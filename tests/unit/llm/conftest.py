@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.llm.catalogue import default_catalogue
-from common.llm.router import get_router
+from common.llm.setup import get_router
 from common.platform.settings import get_settings
 
 _ROUTER_ENV = (

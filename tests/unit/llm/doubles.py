@@ -14,6 +14,7 @@ from common.llm.base import (
     AttemptRecord,
     BudgetDenied,
     Message,
+    ModelTier,
     ProviderError,
     ProviderRequest,
     ProviderResponse,
@@ -59,7 +60,7 @@ class RecordingLedger:
     settled: list[AttemptRecord] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
 
-    def reserve(self, *, key: str, model: str, upper_bound_nanos: int) -> None:
+    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> None:
         if self.deny_after is not None and len(self.reservations) >= self.deny_after:
             self.events.append(f"denied:{model}")
             raise BudgetDenied("daily_budget_exceeded", "daily budget exceeded")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from common.analysis.phases import PHASE_TASKS
 from common.llm import Router
 from common.llm.base import InvalidRequest, Message
 from common.llm.complexity import classify
 from common.llm.providers.offline import OfflineProvider
-from common.llm.tasks import PHASE_TASKS, TASKS, task_profile
+from common.llm.tasks import TASKS, task_profile
 
 SIMPLE = "Summarize in one sentence: our spring sale starts Monday and runs for two weeks."
 BALANCED = """Write three taglines for a coffee subscription aimed at remote workers.

@@ -7,11 +7,11 @@ import json
 import pytest
 from pydantic import BaseModel, Field, create_model
 
+from common.analysis.phases import PHASE_TASKS
 from common.llm import NullLedger, Router, get_router
 from common.llm.base import ProviderRequest
 from common.llm.providers.offline import OfflineProvider, business_from, placeholder_json
 from common.llm.schema import response_schema
-from common.llm.tasks import PHASE_TASKS
 from common.llm.tokens import count_message_tokens, count_tokens
 from common.models import (
     PHASE_OUTPUTS,

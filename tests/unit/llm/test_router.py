@@ -32,7 +32,7 @@ from common.llm.base import (
     TokenUsage,
 )
 from common.llm.catalogue import default_catalogue
-from common.llm.router import attempt_upper_bound
+from common.llm.routing import attempt_upper_bound
 from common.llm.thinking import thinking_budget
 from common.llm.tokens import prompt_token_bound
 from common.models import PositioningOutput, SelectedPositioning

@@ -1,0 +1,60 @@
+"""Starting a run: the tier and budget checks, the run document, the workflow execution."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from google.api_core import exceptions
+from google.cloud.workflows import executions_v1
+
+from common.analysis.preflight import require_room
+from common.budget.businesses import get_business
+from common.models import BusinessInput
+from common.platform import log
+from common.platform.errors import PaymentRequired
+from common.runs import documents
+from common.runs.executions import start_execution
+
+logger = logging.getLogger(__name__)
+
+
+def start_run(
+    business: BusinessInput, *, client: executions_v1.ExecutionsClient | None = None
+) -> str:
+    """Check the request against the business's tier and budget, then start the workflow.
+
+    Returns:
+        The new run's id.
+
+    Raises:
+        NotFound: the business is not registered (`unknown_business`).
+        PaymentRequired: the tier does not allow the request (`feature_limit_exceeded`) or the
+            budget cannot pay for the first phase; nothing is created.
+    """
+    registered = get_business(business.business_id)
+    limits = registered.limits
+    if business.icp_count > limits.max_icps:
+        raise PaymentRequired(
+            f"the {registered.tier} tier allows at most {limits.max_icps} ICPs; "
+            f"{business.icp_count} were requested",
+            code="feature_limit_exceeded",
+            field="icp_count",
+        )
+    run_id = uuid.uuid4().hex
+    require_room(run_id, business, "research")
+
+    ref = documents.run_ref(run_id)
+    ref.create(documents.new_run_document(run_id, business, registered.tier))
+    try:
+        execution = start_execution(run_id, client=client)
+    except exceptions.GoogleAPICallError as error:
+        # Keep the run as a record of the failed start, with why.
+        ref.update({"status": "failed", "error": f"could not start the workflow: {error.message}"})
+        raise
+    ref.update({"execution": execution.name})
+    logger.info(
+        "run started",
+        extra=log.fields(event="run_requested", run_id=run_id, business_id=business.business_id),
+    )
+    return run_id

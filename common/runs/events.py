@@ -1,0 +1,143 @@
+"""A run's append-only event log, `runs/{run_id}/events/{event_id}`, and the one way to write it.
+
+Every event has a deterministic id and is created (precondition: new) in one batch with the run
+document's update: a replayed step finds its event already there and changes nothing, so percent
+and counters move exactly once. Percent moves by server-side increments only, so concurrent
+phases cannot make it go backwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from google.api_core import exceptions
+from google.cloud import firestore
+
+from common.budget.status import BudgetWarning
+from common.llm.base import AttemptRecord
+from common.platform import log
+from common.platform.store import db
+from common.runs.documents import eta_seconds, run_ref
+
+EVENTS = "events"
+logger = logging.getLogger(__name__)
+
+
+def add_event(
+    batch: firestore.WriteBatch,
+    run_id: str,
+    event_id: str,
+    kind: str,
+    *,
+    phase: str | None = None,
+    step: str | None = None,
+    percent: int,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Create event `event_id` of `run_id` in `batch`, which then fails with AlreadyExists if the
+    event was recorded before."""
+    batch.create(
+        run_ref(run_id).collection(EVENTS).document(event_id),
+        {
+            "type": kind,
+            "phase": phase,
+            "step": step,
+            "percent": percent,
+            "data": data or {},
+            "at": firestore.SERVER_TIMESTAMP,
+        },
+    )
+
+
+def report(
+    run_id: str,
+    event_id: str,
+    kind: str,
+    *,
+    phase: str | None = None,
+    step: str | None = None,
+    percent_delta: int = 0,
+    data: dict[str, Any] | None = None,
+    updates: dict[str, Any] | None = None,
+    batch: firestore.WriteBatch | None = None,
+) -> bool:
+    """Record one event and move the run's live state, exactly once per `event_id`.
+
+    Args:
+        run_id: The run.
+        event_id: Deterministic id of this event (e.g. ``research.03.answered``).
+        kind: Event type (``research_progress``, ``phase_completed``, ...).
+        phase: Phase the event belongs to, if any; becomes the run's current phase.
+        step: Human-readable current step.
+        percent_delta: Points this step adds to the run's percent (never negative).
+        data: Event payload.
+        updates: Extra run-document fields to write with it (dotted paths allowed).
+        batch: Other writes that must land atomically with this event.
+
+    Returns:
+        True if recorded now, False if this event had been recorded before (a replay).
+    """
+    if percent_delta < 0:
+        raise ValueError("percent only moves forward")
+    ref = run_ref(run_id)
+    current = ref.get(field_paths=["percent", "started_at"]).to_dict() or {}
+    percent = min(100, int(current.get("percent", 0)) + percent_delta)
+    now = dt.datetime.now(dt.UTC)
+    fields: dict[str, Any] = {
+        "percent": firestore.Increment(percent_delta),
+        "eta_seconds": eta_seconds(current.get("started_at"), percent, now),
+        "updated_at": firestore.SERVER_TIMESTAMP,
+    }
+    if phase is not None:
+        fields["phase"] = phase
+    if step is not None:
+        fields["step"] = step
+    fields.update(updates or {})
+    writes = batch or db().batch()
+    add_event(writes, run_id, event_id, kind, phase=phase, step=step, percent=percent, data=data)
+    writes.update(ref, fields)
+    try:
+        writes.commit()
+    except exceptions.AlreadyExists:
+        return False
+    logger.info(
+        step or kind,
+        extra=log.fields(**(data or {}), event=kind, run_id=run_id, phase=phase, percent=percent),
+    )
+    return True
+
+
+def events(run_id: str) -> list[dict[str, Any]]:
+    """Every event of a run, oldest first (for `watch` catch-up and tests)."""
+    query = run_ref(run_id).collection(EVENTS).order_by("at")
+    return [{"id": snap.id, **(snap.to_dict() or {})} for snap in query.stream()]
+
+
+class RunRecorder:
+    """What a run records in the budget's batches: each settled attempt's cost and model on the
+    run document, and each budget warning as an event and in the run's warnings."""
+
+    def __init__(self, run_id: str, phase: str | None = None) -> None:
+        self.run_id = run_id
+        self.phase = phase
+
+    def on_settle(self, batch: firestore.WriteBatch, attempt: AttemptRecord) -> None:
+        fields: dict[str, Any] = {"cost_nanos": firestore.Increment(attempt.cost_nanos)}
+        if attempt.ok:
+            fields["models_used"] = firestore.ArrayUnion([attempt.model])
+            fields["providers_used"] = firestore.ArrayUnion([attempt.provider])
+        batch.update(run_ref(self.run_id), fields)
+
+    def on_warning(self, batch: firestore.WriteBatch, warning: BudgetWarning) -> None:
+        add_event(
+            batch,
+            self.run_id,
+            f"budget.{warning.key}",
+            "budget_warning",
+            phase=self.phase,
+            percent=0,
+            data={"level": warning.level, "kind": warning.kind, "message": warning.message},
+        )
+        batch.update(run_ref(self.run_id), {"warnings": firestore.ArrayUnion([warning.message])})
