@@ -20,7 +20,6 @@ def _hermetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     test points a provider at a loopback server itself."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DOTENV_PATH", str(tmp_path_factory.mktemp("env") / "absent.env"))
-        patch.setenv("VECTOR_DIR", str(tmp_path_factory.mktemp("vectors")))
         for name in ("OPENAI_API_KEY", "GEMINI_API_KEY", "APP_MODE"):
             patch.delenv(name, raising=False)
         get_settings.cache_clear()
@@ -52,7 +51,6 @@ def project_id(
     vector index of its own)."""
     project = f"test-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
-    monkeypatch.setenv("VECTOR_DIR", str(tmp_path / "vectors"))
     get_settings.cache_clear()
     yield project
     get_settings.cache_clear()

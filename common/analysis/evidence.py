@@ -13,8 +13,8 @@ import logging
 
 from common.models import BusinessInput, ResearchOutput
 from common.platform import log
+from common.search.backend import vector_index
 from common.search.embeddings import embed
-from common.search.index import vector_index
 
 logger = logging.getLogger(__name__)
 RECALL_TOP_K = 6

@@ -12,7 +12,7 @@ from common.budget.businesses import get_business
 from common.budget.controls import controls_ref, paused
 from common.budget.ledger import no_room, release_expired, utc_now
 from common.budget.status import BudgetStatus, refresh
-from common.llm import Estimator, Router, estimator
+from common.llm import Call, estimator
 from common.llm.base import BudgetDenied, Message
 from common.money import format_usd, usd
 
@@ -53,7 +53,6 @@ def check_budget_before_task(
     task_type: str,
     messages: list[Message],
     *,
-    router: Router | Estimator | None = None,
     allow_downgrade: bool = True,
     amount_nanos: int | None = None,
     schema: type[BaseModel] | None = None,
@@ -64,8 +63,8 @@ def check_budget_before_task(
 
     The estimate is `amount_nanos` when given, else the pre-flight upper bound of the task's
     first model call (answering with `schema`, when the task has one; `unseen_bytes` bounds text
-    the call will carry that `messages` do not hold yet), from the catalogue-only estimator
-    unless a `router` is given.
+    the call will carry that `messages` do not hold yet), from the catalogue alone: whichever
+    provider serves it, and with no key.
     With `allow_downgrade=False`, a task that needs a model tier the business may not use is
     refused (`model_tier_restricted`) instead of running on a smaller model.
 
@@ -73,16 +72,16 @@ def check_budget_before_task(
         NotFound: the business is not registered (code `unknown_business`).
     """
     business = get_business(business_id)
-    router = router or estimator()
     now = now or utc_now()
     release_expired(business_id, now)
-    decision, bound = router.bounded(
+    call = Call(
         task_type,
         messages,
         allowed_tiers=business.limits.model_tiers,
         schema=schema,
         unseen_bytes=unseen_bytes,
     )
+    decision, bound = estimator().bounded(call)
     estimate = bound if amount_nanos is None else amount_nanos
     scopes, controls = counters.prepare(business.scopes(now), [controls_ref()])
     totals = counters.read(scopes)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,6 +24,7 @@ from google.api_core import exceptions
 from google.cloud import firestore
 
 from common.platform import log
+from common.platform.process import TtlCache
 from common.platform.store import db
 
 COUNTERS = "budget_counters"
@@ -88,18 +88,17 @@ def _split(limit: int, shards: int) -> list[int]:
     return [share + (1 if shard < rest else 0) for shard in range(shards)]
 
 
-# What `prepare` last saw, by (project, document path): (monotonic time, stored scope or data).
-_seen: dict[tuple[str, str], tuple[float, Any]] = {}
+# What `prepare` last saw, by (project, document path): the stored scope or data.
+_seen: TtlCache[Any] = TtlCache()
 
 
 def _cached(ref: firestore.DocumentReference, max_age: float) -> Any | None:
-    seen = _seen.get((db().project, ref.path))
-    return seen[1] if seen is not None and time.monotonic() - seen[0] <= max_age else None
+    return _seen.get((db().project, ref.path), max_age)
 
 
 def forget(ref: firestore.DocumentReference) -> None:
     """Drop what this process saw of `ref`, so the next `prepare` reads it."""
-    _seen.pop((db().project, ref.path), None)
+    _seen.forget((db().project, ref.path))
 
 
 def prepare(
@@ -143,11 +142,11 @@ def prepare(
             if int(data["limit_nanos"]) != scope.limit_nanos:
                 _adjust(current, meta, snapshot, int(data["limit_nanos"]))
         stored.append(current)
-        _seen[(db().project, meta.path)] = (time.monotonic(), current)
+        _seen.put((db().project, meta.path), current)
     extra: dict[str, dict[str, Any]] = {}
     for ref in also:
         data = found[ref.path].to_dict() or {} if found[ref.path].exists else {}
-        _seen[(db().project, ref.path)] = (time.monotonic(), data)
+        _seen.put((db().project, ref.path), data)
         if data:
             extra[ref.path] = data
     return stored, extra

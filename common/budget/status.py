@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,6 +17,7 @@ from common.budget.businesses import Business
 from common.budget.counters import Scope
 from common.money import format_usd, usd
 from common.platform import log
+from common.platform.process import Throttle
 from common.platform.settings import get_settings
 from common.platform.store import db
 
@@ -66,19 +65,13 @@ def warning_level(used: int, limit: int) -> int | None:
     return next((level for level in reversed(WARNING_LEVELS) if percent >= level), None)
 
 
-# When this process last refreshed each business's status: (project, business) -> monotonic time.
-_refreshed: dict[tuple[str, str], float] = {}
+_refreshes = Throttle()
 
 
 def refresh_due(business_id: str) -> bool:
     """At most one refresh per business per `budget_refresh_seconds` in this process, so that
     busy businesses do not pay a read of every counter shard on every settle."""
-    key = (db().project, business_id)
-    now = time.monotonic()
-    if now - _refreshed.get(key, -math.inf) < get_settings().budget_refresh_seconds:
-        return False
-    _refreshed[key] = now
-    return True
+    return _refreshes.due((db().project, business_id), get_settings().budget_refresh_seconds)
 
 
 def refresh(

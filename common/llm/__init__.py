@@ -36,7 +36,7 @@ from common.llm.fallback import CircuitBreaker
 from common.llm.metering import parse_answer
 from common.llm.providers.offline import OfflineProvider
 from common.llm.router import Completion, Router
-from common.llm.routing import Estimator, RoutingDecision
+from common.llm.routing import Call, Estimator, RoutingDecision
 from common.llm.setup import (
     NoProviderConfigured,
     build_router,
@@ -52,6 +52,7 @@ __all__ = [
     "AllProvidersFailed",
     "AttemptRecord",
     "BudgetDenied",
+    "Call",
     "Catalogue",
     "CatalogueError",
     "CircuitBreaker",

@@ -31,7 +31,7 @@ from common.llm.base import (
 from common.llm.catalogue import Catalogue, ProviderName, default_catalogue
 from common.llm.fallback import CircuitBreaker, FallbackProvider, Target
 from common.llm.metering import Metered, Repairing, parse_answer
-from common.llm.routing import RoutingDecision, attempt_upper_bound, plan, request_for
+from common.llm.routing import Call, RoutingDecision, attempt_upper_bound, plan, request_for
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -106,61 +106,8 @@ class Router:
         Raises:
             InvalidRequest: a bad argument (named), or a prompt too long for every allowed model.
         """
-        decision, _ = self._plan(
-            task_type, messages, complexity, allowed_tiers, reasoning_effort, schema
-        )
-        return decision
-
-    def _plan(
-        self,
-        task_type: str,
-        messages: Sequence[Message],
-        complexity: Complexity | None,
-        allowed_tiers: frozenset[ModelTier] | None,
-        reasoning_effort: ReasoningEffort | None,
-        schema: type[BaseModel] | None,
-        unseen_bytes: int = 0,
-    ) -> tuple[RoutingDecision, int]:
-        """The decision and the routed model's prompt bound, the prompt counted once."""
-        names = {key: self._providers[key].name for key in self._order}
-        decision, counted = plan(
-            self.catalogue,
-            names,
-            task_type,
-            messages,
-            complexity,
-            allowed_tiers,
-            reasoning_effort=reasoning_effort,
-            schema=schema,
-            unseen_bytes=unseen_bytes,
-        )
-        return decision, counted.bound(decision.provider)
-
-    def bounded(
-        self,
-        task_type: str,
-        messages: Sequence[Message],
-        complexity: Complexity | None = None,
-        allowed_tiers: frozenset[ModelTier] | None = None,
-        *,
-        reasoning_effort: ReasoningEffort | None = None,
-        schema: type[BaseModel] | None = None,
-        unseen_bytes: int = 0,
-    ) -> tuple[RoutingDecision, int]:
-        """The routing decision and the upper bound in nano-dollars of ONE attempt on the routed
-        model (the prompt counted once; `estimate` is the bound alone).
-
-        Input tokens are counted with the real tokenizer (an approximation with a margin for
-        Gemini), output is bounded by the task's max output tokens (reasoning included); the
-        structured-output schema counts too. `unseen_bytes` bounds text the prompt will carry
-        that `messages` do not hold yet.
-        """
-        decision, prompt = self._plan(
-            task_type, messages, complexity, allowed_tiers, reasoning_effort, schema, unseen_bytes
-        )
-        request = request_for(decision, messages, schema, self._timeout)
-        spec = self.catalogue.model(decision.model)
-        return decision, attempt_upper_bound(spec, decision.provider, request, prompt)
+        call = Call(task_type, messages, complexity, allowed_tiers, reasoning_effort, schema)
+        return self.bounded(call)[0]
 
     def estimate(
         self,
@@ -172,16 +119,23 @@ class Router:
         reasoning_effort: ReasoningEffort | None = None,
         schema: type[BaseModel] | None = None,
     ) -> int:
-        """Upper bound in nano-dollars of ONE attempt on the routed model (see `bounded`)."""
-        _, bound = self.bounded(
-            task_type,
-            messages,
-            complexity,
-            allowed_tiers,
-            reasoning_effort=reasoning_effort,
-            schema=schema,
-        )
-        return bound
+        """Upper bound in nano-dollars of ONE attempt on the routed model.
+
+        Input tokens are counted with the real tokenizer (an approximation with a margin for
+        Gemini), output is bounded by the task's max output tokens (reasoning included); the
+        structured-output schema counts too.
+        """
+        call = Call(task_type, messages, complexity, allowed_tiers, reasoning_effort, schema)
+        return self.bounded(call)[1]
+
+    def bounded(self, call: Call) -> tuple[RoutingDecision, int]:
+        """`route` and `estimate` at once, the prompt counted once."""
+        names = {key: self._providers[key].name for key in self._order}
+        decision, counted = plan(self.catalogue, names, call)
+        request = request_for(decision, call.messages, call.schema, self._timeout)
+        spec = self.catalogue.model(decision.model)
+        prompt = counted.bound(decision.provider)
+        return decision, attempt_upper_bound(spec, decision.provider, request, prompt)
 
     def execute(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
@@ -80,30 +81,45 @@ def check_messages(messages: Sequence[Message]) -> list[Message]:
     return [Message(role=m["role"], content=m["content"]) for m in messages]
 
 
-def plan(
-    catalogue: Catalogue,
-    providers: Mapping[ProviderName, str],
-    task_type: str,
-    messages: Sequence[Message],
-    complexity: Complexity | None = None,
-    allowed_tiers: frozenset[ModelTier] | None = None,
-    *,
-    reasoning_effort: ReasoningEffort | None = None,
-    schema: type[BaseModel] | None = None,
-    unseen_bytes: int = 0,
-) -> tuple[RoutingDecision, PromptCount]:
-    """Route a call over `providers` (catalogue provider -> the name its provider reports, in
-    fallback order), counting the prompt once.
+@dataclass(frozen=True)
+class Call:
+    """What a caller asks of the router, before it is routed.
 
-    Args:
+    Attributes:
+        complexity: overrides the task default and the classifier.
+        allowed_tiers: the tiers this caller may use (None: all).
+        reasoning_effort: overrides the complexity's default effort.
+        schema: a pydantic model the answer must validate against (structured output).
         unseen_bytes: text the prompt will carry that is not in `messages` yet, at most this many
             UTF-8 bytes (counted into every bound).
+    """
+
+    task_type: str
+    messages: Sequence[Message]
+    complexity: Complexity | None = None
+    allowed_tiers: frozenset[ModelTier] | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    schema: type[BaseModel] | None = None
+    unseen_bytes: int = 0
+
+
+def plan(
+    catalogue: Catalogue, providers: Mapping[ProviderName, str], call: Call
+) -> tuple[RoutingDecision, PromptCount]:
+    """Route `call` over `providers` (catalogue provider -> the name its provider reports, in
+    fallback order), counting the prompt once.
 
     Raises:
         InvalidRequest: a bad argument (named), or a prompt too long for every allowed model.
     """
+    task_type, complexity, reasoning_effort, schema = (
+        call.task_type,
+        call.complexity,
+        call.reasoning_effort,
+        call.schema,
+    )
     profile = task_profile(task_type)
-    checked = check_messages(messages)
+    checked = check_messages(call.messages)
     source: ComplexitySource
     if complexity is not None:
         if complexity not in get_args(Complexity):
@@ -125,13 +141,13 @@ def plan(
     effort = reasoning_effort or DEFAULT_REASONING_EFFORT[complexity]
 
     wanted = COMPLEXITY_TIER[complexity]
-    tier = gate(wanted, allowed_tiers)
+    tier = gate(wanted, call.allowed_tiers)
     reasons = [why, f"{complexity} -> {wanted} tier"]
     if tier != wanted:
         reasons.append(f"tier {wanted!r} not allowed for this caller, using {tier!r}")
 
     counted = count_prompt(
-        checked, schema_of(schema) if schema is not None else None, unseen_bytes=unseen_bytes
+        checked, schema_of(schema) if schema is not None else None, unseen_bytes=call.unseen_bytes
     )
     chain: list[ModelSpec] = []
     for provider_key in providers:
@@ -233,28 +249,10 @@ class Estimator:
         self.catalogue = catalogue
         self._providers: dict[ProviderName, str] = {p: p for p in catalogue.provider_order}
 
-    def bounded(
-        self,
-        task_type: str,
-        messages: Sequence[Message],
-        complexity: Complexity | None = None,
-        allowed_tiers: frozenset[ModelTier] | None = None,
-        *,
-        schema: type[BaseModel] | None = None,
-        unseen_bytes: int = 0,
-    ) -> tuple[RoutingDecision, int]:
+    def bounded(self, call: Call) -> tuple[RoutingDecision, int]:
         """The routing decision, and the most the first attempt can cost in nano-dollars."""
-        decision, counted = plan(
-            self.catalogue,
-            self._providers,
-            task_type,
-            messages,
-            complexity,
-            allowed_tiers,
-            schema=schema,
-            unseen_bytes=unseen_bytes,
-        )
-        request = request_for(decision, messages, schema, timeout_seconds=1)
+        decision, counted = plan(self.catalogue, self._providers, call)
+        request = request_for(decision, call.messages, call.schema, timeout_seconds=1)
         bounds = []
         for model in decision.fallback_chain:
             spec = self.catalogue.model(model)

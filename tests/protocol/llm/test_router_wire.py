@@ -265,10 +265,8 @@ def configured(
     for name in ("LLM_OFFLINE", "GEMINI_USE_VERTEX", "MODEL_CATALOGUE_PATH", "APP_MODE"):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
-    get_router.cache_clear()
     yield
     get_settings.cache_clear()
-    get_router.cache_clear()
 
 
 def test_get_router_uses_settings_and_secrets(

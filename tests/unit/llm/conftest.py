@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from common.llm.catalogue import default_catalogue
-from common.llm.setup import get_router
 from common.platform.settings import get_settings
 
 _ROUTER_ENV = (
@@ -31,9 +30,7 @@ def router_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pyte
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DOTENV_PATH", str(tmp_path / "absent.env"))
     get_settings.cache_clear()
-    get_router.cache_clear()
     default_catalogue.cache_clear()
     yield monkeypatch
     get_settings.cache_clear()
-    get_router.cache_clear()
     default_catalogue.cache_clear()

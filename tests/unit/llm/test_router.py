@@ -485,7 +485,6 @@ def test_keys_select_providers(router_env: pytest.MonkeyPatch) -> None:
     def providers() -> list[str]:
         # Secrets cache absences; new settings mean a new secret store and a new router.
         get_settings.cache_clear()
-        get_router.cache_clear()
         return get_router().providers
 
     router_env.setenv("OPENAI_API_KEY", "sk-unit-test-openai")

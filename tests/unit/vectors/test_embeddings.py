@@ -13,7 +13,6 @@ import pytest
 from common.platform.settings import Settings
 from common.search import embeddings
 from common.search.embeddings import LocalEmbedder
-from common.search.index import LocalVectorIndex
 
 
 @pytest.fixture(scope="module")
@@ -115,33 +114,9 @@ def test_the_model_loads_and_runs_with_every_network_call_refused(tmp_path: Path
     assert done.stdout.strip() == "384"
 
 
-def test_evidence_search_finds_the_relevant_snippet_of_the_same_business(
-    model: LocalEmbedder, tmp_path: Path
-) -> None:
-    snippets = {
-        "acme-1": ("acme", "Acme's trail shoes are praised for grip on wet rocks."),
-        "acme-2": ("acme", "Acme's founder started the company in a garage in 2009."),
-        "acme-3": ("acme", "Customers complain that Acme's delivery takes two weeks."),
-        "globex-1": ("globex", "Globex shoes have the best grip on wet trails."),
-    }
-    index = LocalVectorIndex(tmp_path / "v")
-    ids = list(snippets)
-    index.add_embeddings(
-        ids,
-        model.embed([snippets[i][1] for i in ids]),
-        [{"business_id": snippets[i][0], "text": snippets[i][1]} for i in ids],
-    )
-    (query,) = model.embed(["Which shoes grip well on slippery trails?"], kind="query")
-
-    found = index.search(query, top_k=2, filter={"business_id": "acme"})
-
-    assert found[0].id == "acme-1"
-    assert all(m.metadata["business_id"] == "acme" for m in found)
-
-
-def test_factory_gives_the_local_model_outside_production() -> None:
-    chosen = embeddings.embedder(Settings(_env_file=None))
-
-    assert isinstance(chosen, LocalEmbedder)
-    assert chosen.model == "all-MiniLM-L6-v2-onnx-int8"
-    assert embeddings.backend(Settings(_env_file=None, app_mode="production")) == "vertex"
+def test_the_local_model_is_the_default_in_production_too() -> None:
+    """A function embeds with the model it ships with, needing no service, key or role."""
+    for mode in ("development", "production"):
+        chosen = embeddings.embedder(Settings(_env_file=None, app_mode=mode))
+        assert isinstance(chosen, LocalEmbedder)
+        assert chosen.model == "all-MiniLM-L6-v2-onnx-int8"

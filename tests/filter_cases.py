@@ -16,7 +16,8 @@ The page's rules, and the cases below that check each:
    value is less than or equal to the value used in the query". A datapoint without the numeric
    namespace has no value to compare, so it does not match.
 
-Shared by the local index's unit tests and the Vertex implementation's protocol tests.
+Shared by the Firestore index's tests (the conditions it can express) and the Vertex
+implementation's protocol tests.
 """
 
 from __future__ import annotations
