@@ -32,7 +32,7 @@ from common.budget.businesses import Business, save_business
 from common.budget.check import get_budget_status
 from common.budget.controls import set_paused
 from common.models import BusinessInput
-from common.platform.errors import AppError
+from common.platform.errors import AppError, problems
 from common.platform.secrets import find_secret
 from common.platform.settings import get_settings
 from common.runs import documents, lifecycle
@@ -93,11 +93,8 @@ def _load_business(path: Path) -> BusinessInput:
     try:
         return BusinessInput.model_validate(data)
     except ValidationError as error:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in error.errors()
-        )
-        raise CliError(f"{path} is not a valid business description:\n{problems}") from error
+        found = "\n".join(f"  {field}: {message}" for field, message in problems(error))
+        raise CliError(f"{path} is not a valid business description:\n{found}") from error
 
 
 def _offline() -> bool:
@@ -216,8 +213,8 @@ def _register(args: argparse.Namespace) -> int:
     try:
         business = Business.model_validate({**data, "overrides": overrides})
     except ValidationError as error:
-        first = error.errors()[0]
-        raise CliError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from error
+        field, message = problems(error)[0]
+        raise CliError(f"{field}: {message}") from error
     save_business(business)
     limits = business.limits
     print(

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 from common.budget.counters import Scope
 from common.budget.limits import Limits, Overrides, TierName, limits_for, scopes_for, tiers
 from common.models import Slug
-from common.platform.errors import Conflict, NotFound
+from common.platform.errors import Conflict, NotFound, problems
 from common.platform.store import db
 
 BUSINESSES = "businesses"
@@ -45,10 +45,11 @@ def get_business(business_id: str) -> Business:
     try:
         return Business.model_validate({"business_id": business_id, **data})
     except ValidationError as error:
+        field, message = problems(error)[0]
         raise Conflict(
-            f"business {business_id} is misconfigured: {error.errors()[0]['msg']} "
+            f"business {business_id} is misconfigured: {field}: {message} "
             f"(tier {data.get('tier')!r}; tiers: {', '.join(tiers())})",
-            code="unknown_tier" if "tier" in str(error.errors()[0]["loc"]) else "invalid_business",
+            code="unknown_tier" if field.startswith("tier") else "invalid_business",
         ) from error
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from common.llm.base import ModelTier, TokenUsage
 from common.money import NANOS_PER_USD
+from common.platform.errors import problems
 
 ProviderName = Literal["openai", "gemini"]
 TIERS: tuple[ModelTier, ...] = ("nano", "mini", "full")
@@ -173,11 +174,8 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
     try:
         return Catalogue.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise CatalogueError(f"model catalogue {where}: {problems}") from exc
+        found = "; ".join(f"{field}: {message}" for field, message in problems(exc))
+        raise CatalogueError(f"model catalogue {where}: {found}") from exc
 
 
 @functools.cache

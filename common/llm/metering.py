@@ -24,6 +24,7 @@ from common.llm.base import (
 )
 from common.llm.catalogue import ModelSpec
 from common.llm.routing import attempt_upper_bound
+from common.platform.errors import problems
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
@@ -51,11 +52,10 @@ def parse_answer(text: str, schema: type[T]) -> T:
     try:
         return schema.model_validate_json(candidate)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(answer)'}: {err['msg']}"
-            for err in exc.errors()[:8]
+        found = "; ".join(
+            f"{field}: {message}" for field, message in problems(exc, root="(answer)")[:8]
         )
-        raise ValueError(f"{exc.error_count()} problem(s): {problems}"[:1500]) from exc
+        raise ValueError(f"{exc.error_count()} problem(s): {found}"[:1500]) from exc
 
 
 class Metered:

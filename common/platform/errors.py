@@ -6,6 +6,8 @@ does not retry it.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class AppError(Exception):
     """An error with an HTTP status and a stable, machine-readable code."""
@@ -50,3 +52,12 @@ class Busy(AppError):
 
     status = 503
     code = "busy"
+
+
+def problems(error: ValidationError, *, root: str = "(top level)") -> list[tuple[str, str]]:
+    """(dotted field path, message) for each problem pydantic found, in its order; `root` names
+    a problem with the whole value."""
+    return [
+        (".".join(str(part) for part in item["loc"]) or root, item["msg"])
+        for item in error.errors()
+    ]

@@ -14,15 +14,11 @@ import flask
 from pydantic import BaseModel, ValidationError
 
 from common.platform import log
-from common.platform.errors import AppError, InvalidInput
+from common.platform.errors import AppError, InvalidInput, problems
 
 M = TypeVar("M", bound=BaseModel)
 Json = dict[str, Any]
 logger = logging.getLogger(__name__)
-
-
-def _field_path(location: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in location) or "body"
 
 
 def json_body(request: flask.Request) -> Json:
@@ -45,9 +41,8 @@ def validate(body: Json, model: type[M]) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = _field_path(first["loc"])
-        raise InvalidInput(f"{field}: {first['msg']}", code="invalid_field", field=field) from exc
+        field, message = problems(exc, root="body")[0]
+        raise InvalidInput(f"{field}: {message}", code="invalid_field", field=field) from exc
 
 
 def error_body(error: AppError) -> Json:

@@ -31,10 +31,9 @@ from common.search.index import (
     Vector,
     Vectors,
     check_ids,
-    check_metadata,
     check_top_k,
+    checked_batch,
     unit_query,
-    unit_rows,
 )
 
 EMBEDDING = "embedding"
@@ -67,16 +66,14 @@ class FirestoreVectorIndex:
         self, ids: Sequence[str], embeddings: Vectors, metadata: Sequence[Mapping[str, Any]]
     ) -> None:
         """Store (or replace) one document per id, in batches of `_BATCH` (each atomic)."""
-        new_ids = check_ids(ids, unique=True)
+        new_ids, matrix, metas = checked_batch(ids, embeddings, metadata)
         if not new_ids:
             return
-        matrix = unit_rows(embeddings, len(new_ids))
         if matrix.shape[1] != self.dimension:
             raise ValueError(
                 f"embeddings have dimension {matrix.shape[1]} but this index holds "
                 f"{self.dimension}: a different embedding model needs its own collection"
             )
-        metas = check_metadata(metadata, len(new_ids))
         for position, meta in enumerate(metas):
             if EMBEDDING in meta:
                 raise ValueError(f"metadata[{position}] may not use the key {EMBEDDING!r}")

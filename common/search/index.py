@@ -133,3 +133,14 @@ def check_metadata(metadata: Sequence[Mapping[str, Any]], count: int) -> list[di
         except (TypeError, ValueError) as exc:
             raise ValueError(f"metadata[{position}] is not JSON-serialisable: {exc}") from None
     return checked
+
+
+def checked_batch(
+    ids: Sequence[str], embeddings: Vectors, metadata: Sequence[Mapping[str, Any]]
+) -> tuple[list[str], npt.NDArray[np.float32], list[dict[str, Any]]]:
+    """What every `add_embeddings` starts with: the ids, the unit rows and the metadata, each
+    checked (`ValueError` naming the first problem)."""
+    new_ids = check_ids(ids, unique=True)
+    if not new_ids:
+        return [], np.zeros((0, 0), dtype=np.float32), []
+    return new_ids, unit_rows(embeddings, len(new_ids)), check_metadata(metadata, len(new_ids))

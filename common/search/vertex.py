@@ -13,10 +13,9 @@ from common.search.index import (
     Vector,
     Vectors,
     check_ids,
-    check_metadata,
     check_top_k,
+    checked_batch,
     unit_query,
-    unit_rows,
 )
 
 if TYPE_CHECKING:
@@ -105,11 +104,9 @@ class VertexVectorIndex:
         """Write the metadata to Firestore, then upsert the datapoints into the index."""
         from google.cloud import aiplatform_v1
 
-        new_ids = check_ids(ids, unique=True)
+        new_ids, matrix, metas = checked_batch(ids, embeddings, metadata)
         if not new_ids:
             return
-        matrix = unit_rows(embeddings, len(new_ids))
-        metas = check_metadata(metadata, len(new_ids))
         collection = self._db.collection(self._collection)
         for start in range(0, len(new_ids), _VERTEX_BATCH):
             batch = self._db.batch()
