@@ -24,8 +24,9 @@ from google.cloud.workflows.executions_v1.types import executions as ex
 
 from .clock import Clock
 from .errors import ExecutionCancelled, WorkflowError
+from .limits import MAX_ARGUMENT_BYTES
 from .loader import WORKFLOW_SUFFIX, load_workflow
-from .runtime import MAX_ARGUMENT_BYTES, Workflow, run_workflow
+from .runtime import Workflow, run_workflow
 from .values import encode_json
 
 logger = logging.getLogger("workflows.engine.executions")

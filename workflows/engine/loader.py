@@ -29,6 +29,7 @@ from .expressions import (
     walk,
 )
 from .http_client import REQUEST_PARAMS
+from .limits import MAX_ASSIGNMENTS, MAX_BRANCHES, MAX_CONDITIONS
 from .runtime import (
     BREAK,
     CONTINUE,
@@ -68,9 +69,6 @@ STEP_KEYS |= {"raise", "return", "try", "retry", "except", "steps"}
 PRIMARY_KEYS = ("assign", "call", "switch", "for", "parallel", "raise", "return", "try", "steps")
 CONDITION_KEYS = {"condition", "next", "steps", "assign", "return", "raise", "call"}
 CONDITION_KEYS |= {"args", "result"}
-MAX_ASSIGNMENTS = 50
-MAX_CONDITIONS = 50
-MAX_BRANCHES = 10
 CALL_ARGS: dict[str, tuple[str, ...]] = {
     "http.request": REQUEST_PARAMS,
     "sys.sleep": ("seconds",),

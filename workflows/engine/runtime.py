@@ -33,20 +33,20 @@ from .errors import (
     raised,
 )
 from .expressions import Evaluator
+from .limits import (
+    MAX_ARGUMENT_BYTES,
+    MAX_CALL_DEPTH,
+    MAX_CONCURRENT_BRANCHES,
+    MAX_PARALLEL_NESTING,
+    MAX_REPORTED_BRANCH_ERRORS,
+    MAX_RESULT_BYTES,
+    MAX_STEPS,
+    MAX_VARIABLE_BYTES,
+)
 from .stdlib import Function
 from .values import check_size, encode_json, is_number, to_json_value, type_name
 
 logger = logging.getLogger("workflows.engine")
-
-# Limits from Workflows' "Quotas and limits" page.
-MAX_STEPS = 100_000
-MAX_CALL_DEPTH = 20
-MAX_PARALLEL_NESTING = 2
-MAX_CONCURRENT_BRANCHES = 20
-MAX_REPORTED_BRANCH_ERRORS = 100
-MAX_VARIABLE_BYTES = 512 * 1024
-MAX_RESULT_BYTES = 512 * 1024
-MAX_ARGUMENT_BYTES = 32 * 1024
 
 UNHANDLED_BRANCH_MESSAGE = (
     "UnhandledBranchError: One or more branches or iterations encountered an unhandled "

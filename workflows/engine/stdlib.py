@@ -31,7 +31,7 @@ from .errors import (
     VALUE_ERROR,
     raised,
 )
-from .values import check_int, encode_json, is_number, type_name
+from .values import check_int, encode_json, format_double, is_number, type_name
 
 if TYPE_CHECKING:
     from .runtime import Context
@@ -120,13 +120,6 @@ def _len(value: Any) -> int:
 @function("get_type", "value")
 def _get_type(value: Any) -> str:
     return type_name(value)
-
-
-def format_double(value: float) -> str:
-    """Doubles print without a trailing `.0` when whole, like Workflows' `string()`."""
-    if math.isfinite(value) and value == int(value) and abs(value) < 1e16:
-        return str(int(value))
-    return repr(value)
 
 
 @function("string", "value")

@@ -17,6 +17,13 @@ INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 
 
+def format_double(value: float) -> str:
+    """Doubles print without a trailing `.0` when whole, like Workflows' `string()`."""
+    if math.isfinite(value) and value == int(value) and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
 def type_name(value: Any) -> str:
     """The Workflows name of a value's type, as used in error messages."""
     if value is None:
