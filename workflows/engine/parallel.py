@@ -1,0 +1,102 @@
+"""Parallel steps: branches and parallel `for`, run on a thread pool."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import (
+    PARALLEL_NESTING_ERROR,
+    UNHANDLED_BRANCH_ERROR,
+    VALUE_ERROR,
+    ExecutionCancelled,
+    Raised,
+    WorkflowError,
+    raised,
+)
+from .expressions import Evaluator
+from .limits import MAX_CONCURRENT_BRANCHES, MAX_PARALLEL_NESTING, MAX_REPORTED_BRANCH_ERRORS
+from .scope import Scope
+from .steps import Block, Loop, Signal, Step, run_block
+
+UNHANDLED_BRANCH_MESSAGE = (
+    "UnhandledBranchError: One or more branches or iterations encountered an unhandled "
+    "runtime error"
+)
+
+
+@dataclass
+class ParallelStep(Step):
+    branches: list[tuple[str, Block]] = field(default_factory=list)
+    loop: Loop | None = None
+    shared: frozenset[str] = frozenset()
+    concurrency_limit: Evaluator | None = None
+    continue_all: bool = False
+
+    def run(self, scope: Scope) -> Signal:
+        ctx = scope.ctx
+        if ctx.parallel_depth >= MAX_PARALLEL_NESTING:
+            raise raised(
+                PARALLEL_NESTING_ERROR,
+                f"parallel steps can be nested at most {MAX_PARALLEL_NESTING} deep",
+            )
+        tasks: list[tuple[str, Block, Callable[[Scope], None]]]
+        if self.loop is not None:
+            loop = self.loop
+            tasks = [
+                (str(i), loop.body, lambda s, i=i, item=item: loop.bind(s, i, item))  # type: ignore[misc]
+                for i, item in enumerate(loop.values(scope))
+            ]
+        else:
+            tasks = [(name, body, lambda s: None) for name, body in self.branches]
+        workers = MAX_CONCURRENT_BRANCHES
+        if self.concurrency_limit is not None:
+            limit = self.concurrency_limit(scope)
+            if type(limit) is not int or limit < 1:
+                raise raised(VALUE_ERROR, f"concurrency_limit must be an int > 0, got {limit!r}")
+            workers = min(workers, limit)
+        group = ctx.token.child()
+        failures: list[tuple[str, Raised]] = []
+        failures_lock = threading.Lock()
+
+        def run_branch(branch_id: str, body: Block, bind: Callable[[Scope], None]) -> None:
+            branch_ctx = ctx.derive(token=group.child(), parallel_depth=ctx.parallel_depth + 1)
+            branch_scope = Scope(branch_ctx, scope, boundary=True, shared=self.shared)
+            bind(branch_scope)
+            try:
+                run_block(body, branch_scope)  # END / CONTINUE just finish the branch
+            except Raised as exc:
+                with failures_lock:
+                    failures.append((branch_id, exc))
+                if not self.continue_all:
+                    group.cancel()  # the default policy stops the other branches
+            except ExecutionCancelled:
+                pass
+
+        if tasks:
+            with ThreadPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+                futures = [pool.submit(run_branch, *task) for task in tasks]
+                for future in futures:
+                    future.result()
+        ctx.token.check()
+        if failures:
+            raise Raised(_unhandled_branch_error(failures))
+        return None
+
+
+def _unhandled_branch_error(failures: list[tuple[str, Raised]]) -> dict[str, Any]:
+    branches = []
+    for branch_id, exc in failures[:MAX_REPORTED_BRANCH_ERRORS]:
+        error = WorkflowError(exc.value, exc.stack)
+        detail = {"context": error.context, "payload": error.payload}
+        branches.append({"id": branch_id, "error": detail})
+    return {
+        "message": UNHANDLED_BRANCH_MESSAGE,
+        "tags": [UNHANDLED_BRANCH_ERROR],
+        "branches": branches,
+        "truncated": len(failures) > MAX_REPORTED_BRANCH_ERRORS,
+        "totalErrors": len(failures),
+    }
