@@ -1,4 +1,9 @@
-"""Parallel steps: branches and parallel `for`, run on a thread pool."""
+"""Parallel steps: branches and parallel `for`, run on a thread pool.
+
+Workflows' default and only exception policy is `continueAll`: a branch that raises ends alone,
+every other branch runs to its end, and then the step raises UnhandledBranchError
+(https://cloud.google.com/workflows/docs/reference/syntax/parallel-steps).
+"""
 
 from __future__ import annotations
 
@@ -34,7 +39,6 @@ class ParallelStep(Step):
     loop: Loop | None = None
     shared: frozenset[str] = frozenset()
     concurrency_limit: Evaluator | None = None
-    continue_all: bool = False
 
     def run(self, scope: Scope) -> Signal:
         ctx = scope.ctx
@@ -58,11 +62,14 @@ class ParallelStep(Step):
             if type(limit) is not int or limit < 1:
                 raise raised(VALUE_ERROR, f"concurrency_limit must be an int > 0, got {limit!r}")
             workers = min(workers, limit)
+        # Cancelling the execution stops every branch; a failing branch stops nobody else.
         group = ctx.token.child()
-        failures: list[tuple[str, Raised]] = []
+        failures: list[tuple[int, str, Raised]] = []
         failures_lock = threading.Lock()
 
-        def run_branch(branch_id: str, body: Block, bind: Callable[[Scope], None]) -> None:
+        def run_branch(
+            position: int, branch_id: str, body: Block, bind: Callable[[Scope], None]
+        ) -> None:
             branch_ctx = ctx.derive(token=group.child(), parallel_depth=ctx.parallel_depth + 1)
             branch_scope = Scope(branch_ctx, scope, boundary=True, shared=self.shared)
             bind(branch_scope)
@@ -70,20 +77,19 @@ class ParallelStep(Step):
                 run_block(body, branch_scope)  # END / CONTINUE just finish the branch
             except Raised as exc:
                 with failures_lock:
-                    failures.append((branch_id, exc))
-                if not self.continue_all:
-                    group.cancel()  # the default policy stops the other branches
+                    failures.append((position, branch_id, exc))
             except ExecutionCancelled:
                 pass
 
         if tasks:
             with ThreadPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-                futures = [pool.submit(run_branch, *task) for task in tasks]
+                futures = [pool.submit(run_branch, i, *task) for i, task in enumerate(tasks)]
                 for future in futures:
                     future.result()
         ctx.token.check()
         if failures:
-            raise Raised(_unhandled_branch_error(failures))
+            # Listed in declaration order, whatever order the branches failed in.
+            raise Raised(_unhandled_branch_error([(b, e) for _, b, e in sorted(failures)]))
         return None
 
 

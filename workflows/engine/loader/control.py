@@ -160,7 +160,7 @@ class ControlCompiler(ValueCompiler):
         concurrency = self.value(limit, line, name) if limit is not None else None
         if ("branches" in raw) == ("for" in raw):
             raise self.error("'parallel' needs exactly one of 'branches' and 'for'", line, name)
-        step = ParallelStep(name, line, next_, shared=frozenset(shared), continue_all=bool(policy))
+        step = ParallelStep(name, line, next_, shared=frozenset(shared))
         step.concurrency_limit = concurrency
         if "for" in raw:
             step.loop = self.loop(raw["for"], at, "parallel", True)
