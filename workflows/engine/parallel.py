@@ -72,14 +72,16 @@ class ParallelStep(Step):
         ) -> None:
             branch_ctx = ctx.derive(token=group.child(), parallel_depth=ctx.parallel_depth + 1)
             branch_scope = Scope(branch_ctx, scope, boundary=True, shared=self.shared)
-            bind(branch_scope)
             try:
+                bind(branch_scope)
                 run_block(body, branch_scope)  # END / CONTINUE just finish the branch
             except Raised as exc:
                 with failures_lock:
                     failures.append((position, branch_id, exc))
             except ExecutionCancelled:
                 pass
+            finally:
+                branch_scope.release()
 
         if tasks:
             with ThreadPoolExecutor(max_workers=min(workers, len(tasks))) as pool:

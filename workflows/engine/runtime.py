@@ -53,8 +53,12 @@ def call_subworkflow(
     if ctx.depth >= MAX_CALL_DEPTH:
         raise raised(RECURSION_ERROR, f"maximum call stack depth {MAX_CALL_DEPTH} exceeded")
     scope = Scope(ctx.derive(routine=sub.name, depth=ctx.depth + 1))
-    scope.vars.update(sub.bind(positional, named or {}))
-    signal = run_block(sub.body, scope)
+    try:
+        for name, value in sub.bind(positional, named or {}).items():
+            scope.define(name, value)
+        signal = run_block(sub.body, scope)
+    finally:
+        scope.release()
     return signal.value if isinstance(signal, Return) else None
 
 
@@ -115,7 +119,7 @@ def run_workflow(
         check_size(argument, MAX_ARGUMENT_BYTES, "argument")
         scope = Scope(ctx)
         if main.params:
-            scope.vars[main.params[0][0]] = argument
+            scope.define(main.params[0][0], argument)
         signal = run_block(main.body, scope)
         result = signal.value if isinstance(signal, Return) else None
         result = to_json_value(result, "result")

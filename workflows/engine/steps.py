@@ -11,9 +11,8 @@ from typing import Any
 
 from .errors import INDEX_ERROR, TYPE_ERROR, VALUE_ERROR, Frame, Raised, raised
 from .expressions import Evaluator
-from .limits import MAX_VARIABLE_BYTES
 from .scope import Scope
-from .values import check_size, is_number, type_name
+from .values import is_number, type_name
 
 
 @dataclass(frozen=True)
@@ -135,13 +134,9 @@ def _assign_locked(scope: Scope, target: Target, value: Callable[[], Any]) -> No
     # variables; outside them there is one thread and no lock is needed.
     if scope.ctx.parallel_depth:
         with scope.ctx.lock:
-            result = value()
-            check_size(result, MAX_VARIABLE_BYTES, f"variable '{target.name}'")
-            target.assign(scope, result)
+            target.assign(scope, value())
     else:
-        result = value()
-        check_size(result, MAX_VARIABLE_BYTES, f"variable '{target.name}'")
-        target.assign(scope, result)
+        target.assign(scope, value())
 
 
 @dataclass
@@ -252,9 +247,9 @@ class Loop:
         return items
 
     def bind(self, scope: Scope, position: int, item: Any) -> None:
-        scope.vars[self.value] = item
+        scope.define(self.value, item)
         if self.index is not None:
-            scope.vars[self.index] = position
+            scope.define(self.index, position)
 
 
 @dataclass
@@ -263,16 +258,20 @@ class ForStep(Step):
 
     def run(self, scope: Scope) -> Signal:
         assert self.loop is not None
+        # Variables created in the body belong to the loop and vanish after it.
         loop_scope = Scope(scope.ctx, scope)
-        for position, item in enumerate(self.loop.values(scope)):
-            self.loop.bind(loop_scope, position, item)
-            signal = run_block(self.loop.body, loop_scope)
-            if signal is None or signal is CONTINUE:
-                continue
-            if signal is BREAK:
-                break
-            return signal
-        return None
+        try:
+            for position, item in enumerate(self.loop.values(scope)):
+                self.loop.bind(loop_scope, position, item)
+                signal = run_block(self.loop.body, loop_scope)
+                if signal is None or signal is CONTINUE:
+                    continue
+                if signal is BREAK:
+                    break
+                return signal
+            return None
+        finally:
+            loop_scope.release()
 
 
 @dataclass
@@ -327,9 +326,15 @@ class TryStep(Step):
                         continue
                 if self.except_body is None:
                     raise
-                if self.except_as is not None:
-                    scope.assign(self.except_as, error)
-                return run_block(self.except_body, scope)
+                # Like a loop body, an except block has its own variables, `as` included
+                # (https://cloud.google.com/workflows/docs/reference/syntax/variables).
+                except_scope = Scope(scope.ctx, scope)
+                try:
+                    if self.except_as is not None:
+                        except_scope.define(self.except_as, error)
+                    return run_block(self.except_body, except_scope)
+                finally:
+                    except_scope.release()
 
     def _should_retry(self, scope: Scope, error: Any) -> bool:
         assert self.retry is not None
