@@ -83,7 +83,7 @@ def to_json_value(value: Any, what: str = "value") -> Any:
     return value
 
 
-def encode_json(value: Any, indent: int | None = None) -> str:
+def encode_json(value: Any, indent: int | str | None = None) -> str:
     """JSON text of a value, compact unless an indent is given."""
     checked = to_json_value(value)
     if indent is None:

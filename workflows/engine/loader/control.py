@@ -109,7 +109,14 @@ class ControlCompiler(ValueCompiler):
             out.append(Condition(test, body, next_))
         return out
 
-    def loop(self, raw: Any, at: tuple[int, str], kind: str, in_branch: bool) -> Loop:
+    def loop(
+        self,
+        raw: Any,
+        at: tuple[int, str],
+        kind: str,
+        in_branch: bool,
+        shared: frozenset[str] | None = None,
+    ) -> Loop:
         line, step = at
         if not isinstance(raw, dict):
             raise self.error("'for' must be a map", line, step)
@@ -125,6 +132,12 @@ class ControlCompiler(ValueCompiler):
             raise self.error("'for' needs exactly one of 'in' and 'range'", line, step)
         items = self.value(raw["in"], line, step) if "in" in raw else None
         bounds = self.value(raw["range"], line, step) if "range" in raw else None
+        variables = (value,) if index is None else (value, index)
+        for variable in variables:
+            self.check_name(variable, line, step)
+        frame = "parallel for" if kind == "parallel" else "for loop"
+        if problem := self.scopes.push(frame, step, variables, shared):
+            raise self.error(problem, line, step)
         body = self.block(
             raw.get("steps"),
             line,
@@ -133,6 +146,7 @@ class ControlCompiler(ValueCompiler):
             in_branch=in_branch or kind == "parallel",
             step=step,
         )
+        self.scopes.pop()
         return Loop(value, index, items, bounds, body)
 
     def parallel(self, name: str, line: int, next_: Signal, raw: Any) -> ParallelStep:
@@ -150,7 +164,7 @@ class ControlCompiler(ValueCompiler):
         if not isinstance(shared, list) or not all(isinstance(s, str) for s in shared):
             raise self.error("'shared' must be a list of variable names", line, name)
         for variable in shared:
-            if variable not in self.assigned:
+            if not self.scopes.visible(variable):
                 raise self.error(
                     f"shared variable '{variable}' must be assigned before the parallel step",
                     line,
@@ -163,7 +177,7 @@ class ControlCompiler(ValueCompiler):
         step = ParallelStep(name, line, next_, shared=frozenset(shared))
         step.concurrency_limit = concurrency
         if "for" in raw:
-            step.loop = self.loop(raw["for"], at, "parallel", True)
+            step.loop = self.loop(raw["for"], at, "parallel", True, frozenset(shared))
             return step
         branches = raw["branches"]
         if not isinstance(branches, list) or not 2 <= len(branches) <= MAX_BRANCHES:
@@ -179,6 +193,7 @@ class ControlCompiler(ValueCompiler):
                 )
             if any(branch_name == other for other, _ in step.branches):
                 raise self.error("duplicate branch name", branch_line, branch_name)
+            self.scopes.push("parallel branch", branch_name, shared=frozenset(shared))
             block = self.block(
                 branch_body["steps"],
                 branch_line,
@@ -187,6 +202,7 @@ class ControlCompiler(ValueCompiler):
                 in_branch=True,
                 step=branch_name,
             )
+            self.scopes.pop()
             step.branches.append((branch_name, block))
         return step
 
@@ -223,8 +239,10 @@ class ControlCompiler(ValueCompiler):
             as_name = raw_except.get("as")
             if as_name is not None and not isinstance(as_name, str):
                 raise self.error("'except: as' must be a variable name", line, name)
+            self.scopes.push("except block", name)
             if as_name:
-                self.assigned.add(as_name)
+                self.check_name(as_name, line, name)
+                self.scopes.declare(as_name)
             step.except_as = as_name
             step.except_body = self.block(
                 raw_except["steps"],
@@ -234,6 +252,7 @@ class ControlCompiler(ValueCompiler):
                 in_branch=in_branch,
                 step=name,
             )
+            self.scopes.pop()
         if step.retry is None and step.except_body is None:
             raise self.error("'try' needs 'retry' or 'except'", line, name)
         return step

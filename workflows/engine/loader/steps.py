@@ -30,6 +30,7 @@ from ..steps import (
     Target,
 )
 from .control import ControlCompiler
+from .scopes import VariableScopes
 from .source import Located, line_of, load_yaml, plain
 
 STEP_KEYS = {"assign", "call", "args", "result", "next", "switch", "for", "parallel"}
@@ -79,7 +80,7 @@ class StepCompiler(ControlCompiler):
         subworkflows = self.subworkflows
         for name, definition in definitions.items():
             line = line_of(definition, 1)
-            self.assigned = {p for p, _ in self.subworkflow_params[name]}
+            self.scopes = VariableScopes({p for p, _ in self.subworkflow_params[name]})
             steps = definition.get("steps")
             if not isinstance(steps, list) or not steps:
                 raise self.error(f"subworkflow '{name}' needs a non-empty 'steps' list", line)
@@ -273,10 +274,10 @@ class StepCompiler(ControlCompiler):
             )
         else:
             invoke = call_function(stdlib.FUNCTIONS[func])
+        args = self.value(raw_args, line, name) if raw_args else None
         result = None
         if "result" in body:
             if not isinstance(body["result"], str):
                 raise self.error("'result' must be a variable name", line, name)
             result = self.target(body["result"], line, name)
-        args = self.value(raw_args, line, name) if raw_args else None
         return CallStep(name, line, next_, func, args, result, invoke)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from .. import stdlib
-from ..errors import WorkflowSyntaxError
+from ..errors import TYPE_ERROR, WorkflowSyntaxError, raised
 from ..expressions import (
     Attr,
     Call,
@@ -23,7 +24,11 @@ from ..expressions import (
 from ..runtime import Subworkflow, call_subworkflow
 from ..scope import Scope
 from ..steps import Target
+from ..values import type_name
+from .scopes import VariableScopes
 from .source import line_of, plain
+
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def constant(value: Any) -> Evaluator:
@@ -48,15 +53,15 @@ class ValueCompiler:
         self.source = source
         self.name = name
         self.subworkflow_params: dict[str, list[tuple[str, Any]]] = {}
-        # Per subworkflow: every variable assigned so far, in text order.
-        self.assigned: set[str] = set()
+        # The scopes of the subworkflow being compiled (reset for each one).
+        self.scopes = VariableScopes(set())
         # Filled once every subworkflow is compiled; calls look their target up when they run.
         self.subworkflows: dict[str, Subworkflow] = {}
 
     def error(self, reason: str, line: int | None, step: str | None = None) -> WorkflowSyntaxError:
         return WorkflowSyntaxError(reason, source=self.source, line=line, step=step)
 
-    def expression(self, text: str, line: int, step: str | None) -> Node:
+    def expression(self, text: str, line: int, step: str | None, *, reads: bool = True) -> Node:
         try:
             node = parse_expression(text)
         except ExpressionSyntaxError as exc:
@@ -64,7 +69,20 @@ class ValueCompiler:
         for sub in walk(node):
             if isinstance(sub, Call):
                 self.check_function(sub.func, line, step, in_expression=True, arity=len(sub.args))
+        if reads:
+            self.check_reads(node, line, step)
         return node
+
+    def check_reads(self, node: Node, line: int, step: str | None) -> None:
+        """Reject variables read where they do not exist (see scopes.py)."""
+        for sub in walk(node):
+            if isinstance(sub, Name) and (problem := self.scopes.read(sub.name)):
+                raise self.error(problem, line, step)
+
+    def check_name(self, name: str, line: int, step: str | None) -> None:
+        """Variable names: a letter or underscore, then letters, digits and underscores."""
+        if not VARIABLE_NAME.fullmatch(name):
+            raise self.error(f"invalid variable name {name!r}", line, step)
 
     def check_function(
         self, func: str, line: int, step: str | None, *, in_expression: bool, arity: int = 0
@@ -98,12 +116,17 @@ class ValueCompiler:
             stripped = raw.strip()
             if stripped.startswith("${") and stripped.endswith("}"):
                 return self.evaluator(stripped[2:-1], line, step)
-            return lambda scope: raw
+            return constant(raw)
         if isinstance(raw, dict):
-            items = [(k, self.value(v, line_of(v, line), step)) for k, v in raw.items()]
-            if all(is_constant(ev) for _, ev in items):
+            # Keys may be expressions too, in block and flow maps alike:
+            # {"${key}": value} (https://cloud.google.com/workflows/docs/reference/syntax/maps).
+            items = [
+                (self.key(k, line, step), self.value(v, line_of(v, line), step))
+                for k, v in raw.items()
+            ]
+            if all(is_constant(k) and is_constant(ev) for k, ev in items):
                 return constant(plain(raw))
-            return lambda scope: {k: ev(scope) for k, ev in items}
+            return lambda scope: {k(scope): ev(scope) for k, ev in items}
         if isinstance(raw, list):
             evs = [self.value(v, line_of(v, line), step) for v in raw]
             if all(is_constant(ev) for ev in evs):
@@ -111,12 +134,30 @@ class ValueCompiler:
             return lambda scope: [ev(scope) for ev in evs]
         return constant(raw)
 
+    def key(self, raw: str, line: int, step: str | None) -> Evaluator:
+        """A map key: a string, or an expression that must give one."""
+        stripped = raw.strip()
+        if not (stripped.startswith("${") and stripped.endswith("}")):
+            return constant(raw)
+        evaluate = self.evaluator(stripped[2:-1], line, step)
+
+        def key(scope: Scope) -> str:
+            value = evaluate(scope)
+            if not isinstance(value, str):
+                raise raised(TYPE_ERROR, f"map keys must be strings, not {type_name(value)}")
+            return value
+
+        return key
+
     def target(self, raw: str, line: int, step: str) -> Target:
         text = raw.strip()
-        node = self.expression(text[2:-1] if text.startswith("${") else text, line, step)
+        node = self.expression(
+            text[2:-1] if text.startswith("${") else text, line, step, reads=False
+        )
         path: list[Evaluator] = []
         while not isinstance(node, Name):
             if isinstance(node, Index):
+                self.check_reads(node.index, line, step)
                 path.insert(0, compile_node(node.index, self.resolve))
                 node = node.obj
             elif isinstance(node, Attr):
@@ -124,7 +165,9 @@ class ValueCompiler:
                 node = node.obj
             else:
                 raise self.error(f"cannot assign to {raw!r}", line, step)
-        self.assigned.add(node.name)
+        self.check_name(node.name, line, step)
+        if problem := self.scopes.write(node.name, whole=not path):
+            raise self.error(problem, line, step)
         return Target(node.name, tuple(path))
 
     def reference(self, raw: Any, line: int, step: str) -> str:

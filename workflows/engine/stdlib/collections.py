@@ -22,7 +22,8 @@ def _list_prepend(objs: Any, val: Any) -> list[Any]:
 
 @function("map.get", "map", "keys")
 def _map_get(mapping: Any, keys: Any) -> Any:
-    expect("map.get", "map", mapping, "map", "null")
+    # Null, not an error, when the input or any value on the way is not a map or lacks the key
+    # (https://cloud.google.com/workflows/docs/reference/stdlib/map/get).
     path = [keys] if isinstance(keys, str) else keys
     if not isinstance(path, list) or not all(isinstance(k, str) for k in path):
         raise raised(TYPE_ERROR, "map.get: 'keys' must be a string or a list of strings")

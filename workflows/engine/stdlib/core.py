@@ -1,4 +1,7 @@
-"""Expression helpers: default, keys, len, get_type and the conversions (https://cloud.google.com/workflows/docs/reference/stdlib/expression-helpers)."""
+"""Expression helpers: default, keys, len, get_type and the conversions.
+
+https://cloud.google.com/workflows/docs/reference/stdlib/expression-helpers
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ def _default(value: Any, default_value: Any) -> Any:
 @function("keys", "map")
 def _keys(value: Any) -> list[str]:
     expect("keys", "map", value, "map")
-    return list(value)
+    # Always sorted (https://cloud.google.com/workflows/docs/reference/syntax/iteration).
+    return sorted(value)
 
 
 @function("len", "value")

@@ -1,14 +1,20 @@
-"""The time module."""
+"""The time module (https://cloud.google.com/workflows/docs/reference/stdlib/time/format)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
 from typing import Any
 
 from ..errors import VALUE_ERROR, raised
 from .numeric import number
 from .registry import expect, function
+
+# RFC 3339 section 5.6's date-time (T or t, Z or z or a numeric offset).
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})"
+)
 
 
 @function("time.format", "seconds", "timezone", timezone=None)
@@ -27,10 +33,20 @@ def _time_format(seconds: Any, timezone: Any) -> str:
 @function("time.parse", "value")
 def _time_parse(value: Any) -> float:
     expect("time.parse", "value", value, "string")
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise raised(VALUE_ERROR, f"time.parse: not an RFC 3339 timestamp: {value!r}")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    micros = int((fraction or "0")[:6].ljust(6, "0"))  # up to a microsecond precision
+    if offset in "Zz":
+        tz = dt.UTC
+    else:
+        sign = -1 if offset[0] == "-" else 1
+        tz = dt.timezone(sign * dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[4:])))
     try:
-        moment = dt.datetime.fromisoformat(value)
+        moment = dt.datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tz
+        )
     except ValueError:
-        raise raised(VALUE_ERROR, f"time.parse: not an RFC 3339 timestamp: {value!r}") from None
-    if moment.tzinfo is None:
-        raise raised(VALUE_ERROR, f"time.parse: timestamp has no time zone: {value!r}")
+        raise raised(VALUE_ERROR, f"time.parse: not a valid date or time: {value!r}") from None
     return moment.timestamp()

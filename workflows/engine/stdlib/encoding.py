@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from ..errors import TYPE_ERROR, VALUE_ERROR, raised
-from ..values import encode_json
+from ..values import encode_json, type_name
 from .registry import expect, function
 
 
@@ -23,29 +23,51 @@ def _json_decode(data: Any) -> Any:
         raise raised(VALUE_ERROR, f"json.decode: invalid JSON: {exc}") from None
 
 
-def _indent(fn: str, indent: Any) -> int | None:
-    if indent is None or indent is False:
-        return None
-    if indent is True:
-        return 2
-    if type(indent) is int and indent >= 0:
-        return indent
-    raise raised(TYPE_ERROR, f"{fn}: 'indent' must be bool or a non-negative int")
+def _encode(fn: str, data: Any, indent: Any) -> str:
+    """JSON text; `indent` is a bool or a map {prefix, indent} (json.encode's page)."""
+    prefix, unit = "", None
+    if indent is True or isinstance(indent, dict):
+        options = indent if isinstance(indent, dict) else {}
+        unknown = set(options) - {"prefix", "indent"}
+        if unknown:
+            raise raised(TYPE_ERROR, f"{fn}: unknown indent option(s) {sorted(unknown)}")
+        prefix, unit = options.get("prefix", ""), options.get("indent", "    ")
+        if not (isinstance(prefix, str) and isinstance(unit, str)):
+            raise raised(TYPE_ERROR, f"{fn}: 'prefix' and 'indent' must be strings")
+    elif indent is not None and indent is not False:
+        raise raised(TYPE_ERROR, f"{fn}: 'indent' must be a bool or a map, not {type_name(indent)}")
+    if _holds_bytes(data):
+        raise raised(VALUE_ERROR, f"{fn}: bytes cannot be JSON-encoded; use base64.encode")
+    if unit is None:
+        return encode_json(data)
+    # Each element begins on a new line: the prefix, then one indent per level of nesting.
+    return encode_json(data, indent=unit).replace("\n", "\n" + prefix)
+
+
+def _holds_bytes(value: Any) -> bool:
+    if isinstance(value, bytes):
+        return True
+    if isinstance(value, list):
+        return any(_holds_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_bytes(v) for v in value.values())
+    return False
 
 
 @function("json.encode", "data", "indent", indent=None)
 def _json_encode(data: Any, indent: Any) -> bytes:
-    return encode_json(data, _indent("json.encode", indent)).encode()
+    return _encode("json.encode", data, indent).encode()
 
 
 @function("json.encode_to_string", "data", "indent", indent=None)
 def _json_encode_to_string(data: Any, indent: Any) -> str:
-    return encode_json(data, _indent("json.encode_to_string", indent))
+    return _encode("json.encode_to_string", data, indent)
 
 
 @function("base64.encode", "data", "padding", padding=True)
 def _b64encode(data: Any, padding: Any) -> str:
     expect("base64.encode", "data", data, "bytes")
+    expect("base64.encode", "padding", padding, "bool")
     text = base64.b64encode(data).decode()
     return text if padding else text.rstrip("=")
 
@@ -53,6 +75,8 @@ def _b64encode(data: Any, padding: Any) -> str:
 @function("base64.decode", "data", "padding", padding=True)
 def _b64decode(data: Any, padding: Any) -> bytes:
     expect("base64.decode", "data", data, "string")
+    expect("base64.decode", "padding", padding, "bool")
+    data = data.replace("\r", "").replace("\n", "")  # ignored, as the page says
     text = data if padding else data + "=" * (-len(data) % 4)
     try:
         return base64.b64decode(text, validate=True)
@@ -60,14 +84,15 @@ def _b64decode(data: Any, padding: Any) -> bytes:
         raise raised(VALUE_ERROR, f"base64.decode: {exc}") from None
 
 
-_HASHES = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
+# The names the hash pages list, exactly.
+_HASHES = {name: name.lower() for name in ("MD5", "SHA1", "SHA224", "SHA256", "SHA384", "SHA512")}
 
 
 def _algorithm(fn: str, algorithm: Any) -> str:
     expect(fn, "algorithm", algorithm, "string")
-    if algorithm.upper() not in _HASHES:
+    if algorithm not in _HASHES:
         raise raised(VALUE_ERROR, f"{fn}: unsupported algorithm {algorithm!r}")
-    return _HASHES[algorithm.upper()]
+    return _HASHES[algorithm]
 
 
 @function("hash.compute_checksum", "data", "algorithm")
