@@ -109,14 +109,15 @@ def _match_regex(source: Any, regexp: Any) -> bool:
 @function("text.url_encode", "source")
 def _url_encode(source: Any) -> str:
     expect("text.url_encode", "source", source, "string")
-    # Letters, digits and .-_ stay; everything else is escaped, ~ included.
-    return urllib.parse.quote(source, safe="-_.")
+    # Letters, digits and .-_ stay; everything else is escaped, ~ included (which Python's
+    # quote always keeps).
+    return urllib.parse.quote(source, safe="-_.").replace("~", "%7E")
 
 
 @function("text.url_encode_plus", "source")
 def _url_encode_plus(source: Any) -> str:
     expect("text.url_encode_plus", "source", source, "string")
-    return urllib.parse.quote_plus(source, safe="-_.")
+    return urllib.parse.quote_plus(source, safe="-_.").replace("~", "%7E")
 
 
 @function("text.url_decode", "source")
