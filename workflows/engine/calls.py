@@ -8,6 +8,7 @@ from typing import Any
 
 from . import http_client
 from .errors import TYPE_ERROR, VALUE_ERROR, raised
+from .limits import MAX_SLEEP_SECONDS
 from .scope import Scope
 from .stdlib import FUNCTIONS, Function
 from .values import encode_json, is_number
@@ -44,6 +45,10 @@ def call_sleep(scope: Scope, args: dict[str, Any]) -> Any:
     seconds: Any = args.get("seconds")
     if not is_number(seconds) or seconds < 0:
         raise raised(TYPE_ERROR, f"sys.sleep: 'seconds' must be a number >= 0, got {seconds!r}")
+    if (
+        seconds > MAX_SLEEP_SECONDS
+    ):  # https://cloud.google.com/workflows/docs/reference/stdlib/sys/sleep
+        raise raised(VALUE_ERROR, f"sys.sleep: at most {MAX_SLEEP_SECONDS} seconds (one year)")
     scope.ctx.clock.sleep(float(seconds), scope.ctx.token)
     return None
 

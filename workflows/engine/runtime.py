@@ -71,6 +71,20 @@ class Workflow:
     subworkflows: dict[str, Subworkflow]
 
 
+# No project number exists locally; this one is all zeros so it cannot be mistaken for a real one.
+LOCAL_PROJECT_NUMBER = "000000000000"
+
+
+def local_service_account(project: str) -> str:
+    """The stand-in for the execution's service account (none exists locally)."""
+    return f"workflows-local@{project}.iam.gserviceaccount.com"
+
+
+def revision_id(workflow: Workflow) -> str:
+    """A revision id in Workflows' shape ("000001-abc"), stable for the same definition."""
+    return "000001-" + uuid.uuid5(uuid.NAMESPACE_URL, workflow.source).hex[:3]
+
+
 def run_workflow(
     workflow: Workflow,
     argument: Any = None,
@@ -88,8 +102,8 @@ def run_workflow(
         workflow: From `load_workflow` or `parse_workflow`.
         argument: The execution argument (bound to `main`'s parameter), JSON-compatible.
         env: Exactly the variables `sys.get_env` sees, like Workflows' `user_env_vars`; the
-            process environment is never consulted. GOOGLE_CLOUD_PROJECT_ID, _LOCATION,
-            _WORKFLOW_ID and _WORKFLOW_EXECUTION_ID are added.
+            process environment is never consulted. The built-in GOOGLE_CLOUD_* variables
+            are added.
         clock: Time source for `sys.now`, sleeps and retry backoff (default: real time).
         cancel: Set it to stop the execution between steps, during sleeps and retry delays.
         execution_id: Id reported by `sys.get_env("GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID")`.
@@ -104,11 +118,16 @@ def run_workflow(
         ExecutionCancelled: `cancel` was set before the execution finished.
     """
     full_env = dict(env or {})
+    # The built-in variables of https://cloud.google.com/workflows/docs/reference/stdlib/sys/get_env;
+    # the project number and service account are local stand-ins (see LOCAL_PROJECT_NUMBER).
     full_env.update(
         {
             "GOOGLE_CLOUD_PROJECT_ID": project,
+            "GOOGLE_CLOUD_PROJECT_NUMBER": LOCAL_PROJECT_NUMBER,
             "GOOGLE_CLOUD_LOCATION": location,
+            "GOOGLE_CLOUD_SERVICE_ACCOUNT_NAME": local_service_account(project),
             "GOOGLE_CLOUD_WORKFLOW_ID": workflow.name,
+            "GOOGLE_CLOUD_WORKFLOW_REVISION_ID": revision_id(workflow),
             "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID": execution_id or str(uuid.uuid4()),
         }
     )
