@@ -11,8 +11,6 @@ import re
 import urllib.parse
 from typing import Any
 
-import re2  # type: ignore[import-untyped]
-
 from ..errors import VALUE_ERROR, raised
 from .registry import expect, function
 
@@ -21,10 +19,24 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 @functools.lru_cache(maxsize=256)
 def _compile(pattern: str, longest: bool) -> Any:
+    re2 = _re2()
     options = re2.Options()
     options.longest_match = longest
     options.log_errors = False
     return re2.compile(pattern, options)
+
+
+def _re2() -> Any:
+    # Imported when first needed: google-re2 is a development dependency (the engine runs only
+    # locally), so the rest of the engine works without it.
+    try:
+        import re2  # type: ignore[import-untyped]
+    except ImportError:
+        raise RuntimeError(
+            "the local Workflows engine needs google-re2 for regular expressions: "
+            "pip install -e '.[dev]'"
+        ) from None
+    return re2
 
 
 def _regexp(fn: str, source: Any, pattern: Any, *, longest: bool) -> Any:
@@ -32,7 +44,7 @@ def _regexp(fn: str, source: Any, pattern: Any, *, longest: bool) -> Any:
     expect(fn, "regexp", pattern, "string")
     try:
         return _compile(pattern, longest)
-    except re2.error as exc:
+    except _re2().error as exc:
         message = exc.args[0].decode() if isinstance(exc.args[0], bytes) else str(exc)
         raise raised(VALUE_ERROR, f"{fn}: invalid regular expression: {message}") from None
 
