@@ -20,7 +20,8 @@ import httpx
 import requests
 
 from workflows.engine import CancelToken, VirtualClock, parse_workflow, run_workflow
-from workflows.engine.runtime import AssignStep, Context, Scope
+from workflows.engine.scope import Context, Scope
+from workflows.engine.steps import AssignStep
 
 STEPS = 1000
 ROUNDS = 20
@@ -71,7 +72,7 @@ def expression() -> float:
     step = workflow.subworkflows["main"].body.steps[0]
     assert isinstance(step, AssignStep)
     evaluate = step.assignments[0][1]
-    ctx = Context(workflow, {}, VirtualClock(), CancelToken())
+    ctx = Context({}, VirtualClock(), CancelToken())
     scope = Scope(ctx)
     scope.vars.update({"m": {"a": {"b": 1}, "k": 0}, "l": [1, 2]})
     assert evaluate(scope) is True

@@ -39,6 +39,14 @@ def test_run_prints_the_result(tmp_path: Path) -> None:
     assert json.loads(done.stdout) == "Ada Lovelace"
 
 
+def test_run_takes_the_argument_as_args_too(tmp_path: Path) -> None:
+    path = tmp_path / "echo.workflows.yaml"
+    path.write_text("main:\n  params: [args]\n  steps:\n    - r:\n        return: ${args.n + 1}\n")
+    done = engine("run", str(path), "--args", '{"n": 41}')
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == 42
+
+
 def test_run_prints_the_error_and_exits_1(tmp_path: Path) -> None:
     path = tmp_path / "boom.workflows.yaml"
     path.write_text("- r:\n    raise: {code: 7, message: nope}\n")

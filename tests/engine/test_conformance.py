@@ -5,6 +5,8 @@ Each case holds `workflow` (the YAML), optional `argument` and `env`, and one ex
 must match the error map; `message_contains` matches part of the message), or `syntax_error` (part
 of the load-time message). `sleeps` lists the delays the virtual clock must have seen.
 HTTP cases reach a loopback server through `sys.get_env("BASE_URL")`.
+
+The cases of cases/docs_*.yaml each encode a sentence of one of Google's pages, named by `doc`.
 """
 
 from __future__ import annotations
@@ -64,7 +66,15 @@ def check_error(expected: Any, actual: Any) -> None:
 
 
 def test_suite_is_large_enough() -> None:
-    assert len(CASES) >= 120
+    assert len(CASES) >= 300
+
+
+def test_documented_cases_cite_their_page() -> None:
+    for path in sorted(CASES_DIR.glob("docs_*.yaml")):
+        for case in yaml.safe_load(path.read_text(encoding="utf-8")):
+            assert str(case.get("doc", "")).startswith("https://cloud.google.com/workflows/"), (
+                f"{path.name}:{case['name']} names no documentation page"
+            )
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -1,6 +1,6 @@
 """Command line: run one workflow file, or serve a folder over the Executions gRPC API.
 
-python -m workflows.engine run FILE [--data JSON] [--env K=V ...]
+python -m workflows.engine run FILE [--args JSON] [--env K=V ...]     (--data is the same)
 python -m workflows.engine serve DIR --port P [--env K=V ...] [--env-file FILE]
                                      [--project P --location L]
 """
@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--project", default=DEFAULT_PROJECT)
         sub.add_argument("--location", default=DEFAULT_LOCATION)
         if name == "run":
-            sub.add_argument("--data", default="", help="the execution argument, as JSON")
+            sub.add_argument(
+                "--args", "--data", dest="data", default="", help="the execution argument, as JSON"
+            )
         else:
             sub.add_argument("--port", type=int, default=0)
     return parser

@@ -24,8 +24,9 @@ from google.cloud.workflows.executions_v1.types import executions as ex
 
 from .clock import Clock
 from .errors import ExecutionCancelled, WorkflowError
+from .limits import MAX_ARGUMENT_BYTES
 from .loader import WORKFLOW_SUFFIX, load_workflow
-from .runtime import MAX_ARGUMENT_BYTES, Workflow, run_workflow
+from .runtime import Workflow, revision_id, run_workflow
 from .values import encode_json
 
 logger = logging.getLogger("workflows.engine.executions")
@@ -157,7 +158,7 @@ class ExecutionStore:
         record = ExecutionRecord(
             name=f"{parent}/executions/{execution_id}",
             workflow=workflow,
-            revision="000001-" + uuid.uuid5(uuid.NAMESPACE_URL, workflow.source).hex[:3],
+            revision=revision_id(workflow),
             argument=argument,
             start_time=_now(),
         )

@@ -24,12 +24,11 @@ from .errors import (
     VALUE_ERROR,
     raised,
 )
-from .stdlib import format_double
-from .values import encode_json, is_number, type_name
+from .limits import MAX_RESPONSE_BYTES
+from .values import encode_json, format_double, is_number, type_name
 
 DEFAULT_TIMEOUT_SECONDS = 300.0
 MAX_TIMEOUT_SECONDS = 1800.0
-MAX_RESPONSE_BYTES = 2 * 1024 * 1024
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Documented arguments of http.request; the method-named shortcuts take the same minus `method`.
 REQUEST_PARAMS: tuple[str, ...] = ("method", "url", "headers", "body", "query", "auth", "timeout")

@@ -17,6 +17,13 @@ INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 
 
+def format_double(value: float) -> str:
+    """Doubles print without a trailing `.0` when whole, like Workflows' `string()`."""
+    if math.isfinite(value) and value == int(value) and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
 def type_name(value: Any) -> str:
     """The Workflows name of a value's type, as used in error messages."""
     if value is None:
@@ -76,7 +83,7 @@ def to_json_value(value: Any, what: str = "value") -> Any:
     return value
 
 
-def encode_json(value: Any, indent: int | None = None) -> str:
+def encode_json(value: Any, indent: int | str | None = None) -> str:
     """JSON text of a value, compact unless an indent is given."""
     checked = to_json_value(value)
     if indent is None:
