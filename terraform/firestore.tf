@@ -23,7 +23,7 @@ resource "google_firestore_database" "main" {
   type        = "FIRESTORE_NATIVE"
 
   point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
-  delete_protection_state           = var.environment == "prod" ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  delete_protection_state           = local.protected ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
   # `terraform destroy` leaves the data in place; delete the database by hand if you mean it.
   deletion_policy = "ABANDON"
 
@@ -51,6 +51,28 @@ resource "google_firestore_index" "two_fields" {
     precondition {
       condition     = alltrue([for index in values(local.firestore_indexes) : length(index.fields) == 2])
       error_message = "Every entry of local.firestore_indexes needs 2 fields (add a resource block for more)."
+    }
+  }
+}
+
+# Research evidence: documents of `evidence` hold the business they belong to and an `embedding` of
+# 384 dimensions (all-MiniLM-L6-v2, the local model; functions get EMBEDDING_BACKEND=local unless
+# Vertex Vector Search is on). A nearest-neighbour query pre-filtered by equality on `business_id`
+# needs one composite index: the filter field first, the vector field last. Flat is the only kind
+# of vector index Firestore offers.
+resource "google_firestore_index" "evidence_vectors" {
+  database   = google_firestore_database.main.name
+  collection = "evidence"
+
+  fields {
+    field_path = "business_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "embedding"
+    vector_config {
+      dimension = 384
+      flat {}
     }
   }
 }
