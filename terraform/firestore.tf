@@ -30,29 +30,25 @@ resource "google_firestore_database" "main" {
   depends_on = [google_project_service.enabled]
 }
 
-# One resource block per field count: the offline check validates before for_each keys exist,
-# so a `dynamic "fields"` block over each index's own list cannot be validated there.
-resource "google_firestore_index" "two_fields" {
-  for_each = { for name, index in local.firestore_indexes : name => index if length(index.fields) == 2 }
+resource "google_firestore_index" "composite" {
+  for_each = local.firestore_indexes
 
   database   = google_firestore_database.main.name
   collection = each.value.collection
 
-  fields {
-    field_path = each.value.fields[0][0]
-    order      = each.value.fields[0][1]
-  }
-  fields {
-    field_path = each.value.fields[1][0]
-    order      = each.value.fields[1][1]
-  }
-
-  lifecycle {
-    precondition {
-      condition     = alltrue([for index in values(local.firestore_indexes) : length(index.fields) == 2])
-      error_message = "Every entry of local.firestore_indexes needs 2 fields (add a resource block for more)."
+  dynamic "fields" {
+    for_each = each.value.fields
+    content {
+      field_path = fields.value[0]
+      order      = fields.value[1]
     }
   }
+}
+
+# Until the offline checker validated dynamic blocks, each field count had its own block.
+moved {
+  from = google_firestore_index.two_fields
+  to   = google_firestore_index.composite
 }
 
 # Research evidence: documents of `evidence` hold the business they belong to and an `embedding` of
