@@ -246,6 +246,9 @@ def test_backend_may_only_start_and_cancel_runs_and_create_run_documents(plan: P
 
 
 def test_builds_run_as_a_dedicated_account(plan: Plan) -> None:
+    # https://cloud.google.com/functions/docs/securing/build-custom-sa and
+    # https://cloud.google.com/run/docs/configuring/services/build-service-account: logs, images in
+    # Artifact Registry, the source from Cloud Storage (Viewer suffices to read it; decision 005).
     email = f"rf-build@{PROJECT}.iam.gserviceaccount.com"
     for function in plan.of_type(FUNCTION_TYPE):
         build = function.values["build_config"][0]
