@@ -26,7 +26,8 @@ SKIP_LINE = re.compile(r"^\s*-\s*(CKV2?_[A-Z0-9_]+)\s*(?:#\s*reason:\s*(.*))?$")
 def checkov() -> Path:
     """checkov's executable in a venv of its own, created on first use (about 30 s)."""
     digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    # An empty XDG_CACHE_HOME counts as unset (XDG Base Directory spec), not as the working folder.
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     venv = cache / "raptorflow" / f"checkov-{digest}"
     executable = venv / "bin" / "checkov"
     if not executable.exists():

@@ -153,21 +153,36 @@ def test_make_deploy_plans_once_and_applies_that_plan() -> None:
     assert "check_secrets" not in done.stdout
 
 
+def repository_files() -> list[Path]:
+    """The repository's files: what git tracks or would add (ignored files are not its own)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+    )
+    if listed.returncode == 0:
+        return [ROOT / name for name in listed.stdout.decode().split("\0") if name]
+    # Not a git checkout (an unpacked archive): everything but caches and environments.
+    files = []
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d == ".ci" or not (d.startswith(".") or d == "__pycache__")]
+        files += [Path(folder, name) for name in names]
+    return files
+
+
 def test_nothing_outside_docs_reaches_beside_the_repository() -> None:
     # A user's clone has no shared folder beside it (the checker is vendored in tools/).
     needles = ("../" + "shared", "shared" + "/tools")
     found = []
-    for folder, dirs, files in os.walk(ROOT):
-        # Caches, virtual environments and git's own files are not the repository's text.
-        dirs[:] = [d for d in dirs if d == ".ci" or not (d.startswith(".") or d == "__pycache__")]
-        if os.path.relpath(folder, ROOT).split(os.sep)[0] == "docs":
+    for path in repository_files():
+        relative = path.relative_to(ROOT)
+        if relative.parts[0] == "docs" or not path.is_file():
             continue
-        for name in files:
-            path = Path(folder, name)
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (UnicodeDecodeError, OSError):
-                continue
-            if any(needle in text for needle in needles):
-                found.append(str(path.relative_to(ROOT)))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        if any(needle in text for needle in needles):
+            found.append(str(relative))
     assert not found, f"references to {needles[0]}: {found}"
