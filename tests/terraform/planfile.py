@@ -40,13 +40,18 @@ def check_script() -> Path:
 
 
 def run_check(
-    out: Path, *variables: str, plan: bool = True, providers: tuple[str, ...] = ()
+    out: Path,
+    *variables: str,
+    plan: bool = True,
+    providers: tuple[str, ...] = (),
+    state: Path | None = None,
 ) -> str:
     """Run the offline check (fmt, init, validate, plan) on terraform/; returns its output.
 
     `variables` are `name=value` pairs passed as `-var`; `providers` are `NS/TYPE=VERSION` pins
-    (default: the newest served version the constraints allow). Raises `CheckFailed` on exit
-    status 1 and `RuntimeError` when the checker, its Python packages or Terraform are missing.
+    (default: the newest served version the constraints allow); `state` is a state file to plan
+    from instead of an empty state. Raises `CheckFailed` on exit status 1 and `RuntimeError` when
+    the checker, its Python packages or Terraform are missing.
     """
     script = check_script()
     if not script.is_file():
@@ -57,6 +62,8 @@ def run_check(
     args += ["--plan-json", str(out)] if plan else ["--no-plan"]
     for pin in providers:
         args += ["--provider", pin]
+    if state is not None:
+        args += ["--state", str(state)]
     args.append("--")
     for variable in variables:
         args += ["-var", variable]

@@ -92,6 +92,67 @@ def test_every_function_is_an_instance_of_one_resource_block(plan: Plan) -> None
     assert addresses == {f'{FUNCTION_TYPE}.function["{name}"]' for name in repository_functions()}
 
 
+def state_with(instances: dict[tuple[str, str], dict[str, dict[str, object]]]) -> dict[str, object]:
+    """A Terraform state (format 4) holding (type, name) -> {key: attributes} instances."""
+    return {
+        "version": 4,
+        "terraform_version": "1.5.0",
+        "serial": 1,
+        "lineage": "tests-terraform",
+        "outputs": {},
+        "resources": [
+            {
+                "mode": "managed",
+                "type": type_,
+                "name": name,
+                "provider": 'provider["registry.terraform.io/hashicorp/google"]',
+                "instances": [
+                    {"index_key": key, "schema_version": 0, "attributes": attributes}
+                    for key, attributes in keyed.items()
+                ],
+            }
+            for (type_, name), keyed in instances.items()
+        ],
+    }
+
+
+def test_a_deployment_made_with_the_former_blocks_keeps_its_functions(tmp_path: Path) -> None:
+    # Phases and control functions were two blocks, Firestore indexes one per field count; a
+    # deployment made then must see its instances move, not be destroyed and created again.
+    functions = repository_functions()
+    old_function: dict[str, dict[str, object]] = {
+        name: {"name": name.replace("_", "-"), "location": "us-central1", "project": PROJECT}
+        for name in functions
+    }
+    state = state_with(
+        {
+            (FUNCTION_TYPE, "phase"): {
+                n: a for n, a in old_function.items() if n not in CONTROL_FUNCTIONS
+            },
+            (FUNCTION_TYPE, "control"): {
+                n: a for n, a in old_function.items() if n in CONTROL_FUNCTIONS
+            },
+            ("google_firestore_index", "two_fields"): {
+                "reservations_by_business_expiry": {"collection": "reservations"}
+            },
+        }
+    )
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(state))
+    out = tmp_path / "plan.json"
+    run_check(out, f"project_id={PROJECT}", state=state_file)
+    changes = {c["address"]: c for c in Plan.load(out).document["resource_changes"]}
+    for name in functions:
+        kind = "control" if name in CONTROL_FUNCTIONS else "phase"
+        change = changes[f'{FUNCTION_TYPE}.function["{name}"]']
+        assert change.get("previous_address") == f'{FUNCTION_TYPE}.{kind}["{name}"]'
+        assert "create" not in change["change"]["actions"], name
+    index = changes['google_firestore_index.composite["reservations_by_business_expiry"]']
+    assert "create" not in index["change"]["actions"]
+    deleted = [a for a, c in changes.items() if "delete" in c["change"]["actions"]]
+    assert not deleted, f"destroyed instead of moved: {deleted}"
+
+
 def test_each_zip_holds_main_common_and_requirements_under_its_content_hash(plan: Plan) -> None:
     common = {
         path.relative_to(ROOT).as_posix(): path.read_text()
