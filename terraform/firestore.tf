@@ -23,34 +23,52 @@ resource "google_firestore_database" "main" {
   type        = "FIRESTORE_NATIVE"
 
   point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
-  delete_protection_state           = var.environment == "prod" ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  delete_protection_state           = local.protected ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
   # `terraform destroy` leaves the data in place; delete the database by hand if you mean it.
   deletion_policy = "ABANDON"
 
   depends_on = [google_project_service.enabled]
 }
 
-# One resource block per field count: the offline check validates before for_each keys exist,
-# so a `dynamic "fields"` block over each index's own list cannot be validated there.
-resource "google_firestore_index" "two_fields" {
-  for_each = { for name, index in local.firestore_indexes : name => index if length(index.fields) == 2 }
+resource "google_firestore_index" "composite" {
+  for_each = local.firestore_indexes
 
   database   = google_firestore_database.main.name
   collection = each.value.collection
 
-  fields {
-    field_path = each.value.fields[0][0]
-    order      = each.value.fields[0][1]
+  dynamic "fields" {
+    for_each = each.value.fields
+    content {
+      field_path = fields.value[0]
+      order      = fields.value[1]
+    }
   }
-  fields {
-    field_path = each.value.fields[1][0]
-    order      = each.value.fields[1][1]
-  }
+}
 
-  lifecycle {
-    precondition {
-      condition     = alltrue([for index in values(local.firestore_indexes) : length(index.fields) == 2])
-      error_message = "Every entry of local.firestore_indexes needs 2 fields (add a resource block for more)."
+# Until the offline checker validated dynamic blocks, each field count had its own block.
+moved {
+  from = google_firestore_index.two_fields
+  to   = google_firestore_index.composite
+}
+
+# Research evidence: documents of `evidence` hold the business they belong to and an `embedding` of
+# 384 dimensions (all-MiniLM-L6-v2, the local model; functions get EMBEDDING_BACKEND=local unless
+# Vertex Vector Search is on). A nearest-neighbour query pre-filtered by equality on `business_id`
+# needs one composite index: the filter field first, the vector field last. Flat is the only kind
+# of vector index Firestore offers.
+resource "google_firestore_index" "evidence_vectors" {
+  database   = google_firestore_database.main.name
+  collection = "evidence"
+
+  fields {
+    field_path = "business_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "embedding"
+    vector_config {
+      dimension = 384
+      flat {}
     }
   }
 }

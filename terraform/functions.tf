@@ -7,13 +7,9 @@ locals {
   function_names = toset([for f in fileset(local.functions_dir, "*/main.py") : dirname(f)])
 
   # Control functions (budget check, run bookkeeping) call no model; every other function is an
-  # analysis phase that does. The kind decides secrets (secrets.tf) and roles (iam.tf).
+  # analysis phase that does. The kind decides secret access (secrets.tf) and roles (iam.tf).
   control_functions = setintersection(local.function_names, ["budget_check", "lifecycle"])
-  phase_functions   = setsubtract(local.function_names, local.control_functions)
   function_kind     = { for name in local.function_names : name => contains(local.control_functions, name) ? "control" : "phase" }
-
-  # Every function, whichever resource block declares it.
-  functions = merge(google_cloudfunctions2_function.phase, google_cloudfunctions2_function.control)
 
   # Every zip holds the function's main.py at its root, the whole common/ package and the
   # requirements generated from pyproject.toml (functions/requirements.txt, kept in sync by a test).
@@ -40,7 +36,9 @@ resource "google_storage_bucket" "sources" {
 
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
-  force_destroy               = false
+  # Versioning keeps every deleted zip as a noncurrent version, so the bucket is never empty on
+  # `terraform destroy`; outside production, destroy deletes those versions with the bucket.
+  force_destroy = !local.protected
 
   # Objects are named by content hash and never overwritten; versioning only guards against
   # an accidental delete of the source a live revision was built from.
@@ -86,10 +84,10 @@ resource "google_storage_bucket_object" "source" {
   content_type = "application/zip"
 }
 
-# Two resource blocks, one per kind, because a dynamic block's for_each must be known when the
-# configuration is validated, before for_each keys exist: each kind's secret list is a plain local.
-resource "google_cloudfunctions2_function" "phase" {
-  for_each = local.phase_functions
+# The code reads the API keys through Secret Manager's API (common/secrets.py), so nothing is
+# mounted: every function has the same shape, and only its identity's grants differ (iam.tf).
+resource "google_cloudfunctions2_function" "function" {
+  for_each = local.function_names
 
   # Cloud Run service names allow no underscore; the entry point keeps the Python name.
   name        = replace(each.value, "_", "-")
@@ -117,16 +115,6 @@ resource "google_cloudfunctions2_function" "phase" {
     timeout_seconds                = var.function_timeout_seconds
     max_instance_count             = var.function_max_instances
     environment_variables          = local.function_env
-
-    dynamic "secret_environment_variables" {
-      for_each = local.secrets_by_kind.phase
-      content {
-        key        = secret_environment_variables.value
-        project_id = var.project_id
-        secret     = google_secret_manager_secret.secret[secret_environment_variables.value].secret_id
-        version    = "latest"
-      }
-    }
   }
 
   lifecycle {
@@ -136,7 +124,7 @@ resource "google_cloudfunctions2_function" "phase" {
     }
   }
 
-  # A revision that mounts a secret fails to deploy unless its identity can already read it.
+  # A revision's first request may need its grants (Firestore, Secret Manager, Vertex AI).
   depends_on = [
     google_project_service.enabled,
     google_project_iam_member.grant,
@@ -144,58 +132,19 @@ resource "google_cloudfunctions2_function" "phase" {
   ]
 }
 
-resource "google_cloudfunctions2_function" "control" {
-  for_each = local.control_functions
+# Until one block served both kinds, phases and control functions had a block each; keep their
+# state (a function is not replaced by the rename).
+moved {
+  from = google_cloudfunctions2_function.phase
+  to   = google_cloudfunctions2_function.function
+}
 
-  # Cloud Run service names allow no underscore; the entry point keeps the Python name.
-  name        = replace(each.value, "_", "-")
-  location    = var.region
-  description = "RaptorFlow ${each.value} (functions/${each.value}/main.py)"
+moved {
+  from = google_cloudfunctions2_function.control["budget_check"]
+  to   = google_cloudfunctions2_function.function["budget_check"]
+}
 
-  build_config {
-    runtime         = "python311"
-    entry_point     = each.value
-    service_account = "projects/${var.project_id}/serviceAccounts/${local.build_sa_email}"
-
-    source {
-      storage_source {
-        bucket = google_storage_bucket.sources.name
-        object = google_storage_bucket_object.source[each.value].name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email          = local.function_sa_email[each.value]
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    available_memory               = var.function_memory
-    timeout_seconds                = var.function_timeout_seconds
-    max_instance_count             = var.function_max_instances
-    environment_variables          = local.function_env
-
-    dynamic "secret_environment_variables" {
-      for_each = local.secrets_by_kind.control
-      content {
-        key        = secret_environment_variables.value
-        project_id = var.project_id
-        secret     = google_secret_manager_secret.secret[secret_environment_variables.value].secret_id
-        version    = "latest"
-      }
-    }
-  }
-
-  lifecycle {
-    precondition {
-      condition     = can(regex("^[a-z][a-z0-9_]{0,23}$", each.value))
-      error_message = "functions/${each.value}: a function folder name must be a lowercase Python identifier of at most 24 characters (it names the entry point, the service and the service account)."
-    }
-  }
-
-  # A revision that mounts a secret fails to deploy unless its identity can already read it.
-  depends_on = [
-    google_project_service.enabled,
-    google_project_iam_member.grant,
-    google_secret_manager_secret_iam_member.reader,
-  ]
+moved {
+  from = google_cloudfunctions2_function.control["lifecycle"]
+  to   = google_cloudfunctions2_function.function["lifecycle"]
 }

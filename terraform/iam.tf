@@ -28,8 +28,9 @@ locals {
   # The workflow only writes logs at project level; invoking the functions is granted per service.
   workflow_roles = ["roles/logging.logWriter"]
 
-  # Cloud Build builds the function images: build logs, the image registry, and reading the
-  # uploaded source (the documented minimum for a custom build service account).
+  # Cloud Build builds the function images: build logs, the image registry (Artifact Registry),
+  # and reading the uploaded source. Object Viewer, not the Object Admin some of Google's pages
+  # ask for: docs/decisions/005-infrastructure.md says why.
   build_roles = ["roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectViewer"]
 
   project_grants = merge(

@@ -6,10 +6,13 @@ locals {
   usage_filter = "jsonPayload.event=\"usage_settled\""
 
   # PromQL names of the log-based metrics (user metrics map to logging_googleapis_com:user_<name>).
-  promql_cost       = "logging_googleapis_com:user_${google_logging_metric.llm_cost_usd.name}_sum"
-  promql_calls      = "logging_googleapis_com:user_${google_logging_metric.model_calls.name}"
-  promql_errors     = "logging_googleapis_com:user_${google_logging_metric.model_errors.name}"
-  metric_type       = "logging.googleapis.com/user"
+  promql_cost   = "logging_googleapis_com:user_${google_logging_metric.llm_cost_usd.name}_sum"
+  promql_calls  = "logging_googleapis_com:user_${google_logging_metric.model_calls.name}"
+  promql_errors = "logging_googleapis_com:user_${google_logging_metric.model_errors.name}"
+  metric_type   = "logging.googleapis.com/user"
+  # The monitored resource of the functions' log entries, hence of the log-based metrics built from
+  # them: a Cloud Run function (Cloud Functions v2 API) writes its logs as its Cloud Run revision.
+  function_resource = "resource.type=\"cloud_run_revision\""
   notification_ids  = google_monitoring_notification_channel.email[*].id
   alert_doc_runbook = "See docs/deploy.md (Operations) in the RaptorFlow repository."
 }
@@ -28,9 +31,10 @@ resource "google_logging_metric" "llm_cost_usd" {
   }
 
   metric_descriptor {
-    metric_kind  = "DELTA"
-    value_type   = "DISTRIBUTION"
-    unit         = "USD"
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    # An annotation alone ("{USD}") is a dimensionless unit; the grammar has no currency units.
+    unit         = "{USD}"
     display_name = "RaptorFlow model call cost"
 
     labels {
@@ -279,8 +283,9 @@ resource "google_monitoring_alert_policy" "model_error_rate" {
   conditions {
     display_name = "Failed share of a model's calls above ${var.error_rate_threshold}"
     condition_threshold {
-      filter             = "metric.type=\"${local.metric_type}/${google_logging_metric.model_errors.name}\""
-      denominator_filter = "metric.type=\"${local.metric_type}/${google_logging_metric.model_calls.name}\""
+      # The Monitoring API refuses a threshold filter that names no resource type.
+      filter             = "metric.type=\"${local.metric_type}/${google_logging_metric.model_errors.name}\" AND ${local.function_resource}"
+      denominator_filter = "metric.type=\"${local.metric_type}/${google_logging_metric.model_calls.name}\" AND ${local.function_resource}"
       comparison         = "COMPARISON_GT"
       threshold_value    = var.error_rate_threshold
       duration           = "300s"

@@ -1,6 +1,6 @@
 output "function_urls" {
   description = "Each function's run.app URL (internal ingress: reachable by the workflow, not the internet)."
-  value       = { for name, fn in local.functions : name => fn.service_config[0].uri }
+  value       = { for name, fn in google_cloudfunctions2_function.function : name => fn.service_config[0].uri }
 }
 
 output "workflow_id" {

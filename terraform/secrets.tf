@@ -3,18 +3,12 @@ locals {
   # them; their values are added out of band (docs/deploy.md), so no value reaches state.
   secret_ids = toset(["OPENAI_API_KEY", "GEMINI_API_KEY"])
 
-  # Which secrets each kind of function reads (functions.tf), mounted as environment variables
-  # of the same name. Only the analysis phases call models; the control functions read none.
-  secrets_by_kind = {
-    phase   = sort(local.secret_ids)
-    control = []
-  }
-  function_secrets = { for name, kind in local.function_kind : name => local.secrets_by_kind[kind] }
-
+  # Only the analysis phases call models, so only their identities may read the keys; they read
+  # them through Secret Manager's API at run time (nothing is mounted into the functions).
   secret_readers = flatten([
-    for name, secrets in local.function_secrets : [
-      for secret in secrets : { key = "${name}/${secret}", function = name, secret = secret }
-    ]
+    for name, kind in local.function_kind : [
+      for secret in sort(local.secret_ids) : { key = "${name}/${secret}", function = name, secret = secret }
+    ] if kind == "phase"
   ])
 }
 
@@ -22,6 +16,8 @@ resource "google_secret_manager_secret" "secret" {
   for_each = local.secret_ids
 
   secret_id = each.value
+  # Production keeps its keys on `terraform destroy` until protection is lifted (variables.tf).
+  deletion_protection = local.protected
 
   replication {
     auto {}

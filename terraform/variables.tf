@@ -20,7 +20,7 @@ variable "region" {
 }
 
 variable "environment" {
-  description = "Deployment stage; prod turns on Firestore delete protection."
+  description = "Deployment stage; prod protects the database, workflow, secrets and source bucket from deletion."
   type        = string
   default     = "dev"
 
@@ -28,6 +28,12 @@ variable "environment" {
     condition     = contains(["dev", "staging", "prod"], var.environment)
     error_message = "environment must be one of dev, staging, prod."
   }
+}
+
+locals {
+  # Production resources refuse `terraform destroy` (workflow, secrets, source bucket, Firestore
+  # delete protection); dev and staging are destroyed whole.
+  protected = var.environment == "prod"
 }
 
 variable "firestore_location" {

@@ -1,5 +1,7 @@
-# Vertex AI Vector Search for the research evidence (common/vectors.py). Off by default: a deployed
-# index keeps at least one replica running. Without it the functions use the embedded local index.
+# Vertex AI Vector Search for the research evidence (common/vectors.py), the option for scale. Off by
+# default: a deployed index keeps at least one replica running. Without it the functions use the
+# embedded index below; the Firestore vector index (firestore.tf) is declared for evidence kept in
+# Firestore, the default-to-be (issue 12).
 
 resource "google_vertex_ai_index" "evidence" {
   count = var.enable_vector_search ? 1 : 0
@@ -70,8 +72,11 @@ locals {
     VERTEX_DEPLOYED_INDEX_ID   = google_vertex_ai_index_endpoint_deployed_index.evidence[0].deployed_index_id
     VERTEX_MATCH_ENDPOINT      = google_vertex_ai_index_endpoint.evidence[0].public_endpoint_domain_name
     VERTEX_EMBEDDING_DIMENSION = tostring(var.vector_dimensions)
+    EMBEDDING_BACKEND          = "vertex"
     } : {
     VECTOR_BACKEND = "local"
     VECTOR_DIR     = "/tmp/raptorflow-vectors"
+    # The 384-dimension local model, as the Firestore vector index expects (firestore.tf).
+    EMBEDDING_BACKEND = "local"
   }
 }

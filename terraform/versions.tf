@@ -2,8 +2,8 @@ terraform {
   required_version = ">= 1.5"
 
   required_providers {
-    # 7.41 and 8.7 are both checked offline (../../shared/tools/terraform-offline); every
-    # resource used here has the same arguments in both majors.
+    # 7.41 and 8.7 are both checked offline (tools/terraform-offline, `make validate-terraform`);
+    # every resource used here has the same arguments in both majors.
     google = {
       source  = "hashicorp/google"
       version = ">= 7.41, < 9.0"
@@ -18,6 +18,13 @@ terraform {
 provider "google" {
   project = var.project_id
   region  = var.region
+
+  # User credentials (gcloud auth application-default login) belong to a Google-owned project, and
+  # client-based APIs such as Firebase Rules answer 403 unless a quota project is named. Send the
+  # deployment's own project as X-Goog-User-Project on every request (the deployer needs
+  # serviceusage.services.use on it, which the documented roles include; docs/deploy.md).
+  user_project_override = true
+  billing_project       = var.project_id
 
   default_labels = {
     app         = "raptorflow"

@@ -6,7 +6,7 @@ locals {
   # Workflows reaches internal-only services only through it.
   workflow_env = {
     for name in local.function_names :
-    "${upper(name)}_URL" => local.functions[name].service_config[0].uri
+    "${upper(name)}_URL" => google_cloudfunctions2_function.function[name].service_config[0].uri
   }
 }
 
@@ -19,6 +19,10 @@ resource "google_workflows_workflow" "marketing_analysis" {
   user_env_vars   = local.workflow_env
   call_log_level  = "LOG_ERRORS_ONLY"
 
+  # The provider (7.0 and later) protects workflows from deletion unless told otherwise; protect
+  # production only, so `terraform destroy` removes a dev or staging deployment (docs/deploy.md).
+  deletion_protection = local.protected
+
   depends_on = [google_project_service.enabled, google_project_iam_member.grant]
 }
 
@@ -28,7 +32,7 @@ resource "google_cloud_run_service_iam_member" "workflow_invoker" {
 
   location = var.region
   # A function's Cloud Run service carries the function's name.
-  service = local.functions[each.value].name
+  service = google_cloudfunctions2_function.function[each.value].name
   role    = "roles/run.invoker"
   member  = "serviceAccount:${local.workflow_sa_email}"
 

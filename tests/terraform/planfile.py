@@ -1,8 +1,8 @@
 """Run the offline Terraform check and read its plan JSON; read what the repository defines.
 
-The plan is `terraform show -json` of a plan on an empty state made by
-../shared/tools/terraform-offline/check (real Terraform core against the providers' published
-schemas). Values computed by Google (URLs, ids) are unknown there and listed in `unknown`.
+The plan is `terraform show -json` of a plan on an empty state made by the vendored
+tools/terraform-offline/check (real Terraform core against the providers' published schemas).
+Values computed by Google (URLs, ids) are unknown there and listed in `unknown`.
 """
 
 from __future__ import annotations
@@ -34,16 +34,24 @@ class CheckFailed(RuntimeError):
 
 
 def check_script() -> Path:
-    """The offline checker: TERRAFORM_OFFLINE_CHECK, else ../shared/tools beside the repository."""
+    """The vendored offline checker, tools/terraform-offline (TERRAFORM_OFFLINE_CHECK overrides)."""
     configured = os.environ.get("TERRAFORM_OFFLINE_CHECK")
-    return Path(configured) if configured else ROOT.parent / "shared/tools/terraform-offline/check"
+    return Path(configured) if configured else ROOT / "tools/terraform-offline/check"
 
 
-def run_check(out: Path, *variables: str, plan: bool = True) -> str:
+def run_check(
+    out: Path,
+    *variables: str,
+    plan: bool = True,
+    providers: tuple[str, ...] = (),
+    state: Path | None = None,
+) -> str:
     """Run the offline check (fmt, init, validate, plan) on terraform/; returns its output.
 
-    `variables` are `name=value` pairs passed as `-var`. Raises `CheckFailed` on exit status 1
-    and `RuntimeError` when the checker or Terraform is missing.
+    `variables` are `name=value` pairs passed as `-var`; `providers` are `NS/TYPE=VERSION` pins
+    (default: the newest served version the constraints allow); `state` is a state file to plan
+    from instead of an empty state. Raises `CheckFailed` on exit status 1 and `RuntimeError` when
+    the checker, its Python packages or Terraform are missing.
     """
     script = check_script()
     if not script.is_file():
@@ -52,6 +60,10 @@ def run_check(out: Path, *variables: str, plan: bool = True) -> str:
         raise RuntimeError("terraform is not installed (the offline check runs real Terraform)")
     args = [str(script), str(TERRAFORM_DIR)]
     args += ["--plan-json", str(out)] if plan else ["--no-plan"]
+    for pin in providers:
+        args += ["--provider", pin]
+    if state is not None:
+        args += ["--state", str(state)]
     args.append("--")
     for variable in variables:
         args += ["-var", variable]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.terraform.planfile import ROOT
+from tests.terraform.planfile import ROOT, Plan
 
 REQUIREMENTS = Path(__file__).with_name("checkov-requirements.txt")
 SKIP_FILE = ROOT / "terraform" / ".checkov.yaml"
@@ -26,7 +26,8 @@ SKIP_LINE = re.compile(r"^\s*-\s*(CKV2?_[A-Z0-9_]+)\s*(?:#\s*reason:\s*(.*))?$")
 def checkov() -> Path:
     """checkov's executable in a venv of its own, created on first use (about 30 s)."""
     digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    # An empty XDG_CACHE_HOME counts as unset (XDG Base Directory spec), not as the working folder.
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     venv = cache / "raptorflow" / f"checkov-{digest}"
     executable = venv / "bin" / "checkov"
     if not executable.exists():
@@ -71,6 +72,26 @@ def test_every_skipped_check_has_a_reason() -> None:
     assert skips, f"{SKIP_FILE} lists no skipped check"
     for check, reason in skips.items():
         assert len(reason.split()) >= 5, f"{check} is skipped without a reason"
+
+
+# A reason that says reads or access of data "are in Cloud Audit Logs".
+AUDIT_LOG_CLAIM = re.compile(
+    r"\b(access|reads?)\b[^;,]*\b(is|are)\b[^;,]*\bin (the )?Cloud Audit Logs", re.IGNORECASE
+)
+
+
+def test_no_skip_reason_relies_on_data_access_logs_that_are_off(plan: Plan) -> None:
+    # Reads of objects are Data Access audit logs, off by default for Cloud Storage
+    # (https://cloud.google.com/logging/docs/audit/configure-data-access); a reason may count on
+    # them only if the plan turns them on.
+    storage_reads_logged = any(
+        audit.values["service"] in {"storage.googleapis.com", "allServices"}
+        and any(log["log_type"] == "DATA_READ" for log in audit.values["audit_log_config"])
+        for audit in plan.of_type("google_project_iam_audit_config")
+    )
+    for check, reason in skips_with_reasons().items():
+        if AUDIT_LOG_CLAIM.search(reason):
+            assert storage_reads_logged, f"{check}: {reason!r} counts on logs that are off"
 
 
 def test_checkov_passes_with_the_committed_skip_file(checkov: Path) -> None:

@@ -85,6 +85,74 @@ def test_one_function_per_directory_with_the_entry_point_its_main_defines(plan: 
         assert function.values["build_config"][0]["runtime"] == "python311"
 
 
+def test_every_function_is_an_instance_of_one_resource_block(plan: Plan) -> None:
+    # Phases and control functions differ only in what their identities may do (iam.tf,
+    # secrets.tf), so one block declares them all.
+    addresses = {f.address for f in plan.of_type(FUNCTION_TYPE)}
+    assert addresses == {f'{FUNCTION_TYPE}.function["{name}"]' for name in repository_functions()}
+
+
+def state_with(instances: dict[tuple[str, str], dict[str, dict[str, object]]]) -> dict[str, object]:
+    """A Terraform state (format 4) holding (type, name) -> {key: attributes} instances."""
+    return {
+        "version": 4,
+        "terraform_version": "1.5.0",
+        "serial": 1,
+        "lineage": "tests-terraform",
+        "outputs": {},
+        "resources": [
+            {
+                "mode": "managed",
+                "type": type_,
+                "name": name,
+                "provider": 'provider["registry.terraform.io/hashicorp/google"]',
+                "instances": [
+                    {"index_key": key, "schema_version": 0, "attributes": attributes}
+                    for key, attributes in keyed.items()
+                ],
+            }
+            for (type_, name), keyed in instances.items()
+        ],
+    }
+
+
+def test_a_deployment_made_with_the_former_blocks_keeps_its_functions(tmp_path: Path) -> None:
+    # Phases and control functions were two blocks, Firestore indexes one per field count; a
+    # deployment made then must see its instances move, not be destroyed and created again.
+    functions = repository_functions()
+    old_function: dict[str, dict[str, object]] = {
+        name: {"name": name.replace("_", "-"), "location": "us-central1", "project": PROJECT}
+        for name in functions
+    }
+    state = state_with(
+        {
+            (FUNCTION_TYPE, "phase"): {
+                n: a for n, a in old_function.items() if n not in CONTROL_FUNCTIONS
+            },
+            (FUNCTION_TYPE, "control"): {
+                n: a for n, a in old_function.items() if n in CONTROL_FUNCTIONS
+            },
+            ("google_firestore_index", "two_fields"): {
+                "reservations_by_business_expiry": {"collection": "reservations"}
+            },
+        }
+    )
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(state))
+    out = tmp_path / "plan.json"
+    run_check(out, f"project_id={PROJECT}", state=state_file)
+    changes = {c["address"]: c for c in Plan.load(out).document["resource_changes"]}
+    for name in functions:
+        kind = "control" if name in CONTROL_FUNCTIONS else "phase"
+        change = changes[f'{FUNCTION_TYPE}.function["{name}"]']
+        assert change.get("previous_address") == f'{FUNCTION_TYPE}.{kind}["{name}"]'
+        assert "create" not in change["change"]["actions"], name
+    index = changes['google_firestore_index.composite["reservations_by_business_expiry"]']
+    assert "create" not in index["change"]["actions"]
+    deleted = [a for a, c in changes.items() if "delete" in c["change"]["actions"]]
+    assert not deleted, f"destroyed instead of moved: {deleted}"
+
+
 def test_each_zip_holds_main_common_and_requirements_under_its_content_hash(plan: Plan) -> None:
     common = {
         path.relative_to(ROOT).as_posix(): path.read_text()
@@ -151,7 +219,10 @@ def test_every_secret_the_code_reads_is_declared_without_a_value(plan: Plan) -> 
     assert not plan.of_type("google_secret_manager_secret_version"), "no secret value in Terraform"
 
 
-def test_secrets_are_mounted_and_readable_only_where_used(plan: Plan) -> None:
+def test_secrets_are_read_through_the_api_and_only_by_the_phases(plan: Plan) -> None:
+    # The code reads keys from Secret Manager's API (common/secrets.py); a mounted copy would be
+    # a second, plaintext path to the same value, and a function mounting a secret with no
+    # version cannot start.
     read = secrets_read_by_code()
     accessors = {
         (r.values["secret_id"], r.values["member"])
@@ -161,19 +232,14 @@ def test_secrets_are_mounted_and_readable_only_where_used(plan: Plan) -> None:
     expected_accessors = set()
     for name, function in functions_by_entry_point(plan).items():
         config = service_config(function)
-        mounts = config["secret_environment_variables"]
-        assert isinstance(mounts, list)
-        mounted = {m["key"] for m in mounts}
-        assert all(m["secret"] == m["key"] and m["project_id"] == PROJECT for m in mounts)
-        if name in CONTROL_FUNCTIONS:
-            assert mounted == set(), f"{name} reads no secret but mounts {mounted}"
-        else:
-            assert mounted == read, f"{name} mounts {mounted}"
-            member = f"serviceAccount:{config['service_account_email']}"
-            expected_accessors |= {(secret, member) for secret in read}
+        assert not config.get("secret_environment_variables"), f"{name} mounts secrets"
+        assert not config.get("secret_volumes"), f"{name} mounts secrets"
         plain = config["environment_variables"]
         assert isinstance(plain, dict)
         assert not read & set(plain), f"{name} passes a secret as a plain environment variable"
+        if name not in CONTROL_FUNCTIONS:
+            member = f"serviceAccount:{config['service_account_email']}"
+            expected_accessors |= {(secret, member) for secret in read}
     assert accessors == expected_accessors
     project_roles = {r.values["role"] for r in plan.of_type("google_project_iam_member")}
     assert "roles/secretmanager.secretAccessor" not in project_roles
@@ -241,6 +307,9 @@ def test_backend_may_only_start_and_cancel_runs_and_create_run_documents(plan: P
 
 
 def test_builds_run_as_a_dedicated_account(plan: Plan) -> None:
+    # https://cloud.google.com/functions/docs/securing/build-custom-sa and
+    # https://cloud.google.com/run/docs/configuring/services/build-service-account: logs, images in
+    # Artifact Registry, the source from Cloud Storage (Viewer suffices to read it; decision 005).
     email = f"rf-build@{PROJECT}.iam.gserviceaccount.com"
     for function in plan.of_type(FUNCTION_TYPE):
         build = function.values["build_config"][0]
@@ -315,6 +384,8 @@ def test_vector_search_is_off_by_default(plan: Plan) -> None:
         assert "PLATFORM_DAILY_CAP_USD" not in env, "the cap comes from common/tiers.yaml"
         assert env["VECTOR_BACKEND"] == "local"
         assert env["VECTOR_DIR"].startswith("/tmp/"), "the only writable place in a function"
+        # Evidence embeddings match the Firestore vector index (384 dimensions, local model).
+        assert env["EMBEDDING_BACKEND"] == "local"
 
 
 def test_vector_search_when_enabled_reaches_every_function(full_plan: Plan) -> None:
@@ -329,6 +400,8 @@ def test_vector_search_when_enabled_reaches_every_function(full_plan: Plan) -> N
         assert isinstance(env, dict)
         assert env["VECTOR_BACKEND"] == "vertex"
         assert env["VERTEX_DEPLOYED_INDEX_ID"] == deployed["deployed_index_id"]
+        assert env["EMBEDDING_BACKEND"] == "vertex"
+        assert env["VERTEX_EMBEDDING_DIMENSION"] == "768"
         assert {"VERTEX_INDEX", "VERTEX_INDEX_ENDPOINT", "VERTEX_MATCH_ENDPOINT"} <= set(unknown)
         assert env["PLATFORM_DAILY_CAP_USD"] == "500"
 
@@ -343,8 +416,9 @@ def test_firestore_native_with_indexes_ttl_and_rules(plan: Plan) -> None:
     indexes = {
         (i.values["collection"], tuple((f["field_path"], f["order"]) for f in i.values["fields"]))
         for i in plan.of_type("google_firestore_index")
+        if not any(f["vector_config"] for f in i.values["fields"])
     }
-    # The one query that needs a composite index: common.budget.release_expired.
+    # The one ordered query that needs a composite index: common.budget.release_expired.
     assert indexes == {
         ("reservations", (("business_id", "ASCENDING"), ("expires_at", "ASCENDING"))),
     }
@@ -358,11 +432,47 @@ def test_firestore_native_with_indexes_ttl_and_rules(plan: Plan) -> None:
     assert plan.one("google_firebaserules_release").values["name"] == "cloud.firestore"
 
 
+def test_evidence_has_a_vector_index_prefiltered_by_business(plan: Plan) -> None:
+    # https://cloud.google.com/firestore/docs/vector-search: a nearest-neighbour query with an
+    # equality pre-filter needs a composite index of the filter fields, then the vector field
+    # (flat, of the embeddings' dimension).
+    (index,) = [
+        i.values
+        for i in plan.of_type("google_firestore_index")
+        if any(f["vector_config"] for f in i.values["fields"])
+    ]
+    assert index["collection"] == "evidence"
+    assert index["database"] == "(default)"
+    business, embedding = index["fields"]
+    assert (business["field_path"], business["order"]) == ("business_id", "ASCENDING")
+    assert embedding["field_path"] == "embedding"
+    assert embedding["order"] is None
+    (vector,) = embedding["vector_config"]
+    assert vector["dimension"] == 384  # all-MiniLM-L6-v2, the local embedding model
+    assert vector["flat"] == [{}]
+
+
 def test_production_protects_the_database(plan: Plan, full_plan: Plan) -> None:
     dev = plan.one("google_firestore_database").values
     prod = full_plan.one("google_firestore_database").values
     assert prod["delete_protection_state"] == "DELETE_PROTECTION_ENABLED"
     assert dev["delete_protection_state"] == "DELETE_PROTECTION_DISABLED"
+
+
+def test_destroy_removes_dev_and_production_refuses_it(plan: Plan, full_plan: Plan) -> None:
+    # docs/deploy.md ends with `terraform destroy`. Provider 7+ protects workflows by default
+    # (https://registry.terraform.io/providers/hashicorp/google/latest/docs/resources/workflows_workflow#deletion_protection);
+    # a versioned bucket is never empty after its objects are destroyed, so only force_destroy
+    # lets it go (https://registry.terraform.io/providers/hashicorp/google/latest/docs/resources/storage_bucket#force_destroy).
+    for which, protected in ((plan, False), (full_plan, True)):
+        assert which.one("google_workflows_workflow").values["deletion_protection"] is protected
+        bucket = which.one("google_storage_bucket").values
+        assert bucket["versioning"] == [{"enabled": True}]
+        assert bucket["force_destroy"] is not protected
+        for secret in which.of_type("google_secret_manager_secret"):
+            assert secret.values["deletion_protection"] is protected, secret.address
+        # The data outlives any destroy: Terraform forgets the database and leaves it.
+        assert which.one("google_firestore_database").values["deletion_policy"] == "ABANDON"
 
 
 # --- APIs and monitoring ---------------------------------------------------------------------
@@ -432,6 +542,93 @@ def test_alerts_cover_budget_warnings_error_rate_and_failed_runs(
     # Without an email the alerts still exist, with nobody to notify.
     assert not plan.of_type("google_monitoring_notification_channel")
     assert len(plan.of_type("google_monitoring_alert_policy")) == len(policies)
+
+
+def test_threshold_alerts_filter_on_metric_and_resource_type(full_plan: Plan) -> None:
+    # MetricThreshold.filter "must specify the metric type and the resource type"
+    # (https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies#MetricThreshold).
+    # Log-based metrics carry the monitored resource of their log entries; Cloud Run functions
+    # log as their Cloud Run revision (https://cloud.google.com/run/docs/logging).
+    thresholds = [
+        condition
+        for policy in full_plan.of_type("google_monitoring_alert_policy")
+        for entry in policy.values["conditions"]
+        for condition in entry["condition_threshold"]
+    ]
+    assert thresholds, "no threshold condition (the model error-rate alert)"
+    for condition in thresholds:
+        filters = [condition["filter"]]
+        if condition.get("denominator_filter"):
+            filters.append(condition["denominator_filter"])
+        for text in filters:
+            assert re.search(r'\bmetric\.type\s*=\s*"[^"]+"', text), text
+            assert re.search(r'\bresource\.type\s*=\s*"cloud_run_revision"', text), text
+
+
+# Units of a MetricDescriptor, as its reference gives the grammar
+# (https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.metricDescriptors#MetricDescriptor):
+#   Expression = Component { "." Component } { "/" Component } ;
+#   Component = ( [ PREFIX ] UNIT | "%" ) [ Annotation ] | Annotation | "1" ;
+#   Annotation = "{" NAME "}" ;  NAME: non-blank printable ASCII without { and }.
+# Its examples also put a prefix before an annotation (k{watt}.h, k{page_views}/d), so that too.
+_UNIT = r"(?:bit|By|s|min|h|d|1)"
+_PREFIX = r"(?:k|M|G|T|P|E|Z|Y|m|u|n|p|f|a|z|y|Ki|Mi|Gi|Ti|Pi)"
+_ANNOTATION = r"\{[!-z|~]+\}"
+_COMPONENT = rf"(?:(?:{_PREFIX}?(?:{_UNIT}|{_ANNOTATION})|%)(?:{_ANNOTATION})?)"
+METRIC_UNIT = re.compile(rf"{_COMPONENT}(?:\.{_COMPONENT})*(?:/{_COMPONENT})*")
+
+
+@pytest.mark.parametrize(
+    ("unit", "valid"),
+    [
+        # The reference's own examples ...
+        ("{request}/s", True),
+        ("By{transmitted}/s", True),
+        ("kBy/{email}", True),
+        ("GBy.d", True),
+        ("k{watt}.h", True),
+        ("1/d", True),
+        ("{new-users}/d", True),
+        ("k{page_views}/d", True),
+        ("ms", True),
+        ("%", True),
+        # ... and what it does not define: currencies are annotations, not units.
+        ("USD", False),
+        ("{USD", False),
+        ("dollars", False),
+    ],
+)
+def test_the_unit_grammar_matches_the_reference(unit: str, valid: bool) -> None:
+    assert bool(METRIC_UNIT.fullmatch(unit)) is valid
+
+
+def test_log_metric_units_follow_the_metric_descriptor_grammar(plan: Plan) -> None:
+    units = {
+        m.values["name"]: m.values["metric_descriptor"][0]["unit"]
+        for m in plan.of_type("google_logging_metric")
+    }
+    assert units["raptorflow_llm_cost_usd"] == "{USD}"
+    for name, unit in units.items():
+        assert METRIC_UNIT.fullmatch(unit), f"{name}: {unit!r} is not a metric unit"
+
+
+# --- provider ---------------------------------------------------------------------------------
+
+
+def test_requests_name_the_project_as_their_quota_project(plan: Plan) -> None:
+    # With user credentials, client-based APIs (Firebase Rules among them) need a quota project
+    # (https://cloud.google.com/docs/authentication/adc-troubleshooting/user-creds); the provider
+    # sends one when user_project_override is on, billing_project naming it
+    # (https://registry.terraform.io/providers/hashicorp/google/latest/docs/guides/provider_reference#user_project_override).
+    google = plan.document["configuration"]["provider_config"]["google"]["expressions"]
+    assert google["user_project_override"] == {"constant_value": True}
+    assert google["billing_project"] == {"references": ["var.project_id"]}
+
+
+def test_the_oldest_allowed_google_provider_accepts_the_configuration(tmp_path: Path) -> None:
+    # versions.tf admits 7.41 to 8.x; the plans above use the newest, so check the oldest too.
+    output = run_check(tmp_path / "unused.json", plan=False, providers=("hashicorp/google=7.41.0",))
+    assert "The configuration is valid" in output
 
 
 # --- variables -------------------------------------------------------------------------------
