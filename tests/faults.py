@@ -58,12 +58,15 @@ class _Unavailable(grpc.RpcError, grpc.Call):  # type: ignore[misc]
 
 
 class LostAcks(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """Drops the acknowledgement of the next `pending` Commits (those `when` selects)."""
+    """Drops the acknowledgement of the next `pending` Commits (those `when` selects). A request
+    is dropped the first time it is sent only: the library's retry of it gets the server's own
+    answer, as on a network that loses a packet now and then."""
 
     def __init__(self) -> None:
         self.pending = 0
         self.dropped = 0
         self.when: Callable[[Any], bool] = lambda _request: True
+        self._seen: set[bytes] = set()
         self._lock = threading.Lock()
 
     def arm(self, count: int = 1, when: Callable[[Any], bool] | None = None) -> None:
@@ -78,7 +81,9 @@ class LostAcks(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         if not details.method.endswith("/Commit"):
             return outcome
         with self._lock:
-            drop = self.pending > 0 and self.when(request)
+            sent = type(request).serialize(request)
+            drop = self.pending > 0 and sent not in self._seen and self.when(request)
+            self._seen.add(sent)
             if drop:
                 self.pending -= 1
         if not drop:
@@ -93,7 +98,8 @@ def lost_acks(client: firestore.Client) -> Iterator[LostAcks]:
     """Route `client`'s RPCs through a `LostAcks` interceptor for the duration."""
     interceptor = LostAcks()
     previous = client._firestore_api_internal
-    channel = grpc.intercept_channel(client._emulator_channel(FirestoreGrpcTransport), interceptor)
+    emulator = client._emulator_channel(FirestoreGrpcTransport)  # type: ignore[no-untyped-call]
+    channel = grpc.intercept_channel(emulator, interceptor)
     client._firestore_api_internal = FirestoreClient(
         transport=FirestoreGrpcTransport(host=client._target, channel=channel)
     )

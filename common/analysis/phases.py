@@ -26,7 +26,7 @@ from common.analysis import evidence, prompts
 from common.budget.businesses import Business, get_business
 from common.budget.ledger import BudgetLedger
 from common.llm import Completion, Router, get_router
-from common.llm.base import AllProvidersFailed, BudgetDenied, Message
+from common.llm.base import AllProvidersFailed, BudgetBusy, BudgetDenied, Message
 from common.models import (
     PHASE_OUTPUTS,
     BusinessInput,
@@ -307,6 +307,8 @@ def _ask(
         )
     except BudgetDenied as denied:
         raise PaymentRequired(str(denied), code=denied.reason) from denied
+    except BudgetBusy as busy:
+        raise Busy(str(busy), code=busy.reason) from busy
     except AllProvidersFailed as failed:
         raise Busy(str(failed), code="providers_unavailable") from failed
 

@@ -4,13 +4,16 @@ where does the business stand."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 from pydantic import BaseModel
 
 from common.budget import counters
-from common.budget.businesses import get_business
-from common.budget.controls import controls_ref, paused
-from common.budget.ledger import no_room, release_expired, utc_now
+from common.budget.businesses import Business, get_business
+from common.budget.controls import paused_refusal, platform_limit
+from common.budget.counters import Scope, Totals
+from common.budget.ledger import expired_holds, no_room, release_expired, utc_now
+from common.budget.limits import day_key, month_key
 from common.budget.status import BudgetStatus, refresh
 from common.llm import Call, estimator
 from common.llm.base import BudgetDenied, Message
@@ -48,6 +51,32 @@ class BudgetDecision(BaseModel):
         )
 
 
+def headroom(business: Business, scopes: list[Scope], now: dt.datetime) -> dict[str, Totals]:
+    """What each scope could still commit, read without writing anything: a period not used yet
+    has its whole limit, and holds past their TTL count as free (the next reservation releases
+    them)."""
+    found = counters.read(scopes)
+    expired = expired_holds(business.business_id, now)
+    room = {}
+    for scope in scopes:
+        totals = found.get(scope.name)
+        if totals is None:
+            source = (
+                business.model_dump(mode="json")
+                if scope.kind != "platform"
+                else (scope.source.get().to_dict() or {})
+            )
+            totals = Totals(
+                headroom=scope.limit_of(source).nanos, limit=scope.limit_of(source).nanos
+            )
+        period = month_key(now) if scope.kind == "month" else day_key(now)
+        freed = sum(h.amount for h in expired if period in (h.day, h.month))
+        room[scope.name] = replace(
+            totals, headroom=totals.headroom + freed, reserved=totals.reserved - freed
+        )
+    return room
+
+
 def check_budget_before_task(
     business_id: str,
     task_type: str,
@@ -68,12 +97,13 @@ def check_budget_before_task(
     With `allow_downgrade=False`, a task that needs a model tier the business may not use is
     refused (`model_tier_restricted`) instead of running on a smaller model.
 
+    A check is a question: it writes nothing.
+
     Raises:
         NotFound: the business is not registered (code `unknown_business`).
     """
     business = get_business(business_id)
     now = now or utc_now()
-    release_expired(business_id, now)
     call = Call(
         task_type,
         messages,
@@ -83,13 +113,21 @@ def check_budget_before_task(
     )
     decision, bound = estimator().bounded(call)
     estimate = bound if amount_nanos is None else amount_nanos
-    scopes, controls = counters.prepare(business.scopes(now), [controls_ref()])
-    totals = counters.read(scopes)
-    denial = paused(controls) or next(
+    scopes = business.scopes(now)
+    room = headroom(business, scopes, now)
+    platform = platform_limit(scopes[2].source.get().to_dict() or {})
+    denial = paused_refusal() if platform.paused else None
+    denial = denial or next(
         (
-            no_room(s, totals[s.name], estimate)
-            for s in scopes
-            if totals[s.name].headroom < estimate
+            no_room(
+                scope,
+                room[scope.name].headroom,
+                room[scope.name].limit,
+                estimate,
+                room[scope.name].reserved,
+            )
+            for scope in scopes
+            if room[scope.name].headroom < estimate
         ),
         None,
     )
@@ -112,8 +150,8 @@ def check_budget_before_task(
         model=decision.model,
         downgraded_from=decision.downgraded_from,
         estimate_usd=usd(estimate),
-        today_remaining_usd=usd(max(totals[day.name].headroom, 0)),
-        month_remaining_usd=usd(max(totals[month.name].headroom, 0)),
+        today_remaining_usd=usd(max(room[day.name].headroom, 0)),
+        month_remaining_usd=usd(max(room[month.name].headroom, 0)),
     )
     return result.allowed, result
 

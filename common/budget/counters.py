@@ -1,46 +1,86 @@
-"""Escrow counters: a spending limit split into shard allowances that only atomic increments touch.
+"""Escrow counters: a spending limit split into shard allowances that atomic increments touch.
 
 A scope (a business's UTC day or calendar month, or the platform's day) has a limit and
-`shards` documents `budget_counters/{scope}#{i}`, each holding `headroom_nanos` — its share of
-what may still be committed — plus `reserved_nanos` and `spent_nanos` for reporting. The scope's
-document `budget_scopes/{scope}` records the limit the headroom was split from.
+`shards` documents `budget_counters/{scope}#{i}`, each holding `headroom_nanos` (its share of
+what may still be committed), `reserved_nanos` and `spent_nanos` (for reporting) and `paused`.
+Its document `budget_scopes/{scope}` records the limit and the version of the limit's source
+document (the business, or the platform controls) the shards were last split from, and a
+`debt_nanos` (below).
 
-Taking an amount is one server-side increment of a shard's headroom, and the commit returns the
-new value: it is granted only if that value is not negative, otherwise it is given back. Every
-shard's headroom therefore stays what the limit allows, and the sum of what is taken never
-exceeds the limit — no transaction, no hot document (docs/decisions/006-budget-counters.md).
+The hot path takes an amount from one shard with one server-side increment, and the commit
+returns the new value: it is granted only if that value is not negative, otherwise it is given
+back. Everything else that touches headroom as a whole -- creating a scope, applying a changed
+limit, gathering headroom into one shard -- is a transaction that reads the scope and every
+shard and writes them back (`sync`), so it sees every increment before it and each change lands
+on every shard at once; a transaction is a set, not an increment, so running it twice (a lost
+acknowledgement, a retry) changes nothing more.
+
+The truth of a scope is `limit - spent - reserved = sum(headroom) + (shards - 1) * debt`. When a
+lower limit (or a settle after expiry) leaves less than nothing, `sync` sets every shard to that
+same negative amount and records its size as the debt: no shard can grant again until the money
+coming back to it (settles below their reservation, released holds) has repaid the whole debt,
+so nothing is granted while the scope is over its limit (docs/decisions/006).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from google.api_core import exceptions
 from google.cloud import firestore
 
+from common.llm.base import BudgetBusy
+from common.money import usd
 from common.platform import log
 from common.platform.process import TtlCache
 from common.platform.store import db
 
 COUNTERS = "budget_counters"
 SCOPES = "budget_scopes"
+HEADROOM = "headroom_nanos"
+RESERVED = "reserved_nanos"
+SPENT = "spent_nanos"
+PAUSED = "paused"
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A scope's limit as its source document states it."""
+
+    nanos: int
+    version: int
+    paused: bool = False
 
 
 @dataclass(frozen=True)
 class Scope:
-    """One limit: a business's day or month, or the platform's day."""
+    """One limit: a business's day or month, or the platform's day.
+
+    `source` is the document the limit comes from and `limit_of` reads it there; `version` is
+    the caller's version of that document, so a caller holding a newer one brings the scope up
+    to date and one holding an older one never takes it back.
+    """
 
     name: str  # e.g. "acme:2026-11-25"
     kind: str  # "day" | "month" | "platform"
-    limit_nanos: int
-    shards: int
+    shards: int  # for a new scope; an existing one keeps its own
     reason: str  # why a task is refused when this scope has no room
+    source: firestore.DocumentReference
+    limit_of: Callable[[dict[str, Any]], Limit] = field(compare=False)
+    version: int = 0
+
+    @property
+    def meta(self) -> firestore.DocumentReference:
+        ref: firestore.DocumentReference = db().collection(SCOPES).document(self.name)
+        return ref
 
     def ref(self, shard: int) -> firestore.DocumentReference:
         ref: firestore.DocumentReference = (
@@ -48,204 +88,293 @@ class Scope:
         )
         return ref
 
-    def refs(self) -> list[firestore.DocumentReference]:
-        return [self.ref(shard) for shard in range(self.shards)]
+    def refs(self, shards: int | None = None) -> list[firestore.DocumentReference]:
+        return [self.ref(shard) for shard in range(shards or self.shards)]
 
-    def random_shard(self) -> int:
-        return random.randrange(self.shards)
+
+@dataclass(frozen=True)
+class Stored:
+    """What `budget_scopes/{scope}` holds (and, right after a `sync`, the scope's headroom)."""
+
+    limit: int
+    version: int
+    shards: int
+    debt: int = 0
+    changes: tuple[dict[str, Any], ...] = ()
+    headroom: int | None = None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Stored:
+        return cls(
+            limit=int(data["limit_nanos"]),
+            version=int(data.get("version", 0)),
+            shards=int(data["shards"]),
+            debt=int(data.get("debt_nanos", 0)),
+            changes=tuple(data.get("changes", ())),
+        )
 
 
 @dataclass(frozen=True)
 class Totals:
-    """A scope's sums over its shards."""
+    """A scope's sums: what may still be committed (`headroom`), reserved and spent, and the
+    limit they are counted against."""
 
     headroom: int = 0
     reserved: int = 0
     spent: int = 0
+    limit: int = 0
 
 
 def moved(*, headroom: int = 0, reserved: int = 0, spent: int = 0) -> dict[str, Any]:
     """The fields of one atomic change to a shard."""
     return {
-        "headroom_nanos": firestore.Increment(headroom),
-        "reserved_nanos": firestore.Increment(reserved),
-        "spent_nanos": firestore.Increment(spent),
+        HEADROOM: firestore.Increment(headroom),
+        RESERVED: firestore.Increment(reserved),
+        SPENT: firestore.Increment(spent),
         "updated_at": firestore.SERVER_TIMESTAMP,
     }
 
 
-# Firestore returns transform results in field-path order; this is where the headroom lands.
-HEADROOM = sorted(moved()).index("headroom_nanos")
+def transformed(result: Any, fields: dict[str, Any], name: str) -> int:
+    """The value field `name` had right after the write of `fields` whose `WriteResult` this is
+    (Firestore returns transform results in field-path order)."""
+    return int(result.transform_results[sorted(fields).index(name)].integer_value)
 
 
-def headroom_after(result: Any) -> int:
-    """The shard's headroom right after the write whose `WriteResult` this is."""
-    return int(result.transform_results[HEADROOM].integer_value)
+def random_shard(shards: int) -> int:
+    return random.randrange(shards)
 
 
-def _split(limit: int, shards: int) -> list[int]:
-    share, rest = divmod(limit, shards)
+def split(amount: int, shards: int) -> list[int]:
+    share, rest = divmod(amount, shards)
     return [share + (1 if shard < rest else 0) for shard in range(shards)]
 
 
-# What `prepare` last saw, by (project, document path): the stored scope or data.
-_seen: TtlCache[Any] = TtlCache()
+def retrying(operation: Callable[[], T], *, what: str, attempts: int = 8, rerun: bool = False) -> T:
+    """`operation()`, again after a jittered pause while Firestore aborts it for contention;
+    `BudgetBusy` if it never gets through. With `rerun`, the operation is a transaction that may
+    run again whatever became of its commit (its writes are sets computed from what it reads), so
+    an unknown outcome -- a lost acknowledgement whose retry finds the transaction gone -- is
+    retried too."""
+    again: tuple[type[Exception], ...] = (exceptions.Aborted,)
+    if rerun:
+        again += (exceptions.InvalidArgument, exceptions.NotFound, exceptions.FailedPrecondition)
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except again:
+            pass
+        except ValueError as exhausted:  # the transaction's own commit retries, all aborted
+            if not isinstance(exhausted.__cause__, exceptions.Aborted):
+                raise
+        time.sleep(random.uniform(0, min(0.02 * 2**attempt, 1.0)))
+    raise BudgetBusy("budget_contention", f"{what}: the budget is too busy right now, try again")
 
 
-def _cached(ref: firestore.DocumentReference, max_age: float) -> Any | None:
-    return _seen.get((db().project, ref.path), max_age)
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
 
 
-def forget(ref: firestore.DocumentReference) -> None:
-    """Drop what this process saw of `ref`, so the next `prepare` reads it."""
-    _seen.forget((db().project, ref.path))
+def _scope_lock(name: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(name, threading.Lock())
 
 
-def prepare(
-    scopes: Sequence[Scope],
-    also: Sequence[firestore.DocumentReference] = (),
-    *,
-    max_age: float = 0.0,
-) -> tuple[list[Scope], dict[str, dict[str, Any]]]:
-    """Make sure each scope exists with its current limit; read `also` in the same round trip.
+# What `prepare` last saw of each scope, by (project, scope name).
+_seen: TtlCache[Stored] = TtlCache()
 
-    A new scope gets its limit split over its shards in one atomic batch. When a limit changed
-    (a business's override, a new tier), the difference is added to shard 0, once, guarded by a
-    precondition on the scope document. The shard count of an existing scope never changes.
-    With `max_age`, what this process saw that recently is reused instead of read again: the
-    shards' headroom stays the truth, so this only delays noticing a changed limit (or `also`).
+
+def prepare(scopes: Sequence[Scope], *, max_age: float = 0.0) -> list[Stored]:
+    """Each scope as stored, created if it is new and brought up to date if the caller holds a
+    newer version of its limit. What this process saw at most `max_age` seconds ago is reused
+    (the shards' headroom stays the truth, so that only delays noticing a change made elsewhere
+    that the change itself did not already apply)."""
+    found: dict[str, Stored] = {}
+    missing = []
+    for scope in scopes:
+        seen = _seen.get((db().project, scope.name), max_age) if max_age > 0 else None
+        if seen is not None and seen.version >= scope.version:
+            found[scope.name] = seen
+        else:
+            missing.append(scope)
+    if missing:
+        snapshots = {s.id: s for s in db().get_all([scope.meta for scope in missing])}
+        for scope in missing:
+            snapshot = snapshots[scope.name]
+            if not snapshot.exists:
+                stored = sync(scope)
+            else:
+                stored = Stored.of(snapshot.to_dict() or {})
+                if stored.version < scope.version:
+                    stored = sync(scope)
+            _seen.put((db().project, scope.name), stored)
+            found[scope.name] = stored
+    return [found[scope.name] for scope in scopes]
+
+
+def forget(scope: Scope) -> None:
+    """Drop what this process saw of `scope`, so the next `prepare` reads it."""
+    _seen.forget((db().project, scope.name))
+
+
+def sync(scope: Scope, *, gather: tuple[int, int] | None = None) -> Stored:
+    """Bring `scope` up to date with its source, in one transaction: create it if it is new,
+    apply a newer limit (or pause) to every shard, and with `gather=(shard, amount)` move
+    headroom so that shard holds at least `amount` if the scope has that much.
 
     Returns:
-        The scopes as stored (their shard counts), and the data of `also` by document path.
+        The scope as stored afterwards.
     """
-    metas = [db().collection(SCOPES).document(scope.name) for scope in scopes]
-    if max_age > 0:
-        cached_scopes = [_cached(meta, max_age) for meta in metas]
-        cached_also = {ref.path: _cached(ref, max_age) for ref in also}
-        fresh = all(
-            isinstance(seen, Scope) and seen.limit_nanos == scope.limit_nanos
-            for seen, scope in zip(cached_scopes, scopes, strict=True)
-        ) and all(data is not None for data in cached_also.values())
-        if fresh:
-            known = [seen for seen in cached_scopes if isinstance(seen, Scope)]
-            return known, {path: data for path, data in cached_also.items() if data}
-    found = {snap.reference.path: snap for snap in db().get_all([*metas, *also])}
-    stored: list[Scope] = []
-    for scope, meta in zip(scopes, metas, strict=True):
-        snapshot = found[meta.path]
-        if not snapshot.exists:
-            _create(scope, meta)
-            current = scope
+    before: list[Stored | None] = [None]
+
+    @firestore.transactional
+    def run(transaction: firestore.Transaction) -> Stored:
+        read = _read_all(transaction, [scope.meta, scope.source])
+        meta, source = read[scope.meta.path], read[scope.source.path]
+        current = scope.limit_of(source.to_dict() or {} if source.exists else {})
+        old = Stored.of(meta.to_dict() or {}) if meta.exists else None
+        shards = old.shards if old else scope.shards
+        rows = {
+            int(path.rsplit("#", 1)[1]): snap.to_dict() or {}
+            for path, snap in _read_all(transaction, scope.refs(shards)).items()
+            if snap.exists
+        }
+        truth = sum(int(row.get(HEADROOM, 0)) for row in rows.values())
+        if old is None:
+            # A shard written before its scope existed (data of an older version) keeps what
+            # was added to it on top of its share.
+            new = Stored(current.nanos, current.version, shards)
+            truth += current.nanos
         else:
-            data = snapshot.to_dict() or {}
-            current = replace(scope, shards=int(data["shards"]))
-            if int(data["limit_nanos"]) != scope.limit_nanos:
-                _adjust(current, meta, snapshot, int(data["limit_nanos"]))
-        stored.append(current)
-        _seen.put((db().project, meta.path), current)
-    extra: dict[str, dict[str, Any]] = {}
-    for ref in also:
-        data = found[ref.path].to_dict() or {} if found[ref.path].exists else {}
-        _seen.put((db().project, ref.path), data)
-        if data:
-            extra[ref.path] = data
-    return stored, extra
+            truth += (shards - 1) * old.debt
+            new = old
+            if current.version > old.version:
+                changes = old.changes
+                if current.nanos != old.limit:
+                    change = {"version": current.version, "from_usd": usd(old.limit)}
+                    changes = (*changes, {**change, "to_usd": usd(current.nanos)})
+                truth += current.nanos - old.limit
+                new = Stored(current.nanos, current.version, shards, old.debt, changes)
+        if truth >= 0:
+            amount = gather[1] if gather is not None and truth >= gather[1] else 0
+            values = split(truth - amount, shards)
+            if amount:
+                values[gather[0]] += amount  # type: ignore[index]
+            debt = 0
+        else:  # over the limit: every shard holds the whole debt (see the module docstring)
+            values, debt = [truth] * shards, -truth
+        for shard in range(shards):
+            row = rows.get(shard, {})
+            transaction.set(
+                scope.ref(shard),
+                {
+                    "scope": scope.name,
+                    HEADROOM: values[shard],
+                    RESERVED: int(row.get(RESERVED, 0)),
+                    SPENT: int(row.get(SPENT, 0)),
+                    PAUSED: int(current.paused),
+                    "updated_at": firestore.SERVER_TIMESTAMP,
+                },
+            )
+        new = Stored(new.limit, new.version, shards, debt, new.changes, headroom=truth)
+        transaction.set(
+            scope.meta,
+            {
+                "kind": scope.kind,
+                "limit_nanos": new.limit,
+                "version": new.version,
+                "shards": shards,
+                "debt_nanos": debt,
+                "changes": list(new.changes),
+                "updated_at": firestore.SERVER_TIMESTAMP,
+            },
+        )
+        before[0] = old
+        return new
+
+    def attempt() -> Stored:
+        try:
+            done: Stored = run(db().transaction())
+            return done
+        except (exceptions.InvalidArgument, exceptions.NotFound, exceptions.FailedPrecondition):
+            # The commit's outcome is unknown (its answer lost, the retry finding the transaction
+            # closed). If the scope is now as this call wanted it, the commit went through.
+            found = _already(scope, gather)
+            if found is None:
+                raise
+            return found
+
+    with _scope_lock(scope.name):  # one transaction per scope per process at a time
+        after: Stored = retrying(attempt, what=f"updating {scope.name}", rerun=True)
+    old = before[0]
+    if old is not None and old.limit != after.limit:
+        logger.info(
+            "budget limit changed",
+            extra=log.fields(
+                event="budget_limit_changed",
+                scope=scope.name,
+                from_usd=usd(old.limit),
+                to_usd=usd(after.limit),
+                version=after.version,
+            ),
+        )
+    _seen.put((db().project, scope.name), replace(after, headroom=None))
+    return after
 
 
-def _create(scope: Scope, meta: firestore.DocumentReference) -> None:
-    batch = db().batch()
-    batch.create(
-        meta,
-        {
-            "limit_nanos": scope.limit_nanos,
-            "shards": scope.shards,
-            "kind": scope.kind,
-            "created_at": firestore.SERVER_TIMESTAMP,
-        },
-    )
-    for shard, share in enumerate(_split(scope.limit_nanos, scope.shards)):
-        batch.create(scope.ref(shard), {"scope": scope.name, **moved(headroom=share)})
-    with contextlib.suppress(exceptions.AlreadyExists):  # created by a concurrent first use
-        batch.commit()
+def _already(scope: Scope, gather: tuple[int, int] | None) -> Stored | None:
+    """The scope as stored if it is up to date with its source (and, for `gather`, its target
+    shard holds the amount, or the scope has less than that); else None."""
+    meta, source = scope.meta.get(), scope.source.get()
+    if not meta.exists:
+        return None
+    kept = Stored.of(meta.to_dict() or {})
+    if scope.limit_of(source.to_dict() or {} if source.exists else {}).version > kept.version:
+        return None
+    rows = {s.id: s.to_dict() or {} for s in db().get_all(scope.refs(kept.shards)) if s.exists}
+    values = [int(rows.get(scope.ref(i).id, {}).get(HEADROOM, 0)) for i in range(kept.shards)]
+    truth = sum(values) + (kept.shards - 1) * kept.debt
+    if gather is not None and values[gather[0]] < gather[1] <= truth:
+        return None
+    return replace(kept, headroom=truth)
 
 
-def _adjust(
-    scope: Scope,
-    meta: firestore.DocumentReference,
-    snapshot: firestore.DocumentSnapshot[Any],
-    old_limit: int,
-) -> None:
-    batch = db().batch()
-    batch.update(
-        meta,
-        {"limit_nanos": scope.limit_nanos},
-        option=db().write_option(last_update_time=snapshot.update_time),
-    )
-    batch.set(scope.ref(0), moved(headroom=scope.limit_nanos - old_limit), merge=True)
-    try:
-        batch.commit()
-    except exceptions.FailedPrecondition:
-        return  # another instance applied the change first
-    logger.info(
-        "budget limit changed",
-        extra=log.fields(
-            event="budget_limit_changed",
-            scope=scope.name,
-            old_nanos=old_limit,
-            new_nanos=scope.limit_nanos,
-        ),
-    )
+def _read_all(
+    transaction: firestore.Transaction, refs: Sequence[firestore.DocumentReference]
+) -> dict[str, Any]:
+    """The snapshots of `refs` by path (Firestore answers in any order)."""
+    return {snap.reference.path: snap for snap in transaction.get_all(list(refs))}
 
 
 def read(scopes: Iterable[Scope]) -> dict[str, Totals]:
-    """Each scope's sums over its shards (one round trip)."""
-    scopes = list(scopes)
-    sums = {scope.name: [0, 0, 0] for scope in scopes}
-    for snapshot in db().get_all([ref for scope in scopes for ref in scope.refs()]):
+    """Each existing scope's totals (two round trips); scopes never used are left out."""
+    found = stored(scopes)
+    by_name = {scope.name: scope for scope in scopes}
+    refs = [ref for name, s in found.items() for ref in by_name[name].refs(s.shards)]
+    sums = {name: [0, 0, 0] for name in found}
+    for snapshot in db().get_all(refs):
         if snapshot.exists:
             data = snapshot.to_dict() or {}
             total = sums[snapshot.id.rsplit("#", 1)[0]]
-            total[0] += int(data.get("headroom_nanos", 0))
-            total[1] += int(data.get("reserved_nanos", 0))
-            total[2] += int(data.get("spent_nanos", 0))
-    return {name: Totals(*values) for name, values in sums.items()}
-
-
-def _increment(ref: firestore.DocumentReference, headroom: int) -> int:
-    batch = db().batch()
-    batch.set(ref, moved(headroom=headroom), merge=True)
-    return headroom_after(batch.commit()[0])
-
-
-def consolidate(scope: Scope, amount: int) -> int | None:
-    """Gather at least `amount` of headroom into one shard, taking it from the others.
-
-    Headroom leaves a donor first (granted only if the donor stays non-negative) and reaches the
-    target afterwards, so no amount is ever available twice; an instance dying in between loses
-    that headroom until the period ends, never the other way round.
-
-    Returns:
-        The shard now holding `amount` (as far as this instance knows), or None when the whole
-        scope has less than `amount` left.
-    """
-    headroom = {
-        int(snap.id.rsplit("#", 1)[1]): int((snap.to_dict() or {}).get("headroom_nanos", 0))
-        for snap in db().get_all(scope.refs())
-        if snap.exists
+            total[0] += int(data.get(HEADROOM, 0))
+            total[1] += int(data.get(RESERVED, 0))
+            total[2] += int(data.get(SPENT, 0))
+    return {
+        name: Totals(
+            headroom=values[0] + (found[name].shards - 1) * found[name].debt,
+            reserved=values[1],
+            spent=values[2],
+            limit=found[name].limit,
+        )
+        for name, values in sums.items()
     }
-    if sum(max(h, 0) for h in headroom.values()) < amount:
-        return None
-    target = max(headroom, key=lambda shard: headroom[shard])
-    need = amount - headroom[target]
-    for donor in sorted(headroom, key=lambda shard: -headroom[shard]):
-        if need <= 0:
-            break
-        take = min(headroom[donor], need)
-        if donor == target or take <= 0:
-            continue
-        if _increment(scope.ref(donor), -take) < 0:
-            _increment(scope.ref(donor), take)  # the donor was drained meanwhile: give it back
-            continue
-        _increment(scope.ref(target), take)
-        need -= take
-    return target
+
+
+def stored(scopes: Iterable[Scope]) -> dict[str, Stored]:
+    """Each existing scope's stored state (one round trip)."""
+    scopes = list(scopes)
+    return {
+        snapshot.id: Stored.of(snapshot.to_dict() or {})
+        for snapshot in db().get_all([scope.meta for scope in scopes])
+        if snapshot.exists
+    }

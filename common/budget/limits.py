@@ -1,5 +1,10 @@
-"""Subscription tiers (from `tiers.yaml`), a business's effective limits, and the scopes they
-make: a business's UTC day and calendar month, and the platform's day."""
+"""Subscription tiers (from `tiers.yaml`), a business's effective limits, and the periods they
+count in (UTC days, calendar months).
+
+Limits are money people type: `Money` is from $0.01 to $1,000,000 with at most 9 decimals (a
+whole number of nano-dollars), and a business's effective daily limit may not exceed its
+effective monthly one.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,20 @@ import datetime as dt
 import functools
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.budget.counters import Scope
 from common.llm.base import ModelTier
 from common.money import nanos
 from common.platform.settings import get_settings
 
 TierName = Literal["basic", "pro", "enterprise"]
+Money = Annotated[
+    Decimal,
+    Field(ge=Decimal("0.01"), le=Decimal("1000000"), decimal_places=9, allow_inf_nan=False),
+]
 _TIERS_FILE = Path(__file__).with_name("tiers.yaml")
 
 
@@ -26,11 +34,20 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    daily_limit_usd: Decimal = Field(gt=0)
-    monthly_limit_usd: Decimal = Field(gt=0)
+    daily_limit_usd: Money
+    monthly_limit_usd: Money
     max_icps: int = Field(ge=3, le=9)
     model_tiers: frozenset[ModelTier]
     counter_shards: int = Field(ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _daily_within_monthly(self) -> Limits:
+        if self.daily_limit_usd > self.monthly_limit_usd:
+            raise ValueError(
+                f"daily_limit_usd ${self.daily_limit_usd} exceeds monthly_limit_usd "
+                f"${self.monthly_limit_usd}"
+            )
+        return self
 
     @property
     def daily_limit_nanos(self) -> int:
@@ -46,15 +63,15 @@ class Overrides(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    daily_limit_usd: Decimal | None = Field(default=None, gt=0)
-    monthly_limit_usd: Decimal | None = Field(default=None, gt=0)
+    daily_limit_usd: Money | None = None
+    monthly_limit_usd: Money | None = None
     max_icps: int | None = Field(default=None, ge=3, le=9)
 
 
 class PlatformLimits(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    daily_cap_usd: Decimal = Field(gt=0)
+    daily_cap_usd: Money
     counter_shards: int = Field(ge=1, le=64)
 
     @property
@@ -88,7 +105,8 @@ def limits_for(tier: TierName, overrides: Overrides | None = None) -> Limits:
     base = tiers()[tier]
     if overrides is None:
         return base
-    return base.model_copy(update=overrides.model_dump(exclude_none=True))
+    # Validated again: overrides may be fine alone and not together with the tier's values.
+    return Limits.model_validate({**base.model_dump(), **overrides.model_dump(exclude_none=True)})
 
 
 def day_key(now: dt.datetime) -> str:
@@ -99,34 +117,8 @@ def month_key(now: dt.datetime) -> str:
     return now.strftime("%Y-%m")
 
 
-def platform_cap_nanos() -> int:
-    """All businesses together per UTC day: the setting, else tiers.yaml's cap."""
+def default_platform_cap_nanos() -> int:
+    """All businesses together per UTC day, until an operator sets the cap: the setting, else
+    tiers.yaml's."""
     cap = get_settings().platform_daily_cap_usd
     return nanos(cap) if cap is not None else platform_limits().daily_cap_nanos
-
-
-def scopes_for(business_id: str, limits: Limits, now: dt.datetime) -> list[Scope]:
-    """The business's day and month, and the platform's day, with their current limits."""
-    return [
-        Scope(
-            f"{business_id}:{day_key(now)}",
-            "day",
-            limits.daily_limit_nanos,
-            limits.counter_shards,
-            "daily_budget_exceeded",
-        ),
-        Scope(
-            f"{business_id}:{month_key(now)}",
-            "month",
-            limits.monthly_limit_nanos,
-            limits.counter_shards,
-            "monthly_budget_exceeded",
-        ),
-        Scope(
-            f"platform:{day_key(now)}",
-            "platform",
-            platform_cap_nanos(),
-            platform_limits().counter_shards,
-            "platform_cap_reached",
-        ),
-    ]

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from google.api_core import exceptions
 from google.cloud import firestore
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from common.budget import counters, usage
 from common.budget.businesses import Business
@@ -43,6 +43,15 @@ class WarningRecorder(Protocol):
     def on_warning(self, batch: firestore.WriteBatch, warning: BudgetWarning) -> None: ...
 
 
+class LimitChange(BaseModel):
+    """A limit of a period changed (a new tier, an override, the platform cap)."""
+
+    period: str  # the scope, e.g. "acme:2026-11-25"
+    version: int
+    from_usd: float
+    to_usd: float
+
+
 class BudgetStatus(BaseModel):
     """A business's budget right now (the seed's `get_budget_status`), amounts in USD."""
 
@@ -55,13 +64,17 @@ class BudgetStatus(BaseModel):
     percent_used: float
     warning_level: int | None  # the highest threshold reached today or this month: 75, 90, 100
     month_spent: float
+    month_reserved: float
     monthly_limit: float
     month_remaining: float
     projected_monthly: float
+    platform_paused: bool = False
+    paused_reason: str | None = None
+    limit_changes: list[LimitChange] = Field(default_factory=list)
 
 
 def warning_level(used: int, limit: int) -> int | None:
-    percent = 100 * used / limit
+    percent = 100 * used / max(limit, 1)
     return next((level for level in reversed(WARNING_LEVELS) if percent >= level), None)
 
 
@@ -83,45 +96,57 @@ def refresh(
     """Compute the business's budget status, publish it to `budget_status/{business_id}` for its
     clients, and record each 75/90/100% threshold of the day and month once per period (an
     alert document, what `recorder` records with it, a WARNING log line)."""
-    (day, month), _ = counters.prepare(business.scopes(now)[:2])
+    scopes = business.scopes(now)
+    day, month = scopes[0], scopes[1]
+    stored = counters.prepare([day, month])
     totals = counters.read([day, month])
     today, this_month = totals[day.name], totals[month.name]
     levels = [
         level
         for level in (
-            warning_level(today.spent, day.limit_nanos),
-            warning_level(this_month.spent, month.limit_nanos),
+            warning_level(today.spent, today.limit),
+            warning_level(this_month.spent, this_month.limit),
         )
         if level is not None
     ]
+    controls = scopes[2].source.get().to_dict() or {}
     status = BudgetStatus(
         business_id=business.business_id,
         tier=business.tier,
-        daily_limit=usd(day.limit_nanos),
+        daily_limit=usd(today.limit),
         today_spent=usd(today.spent),
         today_reserved=usd(today.reserved),
         today_remaining=usd(max(today.headroom, 0)),
-        percent_used=round(100 * (day.limit_nanos - today.headroom) / day.limit_nanos, 2),
+        percent_used=round(100 * (today.limit - today.headroom) / max(today.limit, 1), 2),
         warning_level=max(levels) if levels else None,
         month_spent=usd(this_month.spent),
-        monthly_limit=usd(month.limit_nanos),
+        month_reserved=usd(this_month.reserved),
+        monthly_limit=usd(this_month.limit),
         month_remaining=usd(max(this_month.headroom, 0)),
         projected_monthly=round(usage.projected_month(usd(this_month.spent), now), 6),
+        platform_paused=bool(controls.get("paused")),
+        paused_reason=controls.get("reason") if controls.get("paused") else None,
+        limit_changes=[
+            LimitChange(period=scope.name, **change)
+            for scope, kept in zip((day, month), stored, strict=True)
+            for change in kept.changes
+        ],
     )
     db().collection(STATUS).document(business.business_id).set(
         {**status.model_dump(mode="json"), "updated_at": firestore.SERVER_TIMESTAMP}
     )
     for scope in (day, month):
-        spent = totals[scope.name].spent
+        spent, limit = totals[scope.name].spent, totals[scope.name].limit
         for level in WARNING_LEVELS:
-            if 100 * spent >= level * scope.limit_nanos:
-                _record_warning(business, scope, level, spent, recorder)
+            if 100 * spent >= level * limit:
+                _record_warning(business, scope, limit, level, spent, recorder)
     return status
 
 
 def _record_warning(
     business: Business,
     scope: Scope,
+    limit: int,
     level: int,
     spent: int,
     recorder: WarningRecorder | None,
@@ -131,7 +156,7 @@ def _record_warning(
     budget_name = "daily budget" if scope.kind == "day" else "monthly budget"
     message = (
         f"{bid} passed {level}% of its {budget_name} {period}: "
-        f"{format_usd(spent, 4)} of {format_usd(scope.limit_nanos, 2)} spent"
+        f"{format_usd(spent, 4)} of {format_usd(limit, 2)} spent"
         + ("; new tasks are blocked until the period rolls over" if level == 100 else "")
     )
     batch = db().batch()
@@ -143,7 +168,7 @@ def _record_warning(
             "kind": scope.kind,
             "level": level,
             "spent_nanos": spent,
-            "limit_nanos": scope.limit_nanos,
+            "limit_nanos": limit,
             "message": message,
             "at": firestore.SERVER_TIMESTAMP,
         },

@@ -1,7 +1,7 @@
 """Usage records (`usage/{attempt_key}`, one per physical model call) and analytics over them.
 
-Records are written by `common.budget` inside the settle batch, so a record exists exactly when
-its cost was counted. Analytics read Firestore, not memory: function instances are ephemeral.
+Records are written by `common.budget.ledger` inside the settle batch, so a record exists exactly
+when its cost was counted. Analytics read Firestore, not memory: function instances are ephemeral.
 """
 
 from __future__ import annotations
@@ -31,9 +31,12 @@ def usage_document(
     tier: str,
     run_id: str | None,
     phase: str | None,
+    day: str,
+    month: str,
     now: dt.datetime,
 ) -> dict[str, Any]:
-    """The stored form of one settled attempt."""
+    """The stored form of one settled attempt, counted in `day` and `month` (its
+    reservation's periods, whenever it settles)."""
     return {
         **attempt.model_dump(mode="json", exclude={"usage"}),
         **attempt.usage.model_dump(),
@@ -41,8 +44,8 @@ def usage_document(
         "tier": tier,
         "run_id": run_id,
         "phase": phase,
-        "day": now.strftime("%Y-%m-%d"),
-        "month": now.strftime("%Y-%m"),
+        "day": day,
+        "month": month,
         "created_at": now,
     }
 

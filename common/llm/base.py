@@ -5,6 +5,7 @@ Money is an integer number of nano-dollars (`common.money`).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -139,6 +140,15 @@ class BudgetDenied(Exception):
         self.reason = reason
 
 
+class BudgetBusy(Exception):
+    """The budget could not answer now (contention, or a hold too short for the call); nothing
+    was spent: try again later. `reason` is a code such as `budget_contention`."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class AttemptRecord(BaseModel):
     """One physical provider call, as the ledger settles it and as the usage record stores it."""
 
@@ -158,9 +168,9 @@ class Ledger(Protocol):
     """Reserve before every provider attempt, settle after it (also when it failed: the cost of
     any billed tokens, else 0, which releases the reservation). `common.budget.ledger` is one."""
 
-    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> None:
-        """Hold `upper_bound_nanos` for attempt `key` on `model` (of `tier`) or raise
-        `BudgetDenied`."""
+    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> float:
+        """Hold `upper_bound_nanos` for attempt `key` on `model` (of `tier`) and say for how many
+        seconds the hold is sure to last; or raise `BudgetDenied` (or `BudgetBusy`)."""
         ...
 
     def settle(self, attempt: AttemptRecord) -> None:
@@ -171,8 +181,8 @@ class Ledger(Protocol):
 class NullLedger:
     """A ledger that allows everything and records nothing (unit tests, benchmarks)."""
 
-    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> None:
-        return None
+    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> float:
+        return math.inf
 
     def settle(self, attempt: AttemptRecord) -> None:
         return None

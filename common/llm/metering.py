@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from common.llm.base import (
     AttemptRecord,
+    BudgetBusy,
     InvalidOutput,
     InvalidRequest,
     Ledger,
@@ -72,8 +73,10 @@ class Metered:
         task_type: str,
         routed_model: str,
         records: list[AttemptRecord],
+        deadline_seconds: float,
     ):
         self.name = provider.name
+        self._deadline = deadline_seconds
         self._provider = provider
         self._spec = spec
         self._schema = schema
@@ -88,10 +91,18 @@ class Metered:
         request = request.model_copy(update={"max_output_tokens": limit})
         key = f"{self._call_key}:{uuid.uuid4().hex}"
         bound = attempt_upper_bound(self._spec, self._provider.name, request)
-        self._ledger.reserve(
+        held_for = self._ledger.reserve(
             key=key, model=self._spec.name, tier=self._spec.tier, upper_bound_nanos=bound
         )
         started = time.perf_counter()
+        if held_for < self._deadline:
+            # The call could outlive its hold (a slow reservation): never start it.
+            self._settle(key, None, "reservation_too_short", started)
+            raise BudgetBusy(
+                "reservation_too_short",
+                f"the budget held {held_for:.0f} s for a call that may take "
+                f"{self._deadline:.0f} s; try again",
+            )
         usage: TokenUsage | None = None
         error_code: str | None = "internal_error"
         try:

@@ -67,6 +67,8 @@ class Router:
             (the offline provider may stand in for any of them).
         catalogue: models and prices; the bundled catalogue when None.
         timeout_seconds: per-attempt timeout.
+        deadline_seconds: the longest one attempt may take, timeout included: no attempt starts
+            on a budget hold that lasts less (default: the timeout and 10 s).
         breaker: the circuit breaker shared by every call of this router.
     """
 
@@ -76,6 +78,7 @@ class Router:
         *,
         catalogue: Catalogue | None = None,
         timeout_seconds: float = 60.0,
+        deadline_seconds: float | None = None,
         breaker: CircuitBreaker | None = None,
     ):
         self.catalogue = catalogue or default_catalogue()
@@ -84,6 +87,7 @@ class Router:
         if not self._order:
             raise ValueError(f"no provider configured for any of {self.catalogue.provider_order}")
         self._timeout = timeout_seconds
+        self._deadline = deadline_seconds if deadline_seconds is not None else timeout_seconds + 10
         self.breaker = breaker or CircuitBreaker()
 
     @property
@@ -192,6 +196,7 @@ class Router:
                 task_type=task_type,
                 routed_model=decision.model,
                 records=records,
+                deadline_seconds=self._deadline,
             )
             targets.append(Target(model=model, provider=Repairing(metered)))
         chain = FallbackProvider(targets, self.breaker)

@@ -152,7 +152,7 @@ def plan(
     chain: list[ModelSpec] = []
     for provider_key in providers:
         spec = catalogue.routed(provider_key, tier)
-        prompt = counted.bound(providers[provider_key])
+        prompt = counted.fit(providers[provider_key])
         if prompt + profile.max_output_tokens > spec.context_window:
             reasons.append(
                 f"{spec.name} skipped: ~{prompt} prompt tokens + {profile.max_output_tokens} "

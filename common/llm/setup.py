@@ -77,6 +77,7 @@ def build_router(settings: Settings | None = None) -> Router:
         providers,
         catalogue=catalogue,
         timeout_seconds=timeout,
+        deadline_seconds=settings.llm_call_deadline_seconds,
         breaker=CircuitBreaker(cooldown_seconds=settings.llm_circuit_cooldown_seconds),
     )
     logger.info(

@@ -6,11 +6,13 @@ gzipped. We check its sha256 against the digest tiktoken itself demands for o200
 using it, then hand it to tiktoken's Rust BPE for speed. `tests/unit/llm/test_tokens.py` proves the
 digest and the split pattern are tiktoken's own and that the token ids match tiktoken's.
 
-Gemini's tokenizer (SentencePiece, 256k vocabulary) is not available offline. For English and
-JSON it yields about as many tokens as o200k_base, sometimes fewer; we bound it by o200k_base's
-count times `GEMINI_TOKEN_MARGIN` plus a fixed allowance per message (see
-docs/decisions/003-model-router.md). The bound only sizes a budget reservation: what is billed
-is always the count Gemini reports.
+Gemini's tokenizer (SentencePiece, 256k vocabulary) is not available offline, and no ratio to
+o200k_base holds for every text (digits, CJK, emoji and code each tokenize differently). So the
+Gemini bound is one no text can exceed: every SentencePiece piece is a non-empty run of
+characters or, with byte fallback, one byte, so a text has at most as many tokens as UTF-8
+bytes; each message adds at most `GEMINI_TOKENS_PER_MESSAGE` (the dummy-prefix piece and the
+turn markers). It only sizes a budget reservation, generously for English (about 4 bytes per
+token): what is billed is always the count Gemini reports (docs/decisions/003).
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ REPLY_PRIMING_TOKENS = 3
 
 # The response-format wrapper OpenAI puts around a schema in the prompt (name, strict flag).
 SCHEMA_FRAMING_TOKENS = 32
-GEMINI_TOKEN_MARGIN = 1.25
 GEMINI_TOKENS_PER_MESSAGE = 8
+# Whether a prompt fits a Gemini context window is judged on an estimate, not the bound (which
+# is about four times the real count for English): o200k_base's count with this margin.
+GEMINI_FIT_MARGIN = 1.25
 
 _lock = threading.Lock()
 
@@ -132,6 +136,8 @@ class PromptCount:
 
     content_tokens: tuple[int, ...]  # per message
     schema_tokens: int
+    content_bytes: tuple[int, ...] = ()  # UTF-8, per message
+    schema_bytes: int = 0
     # Text the prompt will carry that is not counted above, at most this many UTF-8 bytes: no
     # token of either tokenizer is shorter than a byte, so it adds at most that many tokens.
     unseen_bytes: int = 0
@@ -140,8 +146,7 @@ class PromptCount:
         """An upper bound on the prompt tokens `provider` will bill.
 
         Exact framing for OpenAI (and the offline provider, which counts like OpenAI); for
-        Gemini, o200k_base's count times `GEMINI_TOKEN_MARGIN` plus an allowance per message,
-        an approximation documented in docs/decisions/003-model-router.md.
+        Gemini, the UTF-8 length plus an allowance per message (see the module docstring).
         """
         content = sum(self.content_tokens)
         messages = len(self.content_tokens)
@@ -149,8 +154,21 @@ class PromptCount:
             framing = TOKENS_PER_MESSAGE * messages + (REPLY_PRIMING_TOKENS if messages else 0)
             return content + framing + self.schema_tokens + self.unseen_bytes
         return (
-            math.ceil((content + self.schema_tokens) * GEMINI_TOKEN_MARGIN)
+            sum(self.content_bytes)
+            + self.schema_bytes
             + GEMINI_TOKENS_PER_MESSAGE * (messages + 1)
+            + self.unseen_bytes
+        )
+
+    def fit(self, provider: str) -> int:
+        """About how many prompt tokens `provider` will count: the bound for OpenAI (exact),
+        an estimate for Gemini, for deciding whether a prompt fits a context window."""
+        if provider != "gemini":
+            return self.bound(provider)
+        content = sum(self.content_tokens) + self.schema_tokens
+        return (
+            math.ceil(content * GEMINI_FIT_MARGIN)
+            + GEMINI_TOKENS_PER_MESSAGE * (len(self.content_tokens) + 1)
             + self.unseen_bytes
         )
 
@@ -159,9 +177,12 @@ def count_prompt(
     messages: Sequence[Message], json_schema: dict[str, Any] | None, *, unseen_bytes: int = 0
 ) -> PromptCount:
     """Count `messages` and `json_schema` once, for bounds on several providers."""
+    schema_text = json.dumps(json_schema, separators=(",", ":")) if json_schema else ""
     return PromptCount(
         content_tokens=tuple(count_tokens(message["content"]) for message in messages),
         schema_tokens=count_schema_tokens(json_schema),
+        content_bytes=tuple(len(message["content"].encode()) for message in messages),
+        schema_bytes=len(schema_text.encode()),
         unseen_bytes=unseen_bytes,
     )
 

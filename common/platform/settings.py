@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,8 +32,10 @@ class Settings(BaseSettings):
     workflow_id: str = "marketing_analysis"
     executions_endpoint: str | None = None
 
-    # LLM calls: one attempt per provider, bounded in time (the workflow owns retries).
+    # LLM calls: one attempt per provider, bounded in time (the workflow owns retries). Every
+    # other timeout is derived from these two (see `Timeouts` below), so none can disagree.
     llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    deadline_margin_seconds: float = Field(default=10.0, gt=0, le=120)
     openai_base_url: str | None = None
     model_catalogue_path: Path | None = None
 
@@ -49,16 +52,14 @@ class Settings(BaseSettings):
     # The offline provider sleeps this long per call so a demo's progress bar is watchable.
     offline_latency_ms: int = Field(default=0, ge=0, le=60_000)
 
-    # Phases: how long one instance holds a phase before another may take it over.
-    phase_lease_seconds: int = Field(default=900, gt=0)
-    # Budget: a reservation whose holder never settles is released after this long.
-    reservation_ttl_seconds: int = Field(default=600, gt=0)
     # How long a process may reuse what it read of budget limits and the kill switch, and how
     # often it refreshes a business's published status and warnings while settling.
     budget_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     budget_refresh_seconds: float = Field(default=1.0, ge=0, le=60)
     # Overrides the platform-wide daily cap of common/tiers.yaml (all businesses together).
-    platform_daily_cap_usd: Decimal | None = Field(default=None, gt=0)
+    platform_daily_cap_usd: Decimal | None = Field(
+        default=None, ge=Decimal("0.01"), le=Decimal("1000000"), decimal_places=9
+    )
 
     # Secrets: Secret Manager in production; the environment, then the `dotenv_path` file, in
     # development. `secret_manager_endpoint` is host:port of a local server speaking the Secret
@@ -90,6 +91,45 @@ class Settings(BaseSettings):
     embedding_backend: Literal["local", "vertex"] = "local"
     vertex_embedding_model: str = "text-embedding-005"
     vertex_embedding_dimension: int | None = Field(default=None, ge=1, le=3072)
+
+    # --- Timeouts, one chain derived from the LLM call timeout ------------------------------
+    # A phase makes at most this many physical model calls: the answer and its one repair, at
+    # each of the two catalogue providers (common/llm/catalogue.yaml; a test keeps them in step).
+    MAX_CALLS_PER_PHASE: ClassVar[int] = 4
+
+    @property
+    def llm_call_deadline_seconds(self) -> float:
+        """The longest one model call takes: its timeout, connecting and settling."""
+        return self.llm_timeout_seconds + self.deadline_margin_seconds
+
+    @property
+    def reservation_ttl_seconds(self) -> float:
+        """How long a budget hold lasts: longer than the call it pays for, always."""
+        return self.llm_call_deadline_seconds + self.deadline_margin_seconds
+
+    @property
+    def phase_deadline_seconds(self) -> float:
+        """The longest a phase function works: every call it may make, and its own steps."""
+        return (
+            self.MAX_CALLS_PER_PHASE * self.llm_call_deadline_seconds + self.deadline_margin_seconds
+        )
+
+    @property
+    def function_timeout_seconds(self) -> int:
+        """Each function's request timeout (Terraform's `function_timeout_seconds`)."""
+        return math.ceil(self.phase_deadline_seconds + self.deadline_margin_seconds)
+
+    @property
+    def phase_lease_seconds(self) -> float:
+        """How long one instance holds a phase: past the function's timeout, after which the
+        platform has cut the request, so a retry may take the phase over."""
+        return self.function_timeout_seconds + self.deadline_margin_seconds
+
+    @property
+    def workflow_call_timeout_seconds(self) -> int:
+        """The workflow's HTTP timeout for a function call: past the function's own timeout,
+        so the workflow sees the platform's 504 (and retries) rather than giving up first."""
+        return math.ceil(self.function_timeout_seconds + self.deadline_margin_seconds)
 
 
 @functools.cache

@@ -165,7 +165,7 @@ def test_the_monthly_budget_resets_with_the_calendar_month(
     register: Callable[..., Business],
 ) -> None:
     business = register(
-        "monthly", "basic", overrides={"daily_limit_usd": "5", "monthly_limit_usd": "0.02"}
+        "monthly", "basic", overrides={"daily_limit_usd": "0.02", "monthly_limit_usd": "0.02"}
     )
     clock = Clock(dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC))
     ledger = BudgetLedger(business, clock=clock)

@@ -175,11 +175,11 @@ def test_a_settle_after_expiry_is_recorded_logged_and_bounded(
     day = business.scopes(NOON)[0]
     assert counters.read([day])[day.name].spent == 5 * CENT + 8 * NANOS // 1000  # the truth
     late = [
-        r
-        for r in caplog.records
-        if getattr(r, "json_fields", {}).get("event") == "usage_settled_late"
+        fields
+        for record in caplog.records
+        if (fields := getattr(record, "json_fields", {})).get("event") == "usage_settled_late"
     ]
-    assert len(late) == 1 and late[0].json_fields["cost_usd"] == 0.008
+    assert len(late) == 1 and late[0]["cost_usd"] == 0.008
     # The documented bound: what a late settle overspends is at most its own reservation.
     assert committed(business, NOON) - business.limits.daily_limit_nanos <= 5 * CENT
     with pytest.raises(BudgetDenied):  # and the business is blocked for the rest of the day

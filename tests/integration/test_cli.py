@@ -92,7 +92,9 @@ def test_operators_register_overrides_and_pause_everything(
 ) -> None:
     business_id = f"ops-{uuid.uuid4().hex[:8]}"
     assert main(["register", business_id, "--tier", "basic", "--daily-limit-usd", "-5"]) == 2
-    assert "daily_limit_usd: Input should be greater than 0" in capsys.readouterr().err
+    assert (
+        "daily_limit_usd: Input should be greater than or equal to 0.01" in capsys.readouterr().err
+    )
     assert main(["register", business_id, "--tier", "basic", "--daily-limit-usd", "2.5"]) == 0
     assert "$2.5/day" in capsys.readouterr().out
     assert main(["pause", "--reason", "provider incident"]) == 0

@@ -115,7 +115,7 @@ def test_gate_refuses_with_402_when_the_budget_cannot_pay(
     function_client: FunctionClient,
 ) -> None:
     run_id = new_run()
-    register(tier="enterprise", overrides={"daily_limit_usd": "0.000001"})
+    register(tier="enterprise", overrides={"daily_limit_usd": "0.01"})
     response = function_client("budget_check").post(
         "/", json={"run_id": run_id, "phase": "research"}
     )

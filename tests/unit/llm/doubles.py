@@ -6,6 +6,7 @@ own logic is driven by a provider that replays a script.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,19 +54,22 @@ class Reservation:
 
 @dataclass
 class RecordingLedger:
-    """Records every reserve and settle; `deny_after` reservations succeed, then BudgetDenied."""
+    """Records every reserve and settle; `deny_after` reservations succeed, then BudgetDenied;
+    each hold lasts `hold_seconds`."""
 
     deny_after: int | None = None
+    hold_seconds: float = math.inf
     reservations: list[Reservation] = field(default_factory=list)
     settled: list[AttemptRecord] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
 
-    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> None:
+    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> float:
         if self.deny_after is not None and len(self.reservations) >= self.deny_after:
             self.events.append(f"denied:{model}")
             raise BudgetDenied("daily_budget_exceeded", "daily budget exceeded")
         self.reservations.append(Reservation(key, model, upper_bound_nanos))
         self.events.append(f"reserve:{model}")
+        return self.hold_seconds
 
     def settle(self, attempt: AttemptRecord) -> None:
         self.settled.append(attempt)
