@@ -94,7 +94,7 @@ def test_prompt_bounds_cover_the_schema_and_gemini_margin() -> None:
 
 ADVERSARIAL = {
     "digits": "3141592653589793238462643383279502884197169399375105820974944" * 200,
-    "cjk": "市场定位与理想客户画像每一个细分市场都需要不同的信息" * 300,  # noqa: RUF001
+    "cjk": "市场定位与理想客户画像每一个细分市场都需要不同的信息" * 300,
     "emoji": "🚀📈💡🎯🔥✨🧠📊" * 500,
     "code": "def f(x):\n    return {k: v**2 for k, v in x.items() if v % 3 == 0}\n" * 200,
     "one character": "a" * 100_000,
