@@ -195,9 +195,12 @@ def routing_quality(eval_path: Path | None) -> None:
         for left_out, test in data.items():
             others = [d for name, d in data.items() if name != left_out]
             fitted = train_router.fit_router(others[0])
+            trained_on = others[0].rows[0].source
+            # A model fitted on the CC BY-NC part only measures; it is never written anywhere.
+            note = "" if trained_on == "arena-bench-v1" else ", a development-only model"
             print(
                 f"  {left_out} left out ({len(test.rows)} rows, {len(test.features)} prompts; "
-                f"trained on {others[0].rows[0].source}):"
+                f"trained on {trained_on}{note}):"
             )
             _quality_rows(test, fitted.probability(test.features))
     print("  Within each source (5-fold cross-validation grouped by prompt):")

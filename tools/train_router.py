@@ -268,9 +268,9 @@ def thresholds(data: Dataset, probability: Array, target: float) -> tuple[float,
     full = float(curve.threshold[first]) if first else 1.0
     scores = probability[data.row_prompt]
     nano = 0.0
-    for cut in np.unique(scores):  # ascending
-        if cut > full:
-            break
+    # Candidate cut-offs: each score below the full cut-off, then the full cut-off itself (all
+    # prompts not sent to full).
+    for cut in np.append(np.unique(scores[scores < full]), full):
         chosen = scores < cut
         if chosen.any() and data.weak[chosen].mean() >= target * data.strong[chosen].mean():
             nano = float(cut)

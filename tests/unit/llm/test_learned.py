@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from common.embeddings import LOCAL_MODEL, LocalEmbedder
 from common.llm import learned
 from common.llm.base import Message
 from common.llm.complexity import classify
@@ -64,6 +65,12 @@ def test_the_router_reads_the_user_turns() -> None:
     ]
     assert learned.prompt_text(messages) == "Prove it."
     assert learned.prompt_text([Message(role="system", content="Only this.")]) == "Only this."
+
+
+def test_the_router_names_the_embedding_model_it_uses() -> None:
+    # learned.py imports common.embeddings only when the classifier first runs, so it names both.
+    assert learned.EMBEDDING_MODEL == LOCAL_MODEL
+    assert LocalEmbedder.dimension == learned.EMBEDDING_DIMENSION
 
 
 def test_the_shipped_artefact_loads_and_names_its_data() -> None:
