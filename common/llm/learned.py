@@ -2,15 +2,16 @@
 
 A prompt becomes one vector: the offline all-MiniLM-L6-v2 embedding (384 dimensions) of a short,
 fixed window of it (its first and last few words, at most `window_tokens` WordPiece tokens), then
-a few cheap lexical and length features (`LEXICAL_FEATURES`), read from at most the first and last
-`LEXICAL_WINDOW_CHARS` characters. So the cost does not grow with the prompt: one short forward
-pass of the embedding model and a few `str.count`s.
+the prompt's length in characters and a few cheap lexical features (`LEXICAL_FEATURES`), read
+from at most the first and last `LEXICAL_WINDOW_CHARS` characters. So the cost does not grow with
+the prompt: one short forward pass of the embedding model and a few `str.count`s.
 
 A logistic regression over that vector, followed by Platt scaling, gives the calibrated
 probability that the strong model is needed. Its weights, the features' means, the thresholds
 per quality target and the held-out metrics are in `router_model.json`, written by
 `tools/train_router.py` (`make train-router`) from the vendored Apache-2.0 data in
-`data/router-training/`. Inference is NumPy only. See docs/decisions/003-model-router.md.
+`data/router-training/`. Serving needs NumPy and the embedding model, no training library. See
+docs/decisions/003-model-router.md.
 """
 
 from __future__ import annotations
