@@ -5,9 +5,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
-SOURCES := common local functions workflows tests bench
+SOURCES := common local functions workflows tests bench tools
 
-.PHONY: venv run test lint typecheck pytest validate-terraform deploy clean
+.PHONY: venv run test lint typecheck pytest train-router validate-terraform deploy clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: RaptorFlow needs Python 3.11 (set PYTHON=...)"; exit 1; }
@@ -33,6 +33,11 @@ typecheck: venv
 
 pytest: venv
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+# The learned complexity router's model (common/llm/router_model.json) from the vendored data,
+# bit for bit (tools/train_router.py; one BLAS thread, so the solves are deterministic).
+train-router: venv
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m tools.train_router
 
 clean:
 	rm -rf $(VENV) tools/terraform-offline/.venv .pytest_cache .mypy_cache .ruff_cache .coverage

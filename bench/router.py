@@ -1,36 +1,59 @@
-"""Model router figures: routing latency, tokenizer throughput, and what routing saves.
+"""Model router figures: routing quality, routing latency, tokenizer throughput, what routing saves.
 
-1. Routing decision latency (p50/p99) for 1k- and 10k-token prompts: a task with a default
-   complexity, and an unlisted task that runs the automatic classifier; plus the classifier alone.
-   The router is configured as in production (OpenAI then Gemini); no call leaves the machine.
-2. o200k_base tokenizer throughput (tokens/s) and its one-off load time.
-3. The cost of one full analysis (the six phases' real prompts, offline provider priced as the
+1. Routing quality, as RouteLLM measures it (tools/router_metrics.py): APGR and CPT(95%) of the
+   learned router (the procedure of tools/train_router.py), the old keyword/length classifier
+   (bench/baselines.py), a length-only router (o200k_base tokens) and random routing (its
+   expected value: APGR 0.5, CPT(95%) 95%):
+   a. per source left out: trained on the other source, tested on this one;
+   b. within each source: 5-fold cross-validation grouped by prompt.
+   The learned router's APGR comes with a 95% interval from resampling prompts. The vendored
+   arena-bench-v1 part (Apache-2.0) is always there; the alpaca_eval part (CC BY-NC 4.0) is not
+   in the repository: give the training set's pairs.jsonl with --eval-data PATH (or
+   ROUTER_EVAL_DATA=PATH), otherwise every figure that needs it is left out and said so.
+2. Routing decision latency (p50/p99, wall and CPU time) for 1k- and 10k-token prompts: a task
+   with a default complexity, an unlisted task that runs the learned classifier (embedding
+   included), and the classifier alone; plus the classifier's one-off load. The router is
+   configured as in production (OpenAI then Gemini); no call leaves the machine.
+3. o200k_base tokenizer throughput (tokens/s) and its one-off load time.
+4. The cost of one full analysis (the six phases' real prompts, offline provider priced as the
    routed models) routed, versus the same analysis with every call on the full model.
 
-    .venv/bin/python bench/router.py [--iterations 300]
+    .venv/bin/python -m bench.router [--iterations 300] [--eval-data PATH] [--skip-quality]
 """
 
 from __future__ import annotations
+
+import os
+
+# Before NumPy loads OpenBLAS: the training's solves are deterministic and fast on one thread
+# (on a 2-core machine shared with other jobs, two threads only wait for each other).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import statistics
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel
 
+from bench.baselines import old_score
 from common.analysis import prompts
 from common.analysis.phases import PHASE_TASKS
 from common.llm import Router
 from common.llm.base import Message
 from common.llm.complexity import classify
+from common.llm.learned import Featurizer
 from common.llm.providers.gemini import GeminiProvider
 from common.llm.providers.offline import OfflineProvider
 from common.llm.providers.openai import OpenAIProvider
 from common.llm.tokens import count_tokens, encoding
 from common.models import PHASE_ORDER, PHASE_OUTPUTS, BusinessInput, PhaseName
 from common.money import NANOS_PER_USD
+from tools import router_metrics, train_router
+from tools.train_router import Dataset
 
 BUSINESS = BusinessInput(
     business_id="acme-analytics",
@@ -65,15 +88,19 @@ def _prompt(tokens: int) -> list[Message]:
     ]
 
 
-def _percentiles(fn: Callable[[], object], iterations: int) -> tuple[float, float]:
+def _percentiles(fn: Callable[[], object], iterations: int) -> tuple[float, ...]:
+    """Wall-clock and this thread's CPU time p50/p99 in ms (CPU time leaves out waiting for a
+    core, which other jobs on a shared machine cause)."""
     fn()  # warm up
-    samples = []
+    wall, cpu = [], []
     for _ in range(iterations):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return cuts[49], cuts[98]
+        cpu.append((time.thread_time() - started_cpu) * 1000)
+        wall.append((time.perf_counter() - started) * 1000)
+    cut_wall = statistics.quantiles(wall, n=100, method="inclusive")
+    cut_cpu = statistics.quantiles(cpu, n=100, method="inclusive")
+    return cut_wall[49], cut_wall[98], cut_cpu[49], cut_cpu[98]
 
 
 def routing_latency(iterations: int) -> None:
@@ -83,8 +110,13 @@ def routing_latency(iterations: int) -> None:
             "gemini": GeminiProvider(api_key="bench-not-used"),
         }
     )
-    print("Routing decision latency (ms)")
-    print(f"  {'prompt':>12}  {'path':<28}  {'p50':>7}  {'p99':>7}")
+    started = time.perf_counter()
+    classify(_prompt(50))
+    load_ms = (time.perf_counter() - started) * 1000
+    load = os.getloadavg()[0]
+    print(f"Routing decision latency (ms; load average {load:.1f} on {os.cpu_count()} cores)")
+    print(f"  classifier's first call (artefact, ONNX session, tokenizer): {load_ms:.0f} ms")
+    print(f"  {'prompt':>12}  {'path':<28}  {'p50':>7}  {'p99':>7}  {'cpu p50':>7}  {'cpu p99':>7}")
     for size in (1_000, 10_000):
         messages = _prompt(size)
         rows: list[tuple[str, Callable[[], object]]] = [
@@ -93,10 +125,95 @@ def routing_latency(iterations: int) -> None:
             ("classifier alone", partial(classify, messages)),
         ]
         for label, fn in rows:
-            p50, p99 = _percentiles(fn, iterations)
-            print(f"  {size:>6} tokens  {label:<28}  {p50:7.3f}  {p99:7.3f}")
+            p50, p99, cpu50, cpu99 = _percentiles(fn, iterations)
+            figures = "  ".join(f"{value:7.3f}" for value in (p50, p99, cpu50, cpu99))
+            print(f"  {size:>6} tokens  {label:<28}  {figures}")
     decision = router.route("brand_review", _prompt(10_000))
     print(f"  (10k-token prompt routed to {decision.model}: {decision.reason})")
+
+
+def _eval_rows(path: Path | None) -> list[train_router.Row]:
+    if path is None:
+        return []
+    vendored = {row.source for row in train_router.load_rows(train_router.DATA)}
+    return [row for row in train_router.load_rows(path) if row.source not in vendored]
+
+
+def _interval(data: Dataset, scores: np.ndarray, resamples: int = 200) -> tuple[float, float]:
+    """95% interval of APGR from resampling prompts (with all their rows) with replacement."""
+    rows_of = [np.nonzero(data.row_prompt == p)[0] for p in range(len(data.features))]
+    rng = np.random.default_rng(0)
+    values = []
+    for _ in range(resamples):
+        rows = np.concatenate([rows_of[p] for p in rng.integers(0, len(rows_of), len(rows_of))])
+        curve = router_metrics.pgr_curve(
+            scores[data.row_prompt[rows]], data.strong[rows], data.weak[rows]
+        )
+        values.append(curve.apgr())
+    low, high = np.quantile(values, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def _quality_rows(data: Dataset, learned_scores: np.ndarray) -> None:
+    """One line per router: APGR and CPT(95%) on `data`'s rows."""
+    texts = {row.prompt_id: row.prompt for row in data.rows}
+    ordered = list(dict.fromkeys(row.prompt_id for row in data.rows))
+    old = np.array([old_score(texts[p]) for p in ordered], dtype=np.float64)
+    length = np.array([count_tokens(texts[p]) for p in ordered], dtype=np.float64)
+    low, high = _interval(data, learned_scores)
+    for name, scores, note in (
+        ("learned router", learned_scores, f"APGR 95% interval {low:.3f}-{high:.3f}"),
+        ("old classifier", old, ""),
+        ("length only", length, ""),
+    ):
+        curve = data.curve(scores)
+        print(f"    {name:<16} {curve.apgr():6.3f}  {curve.cpt(0.95) * 100:6.1f}%  {note}")
+    print(f"    {'random':<16} {0.5:6.3f}  {95.0:6.1f}%  (expected value)")
+
+
+def routing_quality(eval_path: Path | None) -> None:
+    featurizer = Featurizer(train_router.WINDOW_TOKENS)
+    started = time.perf_counter()
+    sources = {"arena-bench-v1": train_router.load_rows(train_router.DATA)}
+    extra = _eval_rows(eval_path)
+    for row in extra:
+        sources.setdefault(row.source, []).append(row)
+    data = {name: Dataset.build(rows, featurizer) for name, rows in sources.items()}
+    print(
+        f"Routing quality (features of {sum(len(d.features) for d in data.values())} prompts in "
+        f"{time.perf_counter() - started:.0f} s)"
+    )
+    if not extra:
+        print(
+            "  alpaca_eval (CC BY-NC 4.0, not vendored) was not given: left out are both "
+            "cross-source\n  directions and its within-source figures; only arena-bench-v1's "
+            "within-source figures follow.\n  Give the training set's pairs.jsonl with "
+            "--eval-data PATH or ROUTER_EVAL_DATA=PATH."
+        )
+    else:
+        print("  Per source left out (trained on the other source, tested on this one):")
+        print(f"    {'router':<16} {'APGR':>6}  {'CPT95':>7}")
+        for left_out, test in data.items():
+            others = [d for name, d in data.items() if name != left_out]
+            fitted = train_router.fit_router(others[0])
+            trained_on = others[0].rows[0].source
+            # A model fitted on the CC BY-NC part only measures; it is never written anywhere.
+            note = "" if trained_on == "arena-bench-v1" else ", a development-only model"
+            print(
+                f"  {left_out} left out ({len(test.rows)} rows, {len(test.features)} prompts; "
+                f"trained on {trained_on}{note}):"
+            )
+            _quality_rows(test, fitted.probability(test.features))
+    print("  Within each source (5-fold cross-validation grouped by prompt):")
+    for name, source in data.items():
+        held_out = train_router.cross_validated(source)
+        metrics = train_router.held_out_metrics(source, held_out)
+        print(
+            f"  {name} ({len(source.rows)} rows, {len(source.features)} prompts; learned: "
+            f"Brier {metrics['brier']:.4f} vs base rate {metrics['brier_base_rate']:.4f}, "
+            f"ECE {metrics['ece']:.3f}):"
+        )
+        _quality_rows(source, held_out)
 
 
 def tokenizer_throughput() -> None:
@@ -154,7 +271,17 @@ def analysis_cost() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument(
+        "--eval-data",
+        type=Path,
+        default=os.environ.get("ROUTER_EVAL_DATA") or None,
+        help="the router training set's pairs.jsonl (its alpaca_eval rows are the CC BY-NC part)",
+    )
+    parser.add_argument("--skip-quality", action="store_true", help="latency and cost only")
     args = parser.parse_args()
+    if not args.skip_quality:
+        routing_quality(args.eval_data)
+        print()
     tokenizer_throughput()
     print()
     routing_latency(args.iterations)

@@ -1,105 +1,80 @@
 """The automatic complexity classifier, for calls whose task type has no default.
 
-It scores four kinds of cue, each 0-2 points: length, structure (lists, sections, tables, code),
-reasoning words (analyse, compare, trade-off, ...) and constraint words (must, at least, exactly,
-...). Total 0-1 is simple, 2-4 balanced, 5+ complex. It reads the text with `str.count` and `in`
-only (no tokenizer, no regular expressions), and for long prompts only the first 12k and last 4k
-characters (structure counted there is scaled up to the whole length), so its cost stays flat:
-well under a millisecond for a 10k-token prompt (`bench/router.py` measures it).
+`classify(messages)` scores the prompt with the learned router (`common.llm.learned`, trained by
+`tools/train_router.py` on public preference data): the score is the calibrated probability that
+the strong model is needed. The artefact's cut-offs for the configured `router_quality_target`
+(the share of the full model's quality to keep) map it to a complexity and tier:
+
+- score >= full cut-off: complex (full tier);
+- score < nano cut-off: simple (nano tier), prompts on which a weak model kept the target;
+- otherwise balanced (mini tier).
+
+The decision is deterministic, and its reason names the score, the cut-offs and the features that
+moved the score most. The model (and the embedding model it needs) loads on the first call, once
+per process: phases whose task types have a default never load it. See
+docs/decisions/003-model-router.md for the data, the metrics and the limits.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from common.llm.base import Complexity, Message
+import common.llm.learned as learned
+from common.llm.base import Complexity, Message, ModelTier
+from common.platform.settings import get_settings
 
-# About 4 characters per token for English: enough for a length cue, far cheaper than tokenizing.
-CHARS_PER_TOKEN = 4
-_LONG_TOKENS = 1_500
-_VERY_LONG_TOKENS = 6_000
-_HEAD_CHARS = 12_000
-_TAIL_CHARS = 4_000
-
-_STRUCTURE_MARKERS = ("\n- ", "\n* ", "\n• ", "\n#", "\n|", "```", "\n1.", "\n2.", "\n3.")
-_REASONING_CUES = (
-    "analy",
-    "compare",
-    "contrast",
-    "evaluate",
-    "trade-off",
-    "tradeoff",
-    "prioriti",
-    "justify",
-    "reason",
-    "strateg",
-    "why ",
-    "implication",
-    "step by step",
-    "hypothes",
-    "forecast",
-    "project ",
-    "derive",
-    "critique",
-    "assess",
-    "optimi",
-)
-_CONSTRAINT_CUES = (
-    "must",
-    "should",
-    "at least",
-    "at most",
-    "no more than",
-    "exactly",
-    "without",
-    "only ",
-    "each ",
-    "every ",
-    "ensure",
-    "require",
-    "do not",
-    "don't",
-    "within",
-)
+# The same mapping as router.COMPLEXITY_TIER (which imports this module, so it cannot be used here).
+TIER: dict[Complexity, ModelTier] = {"simple": "nano", "balanced": "mini", "complex": "full"}
+TOP_FEATURES = 3
 
 
 @dataclass(frozen=True)
 class Classification:
+    """The classifier's decision. `score`: P(strong model needed); higher needs a stronger model."""
+
     complexity: Complexity
-    score: int
+    tier: ModelTier
+    score: float
     reason: str
 
 
-def _points(value: int, one: int, two: int) -> int:
-    return 2 if value >= two else 1 if value >= one else 0
+_lock = threading.Lock()
+_loaded: tuple[Path, learned.RouterModel, learned.Featurizer] | None = None
+
+
+def _model() -> tuple[learned.RouterModel, learned.Featurizer]:
+    global _loaded
+    path = get_settings().router_model_path or learned.ARTEFACT
+    with _lock:
+        if _loaded is None or _loaded[0] != path:
+            model = learned.load(path)
+            _loaded = (path, model, learned.Featurizer(model.window_tokens))
+        return _loaded[1], _loaded[2]
+
+
+def complexity_for(score: float, cut: learned.Thresholds) -> Complexity:
+    """The complexity a score falls in under one quality target's cut-offs."""
+    if score >= cut.full:
+        return "complex"
+    return "simple" if score < cut.nano else "balanced"
 
 
 def classify(messages: Sequence[Message]) -> Classification:
     """Classify the prompt in `messages` as simple, balanced or complex, saying why."""
-    text = "\n".join(message["content"] for message in messages)
-    approx_tokens = len(text) // CHARS_PER_TOKEN
-    # Instructions sit at the start or the end of a prompt; the middle of a long one is pasted
-    # material. Reading a fixed window keeps the cost flat however long the prompt is.
-    if len(text) > _HEAD_CHARS + _TAIL_CHARS:
-        window = (text[:_HEAD_CHARS] + "\n" + text[-_TAIL_CHARS:]).lower()
-        scale = len(text) / len(window)
-    else:
-        window, scale = text.lower(), 1.0
-    structure = round(sum(window.count(marker) for marker in _STRUCTURE_MARKERS) * scale)
-    reasoning = [cue.strip() for cue in _REASONING_CUES if cue in window]
-    constraints = [cue.strip() for cue in _CONSTRAINT_CUES if cue in window]
-
-    length_points = _points(approx_tokens, _LONG_TOKENS, _VERY_LONG_TOKENS)
-    structure_points = _points(structure, 2, 8)
-    reasoning_points = _points(len(reasoning), 1, 3)
-    constraint_points = _points(len(constraints), 2, 4)
-    score = length_points + structure_points + reasoning_points + constraint_points
-    complexity: Complexity = "simple" if score <= 1 else "balanced" if score <= 4 else "complex"
+    model, featurizer = _model()
+    scored = model.score(featurizer.features(learned.prompt_text(messages)))
+    cut = model.thresholds_for(get_settings().router_quality_target)
+    complexity = complexity_for(scored.probability, cut)
+    top = ", ".join(f"{name} {value:+.2f}" for name, value in scored.contributions[:TOP_FEATURES])
     reason = (
-        f"classifier score {score} (length ~{approx_tokens} tokens +{length_points}; "
-        f"{structure} structure markers +{structure_points}; "
-        f"reasoning cues {reasoning[:5]} +{reasoning_points}; "
-        f"constraint cues {constraints[:5]} +{constraint_points})"
+        f"classifier score {scored.probability:.3f} = P(strong model needed) "
+        f"(router model v{model.version}; quality target {cut.quality_target:.2f}: "
+        f"nano below {cut.nano:.3f}, full from {cut.full:.3f}); "
+        f"top features (log-odds): {top}"
     )
-    return Classification(complexity=complexity, score=score, reason=reason)
+    return Classification(
+        complexity=complexity, tier=TIER[complexity], score=scored.probability, reason=reason
+    )

@@ -1,8 +1,8 @@
 """Gemini's thinking budgets: the explicit token allowance each reasoning effort becomes.
 
-Kept apart from `common.llm.gemini` (which loads the google-genai SDK) because the router needs
-it for every cost bound, also where Gemini is never called. The table is in that module's
-docstring.
+Kept apart from `common.llm.providers.gemini` (which loads the google-genai SDK) because the
+router needs it for every cost bound, also where Gemini is never called. The table is in that
+module's docstring.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _DEFAULT_EFFORT: ReasoningEffort = "low"
 
 
 def thinking_budget(model: str, effort: ReasoningEffort | None) -> int:
-    """The thinking budget (tokens) sent for `effort` on `model` (table: `common.llm.gemini`)."""
+    """The thinking budget (tokens) sent for `effort` on `model` (table: the Gemini provider)."""
     budget = _THINKING_BUDGET[effort or _DEFAULT_EFFORT]
     if "pro" in model:
         budget = max(budget, _PRO_MIN_THINKING_BUDGET)

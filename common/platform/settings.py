@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     llm_circuit_cooldown_seconds: float = Field(default=30.0, ge=0, le=3600)
     # The offline provider sleeps this long per call so a demo's progress bar is watchable.
     offline_latency_ms: int = Field(default=0, ge=0, le=60_000)
+    # Learned complexity router (issue 15), for tasks without a default complexity: the share of
+    # the full model's quality to keep (the artefact tabulates cut-offs from 0.50 to 1.00), and
+    # another artefact than common/llm/router_model.json (one `make train-router` wrote).
+    router_quality_target: float = Field(default=0.95, ge=0.5, le=1.0)
+    router_model_path: Path | None = None
 
     # How long a process may reuse what it read of budget limits and the kill switch, and how
     # often it refreshes a business's published status and warnings while settling.

@@ -92,14 +92,16 @@ class LocalEmbedder:
     Args:
         batch_size: Texts per forward pass (texts are grouped by length to limit padding).
         max_tokens: Longer texts are truncated; 256 is the model's training length.
+        threads: onnxruntime's intra-op threads; 0 lets it use one per core.
     """
 
     model = LOCAL_MODEL
     dimension = 384
 
-    def __init__(self, *, batch_size: int = 32, max_tokens: int = 256) -> None:
+    def __init__(self, *, batch_size: int = 32, max_tokens: int = 256, threads: int = 0) -> None:
         self._batch_size = batch_size
         self._max_tokens = max_tokens
+        self._threads = threads
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
@@ -120,6 +122,7 @@ class LocalEmbedder:
                 options = onnxruntime.SessionOptions()
                 options.log_severity_level = 3  # errors only: no graph-optimisation chatter
                 options.inter_op_num_threads = 1
+                options.intra_op_num_threads = self._threads
                 self._session = onnxruntime.InferenceSession(
                     str(model_path), options, providers=["CPUExecutionProvider"]
                 )

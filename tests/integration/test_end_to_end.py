@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -144,7 +145,9 @@ def test_a_run_that_runs_out_of_budget_ends_budget_exceeded_keeping_its_phases(
 
     def exhaust_budget() -> None:
         spent = documents.get_run(run_id).cost_nanos
-        register(business, overrides={"daily_limit_usd": str(max(spent, 1) / 1e9)})
+        # What was spent so far (at least the smallest limit there is, a cent).
+        limit = Decimal(max(spent, 10_000_000)) / 1_000_000_000
+        register(business, overrides={"daily_limit_usd": str(limit)})
 
     final = act_when(run_id, positioning_running, exhaust_budget)
 

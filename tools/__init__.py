@@ -1,0 +1,1 @@
+"""Developer tools that are not deployed: the router's training."""
