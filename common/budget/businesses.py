@@ -131,10 +131,12 @@ def save_business(business: Business) -> Business:
     saved: Business = counters.retrying(
         lambda: write(db().transaction()), what=f"saving business {business.business_id}"
     )
-    now = dt.datetime.now(dt.UTC)
-    periods = saved.scopes(now)[:2]
-    existing = counters.stored(periods)
-    for scope in periods:
-        if scope.name in existing:
-            counters.sync(scope)
+    # Every open period of the business, from yesterday's month on (instances' clocks may be
+    # a little ahead or behind); a period created later reads the business when it is made.
+    since = month_key(dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+    for name in counters.open_scopes(saved.business_id, since):
+        period = name.rsplit(":", 1)[1]
+        when = dt.datetime.strptime(period if len(period) > 7 else f"{period}-01", "%Y-%m-%d")
+        day, month, _ = saved.scopes(when.replace(tzinfo=dt.UTC))
+        counters.sync(day if len(period) > 7 else month)
     return saved

@@ -75,11 +75,9 @@ def _change(fields: dict[str, Any]) -> None:
         {**fields, "version": firestore.Increment(1), "updated_at": firestore.SERVER_TIMESTAMP},
         merge=True,
     )
-    # The open platform days (clocks of other instances may be a little ahead or behind); a
-    # day created later reads the controls when it is made.
-    now = dt.datetime.now(dt.UTC)
-    days = [platform_scope(now + dt.timedelta(days=offset)) for offset in (-1, 0, 1)]
-    existing = counters.stored(days)
-    for scope in days:
-        if scope.name in existing:
-            counters.sync(scope)
+    # Every platform day from yesterday on (instances' clocks may be a little ahead or behind);
+    # a day created later reads the controls when it is made.
+    since = day_key(dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+    for name in counters.open_scopes("platform", since):
+        day = dt.datetime.strptime(name.split(":", 1)[1], "%Y-%m-%d").replace(tzinfo=dt.UTC)
+        counters.sync(platform_scope(day))

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from google.api_core import exceptions
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common.llm.base import BudgetBusy
 from common.money import usd
@@ -368,6 +369,20 @@ def read(scopes: Iterable[Scope]) -> dict[str, Totals]:
         )
         for name, values in sums.items()
     }
+
+
+def open_scopes(prefix: str, since: str) -> list[str]:
+    """The names of the scopes `{prefix}:...` from period `since` on (a day or a month key;
+    later periods too, for clocks ahead of this one), by document id, with no index needed."""
+    collection = db().collection(SCOPES)
+    query = (
+        collection.where(
+            filter=FieldFilter("__name__", ">=", collection.document(f"{prefix}:{since}"))
+        )
+        .where(filter=FieldFilter("__name__", "<", collection.document(f"{prefix};")))
+        .select([])
+    )
+    return [snapshot.id for snapshot in query.stream()]
 
 
 def stored(scopes: Iterable[Scope]) -> dict[str, Stored]:
