@@ -1,4 +1,8 @@
-"""Business documents: `businesses/{business_id}` holds the tier, overrides and members."""
+"""Business documents: `businesses/{business_id}` holds the tier, overrides and members.
+
+`members` lists the uids (Firebase Auth) that may use the business; `owners`, a subset of them,
+may also manage the members.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ class Business(BaseModel):
     tier: TierName
     overrides: Overrides = Field(default_factory=Overrides)
     members: list[str] = Field(default_factory=list)
+    owners: list[str] = Field(default_factory=list)
 
     @property
     def limits(self) -> Limits:
