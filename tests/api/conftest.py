@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import flask.testing
+import functions_framework
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,12 +28,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
+from common import stack
 from common.businesses import Business, save_business
 from common.settings import get_settings
 from tests.integration.conftest import (  # noqa: F401  (fixtures used by these tests)
     _fresh_router,
     business_input,
-    function_client,
     local_stack,
     on_stack,
     register,
@@ -122,8 +123,10 @@ def token(google_key: KeyPair) -> Token:
             "firebase": {"sign_in_provider": "password", "identities": {}},
             **claims,
         }
-        signer = crypt.RSASigner.from_string((key or google_key).private_pem, key_id=kid)
-        return jwt.encode(signer, payload).decode()  # type: ignore[no-untyped-call]
+        pem = (key or google_key).private_pem
+        signer = crypt.RSASigner.from_string(pem, key_id=kid)  # type: ignore[no-untyped-call]
+        signed: bytes = jwt.encode(signer, payload)  # type: ignore[no-untyped-call]
+        return signed.decode()
 
     return _token
 
@@ -159,9 +162,17 @@ class Api:
         return self.client.open(path, method=method, json=json_body, headers=sent, **kwargs)
 
 
+@pytest.fixture(scope="session")
+def api_app() -> flask.Flask:
+    app: flask.Flask = functions_framework.create_app(
+        "api", str(stack.FUNCTIONS_DIR / "api" / "main.py")
+    )
+    return app
+
+
 @pytest.fixture
-def api(function_client: Callable[[str], flask.testing.FlaskClient], token: Token) -> Api:
-    return Api(function_client("api"), token)
+def api(api_app: flask.Flask, token: Token) -> Api:
+    return Api(api_app.test_client(), token)
 
 
 @pytest.fixture

@@ -50,14 +50,14 @@ def claims_for(uid: str) -> dict[str, Any]:
 
 def me(api: Api, authorization: str | None) -> Any:
     headers = {"Authorization": authorization} if authorization is not None else {}
-    return api.client.get("/v1/me", headers=headers)
+    return api.call("GET", "/v1/me", headers=headers)
 
 
 @pytest.mark.parametrize(
     "route", [r for r in ROUTES if r.auth], ids=lambda r: f"{r.method} {r.path}"
 )
 def test_anonymous_callers_get_401_on_every_endpoint(api: Api, project_id: str, route: Any) -> None:
-    response = api.client.open(concrete(route.path), method=route.method, json={})
+    response = api.call(route.method, concrete(route.path), json_body={})
     assert response.status_code == 401
     assert response.json["error"]["code"] == "unauthenticated"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -99,7 +99,7 @@ def test_bad_tokens_are_refused(
     api: Api, project_id: str, token: Token, case: str, expected_code: str
 ) -> None:
     now = int(time.time())
-    bad = {
+    bad: str = {
         "expired": lambda: token("alice", iat=now - 7200, auth_time=now - 7200, exp=now - 3600),
         # Same key id, another key: what a forger without Google's private key can make.
         "forged signature": lambda: token("alice", key=make_key("forger")),
@@ -111,7 +111,7 @@ def test_bad_tokens_are_refused(
         "unsigned (alg none)": lambda: unsigned(claims_for("alice")),
         "tampered payload": lambda: tampered(token("alice")),
         "not a JWT": lambda: "definitely-not-a-token",
-    }[case]()
+    }[case]()  # type: ignore[no-untyped-call]
     response = me(api, f"Bearer {bad}")
     assert response.status_code == 401, response.json
     assert response.json["error"]["code"] == expected_code

@@ -14,17 +14,17 @@ pytestmark = pytest.mark.emulator
 
 def test_an_unknown_path_is_a_json_404(api: Api, project_id: str) -> None:
     for path in ("/", "/v2/runs/x", "/v1/runs/x/nope", "/v1/runs/../../etc"):
-        response = api.client.get(path)
+        response = api.call("GET", path)
         assert response.status_code == 404, path
         assert response.json["error"]["code"] == "unknown_path"
 
 
 def test_a_wrong_method_is_405_with_allow(api: Api, project_id: str) -> None:
-    response = api.client.put("/v1/runs/abc", json={})
+    response = api.call("PUT", "/v1/runs/abc", json_body={})
     assert response.status_code == 405
     assert response.headers["Allow"] == "GET, OPTIONS"
     assert response.json["error"]["code"] == "method_not_allowed"
-    members = api.client.patch("/v1/businesses/b1/members")
+    members = api.call("PATCH", "/v1/businesses/b1/members")
     assert members.headers["Allow"] == "DELETE, GET, OPTIONS, POST"
 
 
@@ -86,12 +86,13 @@ def test_a_huge_body_is_413(
 
 
 def test_browsers_may_call_it_cross_origin(api: Api, project_id: str) -> None:
-    preflight = api.client.options(
+    preflight = api.call(
+        "OPTIONS",
         "/v1/businesses/b1/runs",
         headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"},
     )
     assert preflight.status_code == 204
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
-    answer = api.client.get("/v1/me", headers={"Origin": "http://localhost:5173"})
+    answer = api.call("GET", "/v1/me", headers={"Origin": "http://localhost:5173"})
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
