@@ -163,10 +163,15 @@ def page(browser: Browser, web: webapp.WebStack, people: People) -> Iterator[Pag
     assert errors == [], f"the page threw: {errors}"
 
 
-def shoot(page: Page, name: str, *, full_page: bool = False) -> Path:
+def shoot(page: Page, name: str, *, full_page: bool = False, element: str | None = None) -> Path:
+    """A screenshot for a person to look at: .local/browser/NAME.png (the viewport, the whole
+    page, or one element)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    if element is not None:
+        page.locator(element).screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=full_page)
     return path
 
 

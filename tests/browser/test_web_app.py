@@ -90,7 +90,8 @@ def test_sign_in_start_a_run_and_watch_it_to_the_results(page: Page, people: Peo
     expect(page.locator("#run-eta")).to_have_text("—")
     expect(page.locator("#cancel-button")).to_be_disabled()
     shoot(page, "02-run-succeeded")
-    shoot(page, "03-results-full-page", full_page=True)
+    shoot(page, "03-cost-panel", element="#costs")
+    shoot(page, "04-results-full-page", full_page=True)
 
 
 def test_cancel_stops_a_second_run(page: Page, people: People) -> None:
@@ -106,7 +107,7 @@ def test_cancel_stops_a_second_run(page: Page, people: People) -> None:
     assert percent < 100
     expect(page.locator("#cancel-button")).to_be_disabled()
     expect(page.locator("[data-section=route-back]")).to_have_count(0)
-    shoot(page, "04-run-cancelled")
+    shoot(page, "05-run-cancelled")
 
 
 def test_another_business_run_cannot_be_read(
@@ -118,7 +119,7 @@ def test_another_business_run_cannot_be_read(
         "Access denied: you are not a member of the business this belongs to."
     )
     expect(page.locator("#run")).to_be_hidden()
-    shoot(page, "05-another-business-denied")
+    shoot(page, "06-another-business-denied")
 
 
 def test_a_budget_warning_appears_when_a_small_limit_is_crossed(page: Page, people: People) -> None:
@@ -132,7 +133,7 @@ def test_a_budget_warning_appears_when_a_small_limit_is_crossed(page: Page, peop
     expect(warning).to_contain_text("passed 75% of its daily budget")
     expect(page.locator("#budget-warning")).to_contain_text("Budget warning: 75%")
     assert page.get_attribute("#gauge", "data-level") == "75"
-    shoot(page, "06-budget-warning")
+    shoot(page, "07-budget-warning")
 
 
 def test_a_start_beyond_the_budget_is_refused_with_a_reason(page: Page, people: People) -> None:
@@ -142,7 +143,7 @@ def test_a_start_beyond_the_budget_is_refused_with_a_reason(page: Page, people: 
     page.click("#start-button")
     expect(page.locator("#notice")).to_contain_text("Budget exceeded: today's budget")
     expect(page.locator("#run")).to_be_hidden()
-    shoot(page, "07-budget-exceeded")
+    shoot(page, "08-budget-exceeded")
 
 
 @pytest.fixture
@@ -164,4 +165,4 @@ def test_a_paused_platform_is_explained(page: Page, people: People, paused: None
     start(page, people.tidewater)
     expect(page.locator("#notice")).to_contain_text("RaptorFlow is paused for maintenance")
     expect(page.locator("#notice")).to_contain_text("scheduled maintenance")
-    shoot(page, "08-paused")
+    shoot(page, "09-paused")

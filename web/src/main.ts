@@ -155,6 +155,7 @@ function renderBudget(status: BudgetStatus): void {
   const gauge = byId("gauge");
   gauge.className = status.warning_level ? `gauge level-${status.warning_level}` : "gauge";
   gauge.setAttribute("data-level", String(status.warning_level ?? 0));
+  byId("gauge").title = `${status.percent_used}% of today's budget spent or reserved`;
   byId("budget-text").textContent =
     `${usd(status.today_spent)} spent and ${usd(status.today_reserved)} reserved of ${usd(status.daily_limit, 2)} today (${status.tier} plan)`;
   byId("budget-month").textContent = `This month: ${usd(status.month_spent)} of ${usd(status.monthly_limit, 2)}, heading for ${usd(status.projected_monthly, 2)}`;
@@ -246,6 +247,7 @@ async function openRun(runId: string): Promise<void> {
   notify(null);
   byId("run-id").textContent = runId;
   byId("run").hidden = false;
+  byId("run").scrollIntoView({ block: "start" });
   renderRun(run);
   const failed = (error: FirestoreError) => notify(explain(error));
   stopRun.push(
@@ -293,7 +295,10 @@ function renderEvents(events: RunEvent[]): void {
 }
 
 function renderCosts(run: Run): void {
-  const phases = Object.entries(run.phases ?? {}).filter(([, p]) => typeof p.cost_nanos === "number");
+  const order = ["research", "positioning", "icps", "strategy", "content", "analytics"];
+  const phases = Object.entries(run.phases ?? {})
+    .filter(([, p]) => typeof p.cost_nanos === "number")
+    .sort(([a], [b]) => order.indexOf(a) - order.indexOf(b));
   if (phases.length === 0) return;
   const byModel = new Map<string, number>();
   for (const [, phase] of phases) byModel.set(phase.model ?? "?", (byModel.get(phase.model ?? "?") ?? 0) + (phase.cost_nanos ?? 0) / 1e9);
