@@ -7,6 +7,7 @@ state that some listener never saw (Firestore may coalesce snapshots of a docume
 faster than it can deliver; the target is 0 missed at the product's pace). Target p95 < 50 ms.
 
     .venv/bin/python bench/listeners.py [--listeners 100] [--writes 100] [--interval-ms 100]
+                                        [--processes 1] [--clients 10]
 
 Starts its own Firestore emulator (the Google Cloud SDK's); nothing leaves this machine.
 """
@@ -14,6 +15,7 @@ Starts its own Firestore emulator (the Google Cloud SDK's); nothing leaves this 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import threading
@@ -36,7 +38,10 @@ def main() -> None:
     parser.add_argument("--listeners", type=int, default=100)
     parser.add_argument("--writes", type=int, default=100)
     parser.add_argument("--interval-ms", type=float, default=100.0)
-    parser.add_argument("--clients", type=int, default=10, help="Firestore clients they share")
+    parser.add_argument("--clients", type=int, default=10, help="Firestore clients per process")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="processes the listeners are spread over"
+    )
     args = parser.parse_args()
 
     running = emulator.start()
@@ -47,41 +52,75 @@ def main() -> None:
         running.stop()
 
 
-def measure(args: argparse.Namespace) -> None:
-    project = f"bench-listeners-{uuid.uuid4().hex[:8]}"
-    # Listeners spread over a few clients (gRPC channels), as several backend instances or
-    # browser tabs would be; each listener is its own Listen stream.
-    clients = [firestore.Client(project=project) for _ in range(args.clients)]
-    run_id = uuid.uuid4().hex
-    writer = clients[0].collection("runs").document(run_id)
-    writer.set({"run_id": run_id, "status": "running", "percent": 0, "step": "started"})
-
-    written_at: dict[int, float] = {}
-    seen: list[dict[int, float]] = [{} for _ in range(args.listeners)]
-    ready = threading.Barrier(args.listeners + 1)
+def listen(
+    project: str,
+    run_id: str,
+    count: int,
+    clients: int,
+    last: int,
+    ready: Any,
+    results: Any,
+) -> None:
+    """Attach `count` listeners, report when all saw their first snapshot, then send back when
+    each saw each percent (perf_counter: CLOCK_MONOTONIC, comparable across processes)."""
+    pool = [firestore.Client(project=project) for _ in range(clients)]
+    seen: list[dict[int, float]] = [{} for _ in range(count)]
     lock = threading.Lock()
+    attached = threading.Semaphore(0)
+    done = threading.Event()
 
-    def listener(index: int) -> Any:
-        first = threading.Event()
-
+    def watcher(index: int) -> Any:
         def on_snapshot(snapshots: list[Any], _changes: Any, _read_time: Any) -> None:
             arrived = time.perf_counter()
-            for snapshot in snapshots:
-                percent = int((snapshot.to_dict() or {}).get("percent", -1))
-                with lock:
+            with lock:
+                first = not seen[index]
+                for snapshot in snapshots:
+                    percent = int((snapshot.to_dict() or {}).get("percent", -1))
                     seen[index].setdefault(percent, arrived)
-            if not first.is_set():
-                first.set()
-                ready.wait()
+                if all(last in states for states in seen):
+                    done.set()
+            if first:
+                attached.release()
 
-        ref = clients[index % len(clients)].collection("runs").document(run_id)
-        return ref.on_snapshot(on_snapshot)
+        return pool[index % clients].collection("runs").document(run_id).on_snapshot(on_snapshot)
 
+    watches = [watcher(i) for i in range(count)]
+    for _ in range(count):
+        attached.acquire()
+    ready.put(count)
+    done.wait(timeout=60 + last)
+    for watch in watches:
+        watch.unsubscribe()
+    results.put(seen)
+
+
+def measure(args: argparse.Namespace) -> None:
+    project = f"bench-listeners-{uuid.uuid4().hex[:8]}"
+    run_id = uuid.uuid4().hex
+    writer = firestore.Client(project=project).collection("runs").document(run_id)
+    writer.set({"run_id": run_id, "status": "running", "percent": 0, "step": "started"})
+
+    # Listeners spread over processes and, in each, over a few clients (gRPC channels), as
+    # several backend instances or browser tabs would be; each listener is its own Listen stream.
+    context = multiprocessing.get_context("spawn")
+    ready, results = context.Queue(), context.Queue()
+    shares = [args.listeners // args.processes] * args.processes
+    shares[0] += args.listeners - sum(shares)
+    workers = [
+        context.Process(
+            target=listen,
+            args=(project, run_id, share, args.clients, args.writes, ready, results),
+        )
+        for share in shares
+    ]
     started = time.perf_counter()
-    watches = [listener(i) for i in range(args.listeners)]
-    ready.wait(timeout=120)
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.get(timeout=300)
     print(f"{args.listeners} listeners attached in {time.perf_counter() - started:.2f} s")
 
+    written_at: dict[int, float] = {}
     for step in range(1, args.writes + 1):
         written_at[step] = time.perf_counter()
         writer.update(
@@ -93,14 +132,11 @@ def measure(args: argparse.Namespace) -> None:
             }
         )
         time.sleep(args.interval_ms / 1000)
-    deadline = time.perf_counter() + 10
-    while time.perf_counter() < deadline:
-        with lock:
-            if all(args.writes in states for states in seen):
-                break
-        time.sleep(0.05)
-    for watch in watches:
-        watch.unsubscribe()
+    seen: list[dict[int, float]] = []
+    for _ in workers:
+        seen.extend(results.get(timeout=120))
+    for worker in workers:
+        worker.join()
 
     latencies = [
         (states[step] - written_at[step]) * 1000
@@ -110,8 +146,8 @@ def measure(args: argparse.Namespace) -> None:
     ]
     missed = sum(1 for states in seen for step in written_at if step not in states)
     print(
-        f"{args.writes} writes every {args.interval_ms:g} ms to one run, "
-        f"{args.listeners} listeners on {len(clients)} clients"
+        f"{args.writes} writes every {args.interval_ms:g} ms to one run, {args.listeners} "
+        f"listeners in {args.processes} process(es), {args.clients} client(s) each"
     )
     print(
         f"write->callback latency over {len(latencies)} deliveries: "
