@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 import flask
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, create_model
 
 from common import api, log, progress, runs
 from common.backend import access, auth, openapi, ratelimit, reports
@@ -42,6 +42,15 @@ logger = logging.getLogger(__name__)
 class BodyTooLarge(AppError):
     status = 413
     code = "body_too_large"
+
+
+class MethodNotAllowed(AppError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: list[str]) -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 # --- Request and response models ---------------------------------------------------------------
@@ -94,12 +103,6 @@ class Me(BaseModel):
     uid: str
     email: str | None
     businesses: list[access.Membership]
-
-
-class Document(BaseModel):
-    """A JSON object (the OpenAPI document itself)."""
-
-    openapi: str = Field(description="3.1.0")
 
 
 # --- Handlers ----------------------------------------------------------------------------------
@@ -392,6 +395,8 @@ def _error(error: AppError) -> Reply:
         headers["WWW-Authenticate"] = 'Bearer realm="raptorflow"'
     if isinstance(error, ratelimit.TooManyRequests):
         headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, MethodNotAllowed):
+        headers["Allow"] = ", ".join(error.allow)
     level = logging.WARNING if error.status >= 500 else logging.INFO
     logger.log(
         level,
@@ -421,13 +426,9 @@ def _dispatch(request: flask.Request) -> Reply:
         if route.method == request.method:
             user = auth.verify(request.headers.get("Authorization")) if route.auth else None
             return route.handler(Call(request=request, user=user, params=params))
-    error = _error(
-        AppError(
-            f"{request.method} is not allowed here; use {', '.join(allowed)}",
-            code="method_not_allowed",
-        )
+    raise MethodNotAllowed(
+        f"{request.method} is not allowed here; use {', '.join(allowed)}", allow=allowed
     )
-    return Reply(error.body, status=405, headers={"Allow": ", ".join(allowed)})
 
 
 def handle(request: flask.Request) -> flask.Response:
