@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 SOURCES := common local functions workflows tests bench tools
 
-.PHONY: venv run test lint typecheck pytest train-router validate-terraform deploy clean
+.PHONY: venv run web web-deps web-build test lint typecheck pytest train-router validate-terraform deploy clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: RaptorFlow needs Python 3.11 (set PYTHON=...)"; exit 1; }
@@ -21,15 +21,28 @@ venv: $(STAMP)
 
 run: venv
 	$(BIN)/raptorflow run --local
+	@echo "The web app: \`make web\` serves it on a local stack at http://127.0.0.1:8080/"
 
-test: venv lint typecheck pytest
+# The reference web app (web/): npm packages from the lockfile and Debian's Chromium for its
+# browser tests (web/setup.sh), the bundle in web/dist, and the app on a local stack.
+web-deps:
+	@bash web/setup.sh
+
+web-build: web-deps
+	cd web && node build.mjs
+
+web: venv web-build
+	$(BIN)/raptorflow web
+
+test: venv web-deps lint typecheck pytest
 
 lint: venv
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
 
-typecheck: venv
+typecheck: venv web-deps
 	$(BIN)/mypy $(SOURCES)
+	cd web && node_modules/.bin/tsc --noEmit
 
 pytest: venv
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)

@@ -7,6 +7,7 @@
     raptorflow budget BUSINESS_ID              a business's budget right now
     raptorflow register BUSINESS_ID --tier T   register (or re-tier) a business, with overrides
     raptorflow pause --reason TEXT | resume    the operator kill switch for every business
+    raptorflow web [--port 8080]               the web app on a local stack, until Ctrl-C
 
 `--local` starts the whole local stack for the run (Firestore emulator, every function,
 the workflow engine) and stops it afterwards; without it the CLI talks to whatever the
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,6 +43,7 @@ from local import stack
 from local.emulator import EmulatorError
 
 SAMPLE = Path(__file__).with_name("samples") / "tidewater.json"
+WEB_USER, WEB_EMAIL, WEB_PASSWORD = "demo-owner", "owner@tidewater.example", "raptorflow"
 RESULTS_DIR = Path(".local") / "runs"
 OFFLINE_BANNER = (
     "OFFLINE MODE: no OPENAI_API_KEY or GEMINI_API_KEY is set, so a deterministic offline\n"
@@ -225,6 +228,42 @@ def _register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _web(args: argparse.Namespace) -> int:
+    # Local-only pieces (Node, the Auth emulator): imported here, never on a function's path.
+    from local import auth_emulator, webapp
+
+    print("Starting the local stack with the Auth emulator and the web app...")
+    function_env = {"OFFLINE_LATENCY_MS": os.environ.get("OFFLINE_LATENCY_MS", "800")}
+    try:
+        with webapp.running(port=args.port, function_env=function_env) as web:
+            os.environ.update(web.local.client_env)
+            get_settings.cache_clear()
+            sample = _load_business(SAMPLE)
+            web.auth.create_user(WEB_USER, WEB_EMAIL, WEB_PASSWORD)
+            save_business(
+                Business(
+                    business_id=sample.business_id,
+                    name=sample.name,
+                    tier="enterprise",
+                    members=[WEB_USER],
+                    owners=[WEB_USER],
+                )
+            )
+            if _offline():
+                print(OFFLINE_BANNER)
+            print(
+                f"\nThe web app: {web.web.url}\n"
+                f"  Sign in as {WEB_EMAIL} / {WEB_PASSWORD} (owner of {sample.business_id}),"
+                f" or create an account.\n"
+                f"  API: {web.api_url}/v1/openapi.json   Logs: .local/logs/\n"
+                "Press Ctrl-C to stop."
+            )
+            threading.Event().wait()
+    except (auth_emulator.AuthEmulatorError, webapp.WebAppError) as error:
+        raise CliError(str(error)) from error
+    return 0
+
+
 def _pause(args: argparse.Namespace) -> int:
     set_paused(True, args.reason)
     print(f"RaptorFlow is paused for every business: {args.reason}")
@@ -279,6 +318,9 @@ def parser() -> argparse.ArgumentParser:
     pause.add_argument("--reason", required=True)
     pause.set_defaults(handler=_pause)
     commands.add_parser("resume", help="lift the kill switch").set_defaults(handler=_resume)
+    web = commands.add_parser("web", help="serve the web app on a local stack until Ctrl-C")
+    web.add_argument("--port", type=int, default=8080, help="the web app's port (default 8080)")
+    web.set_defaults(handler=_web)
     return root
 
 

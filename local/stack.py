@@ -150,9 +150,13 @@ def start(
         owns_firestore=firestore is None,
     )
     try:
+        # The engine's port is chosen first: the API function starts runs through it.
+        engine_port = free_port()
         env = {
             "FIRESTORE_EMULATOR_HOST": stack.firestore.host,
             "GOOGLE_CLOUD_PROJECT": project_id,
+            "REGION": LOCATION,
+            "EXECUTIONS_ENDPOINT": f"127.0.0.1:{engine_port}",
             **(function_env or {}),
         }
         for name in function_names():
@@ -161,7 +165,11 @@ def start(
         for function in stack.functions.values():
             _wait_for_port(function, deadline)
         server = serve(
-            WORKFLOWS_DIR, port=0, env=stack.workflow_env, project=project_id, location=LOCATION
+            WORKFLOWS_DIR,
+            port=engine_port,
+            env=stack.workflow_env,
+            project=project_id,
+            location=LOCATION,
         )
         stack.engine = server
     except BaseException:

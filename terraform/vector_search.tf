@@ -63,8 +63,8 @@ resource "google_vertex_ai_index_endpoint_deployed_index" "evidence" {
 }
 
 locals {
-  # Names read by common/settings.py. Without a deployed index, production falls back to the
-  # embedded index in the instance's writable /tmp (per instance, lost on scale-down).
+  # Names read by common/platform/settings.py. Without Vertex AI Vector Search, evidence lives in
+  # Firestore vector search (the default), shared by every function.
   vector_search_env = var.enable_vector_search ? {
     VECTOR_BACKEND             = "vertex"
     VERTEX_INDEX               = google_vertex_ai_index.evidence[0].id
@@ -74,8 +74,7 @@ locals {
     VERTEX_EMBEDDING_DIMENSION = tostring(var.vector_dimensions)
     EMBEDDING_BACKEND          = "vertex"
     } : {
-    VECTOR_BACKEND = "local"
-    VECTOR_DIR     = "/tmp/raptorflow-vectors"
+    VECTOR_BACKEND = "firestore"
     # The 384-dimension local model, as the Firestore vector index expects (firestore.tf).
     EMBEDDING_BACKEND = "local"
   }

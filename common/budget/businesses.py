@@ -1,7 +1,10 @@
 """Business documents: `businesses/{business_id}` holds the tier, overrides and members, and a
 `limits_version` that every change of the tier or the overrides increments: the budget applies
 a business's limits only forwards in that version, so an instance holding an old copy can never
-take a lowered limit back up."""
+take a lowered limit back up.
+
+`members` lists the uids (Firebase Auth) that may use the business; `owners`, a subset of them,
+may also manage the members."""
 
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ class Business(BaseModel):
     tier: TierName
     overrides: Overrides = Field(default_factory=Overrides)
     members: list[str] = Field(default_factory=list)
+    owners: list[str] = Field(default_factory=list)  # of the members, those who manage them
     limits_version: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")

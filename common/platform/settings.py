@@ -97,6 +97,19 @@ class Settings(BaseSettings):
     vertex_embedding_model: str = "text-embedding-005"
     vertex_embedding_dimension: int | None = Field(default=None, ge=1, le=3072)
 
+    # Backend API (functions/api): Firebase ID tokens are RS256 JWTs signed by the keys published
+    # at `firebase_certs_url`. With FIREBASE_AUTH_EMULATOR_HOST set and not in production, the
+    # Auth emulator's unsigned tokens are accepted instead. Starting runs is limited per user by
+    # a token bucket: `api_run_burst` at once, one more every `api_run_refill_seconds`.
+    firebase_certs_url: str = (
+        "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
+    )
+    firebase_auth_emulator_host: str | None = None
+    api_run_burst: int = Field(default=5, ge=1, le=1000)
+    api_run_refill_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    # Origins allowed to call the API from a browser (CORS); "*" when tokens are the only auth.
+    api_allowed_origins: list[str] = Field(default_factory=lambda: ["*"])
+
     # --- Timeouts, one chain derived from the LLM call timeout ------------------------------
     # A phase makes at most this many physical model calls: the answer and its one repair, at
     # each of the two catalogue providers (common/llm/catalogue.yaml; a test keeps them in step).

@@ -309,3 +309,31 @@ def test_a_reserve_replayed_after_its_settle_holds_nothing(
 def test_limits_are_validated_money(overrides: dict[str, str], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         Business.model_validate({"business_id": "odd", "tier": "basic", "overrides": overrides})
+
+
+@pytest.mark.emulator
+def test_after_a_decrease_below_what_is_held_nothing_is_granted_until_it_is_repaid(
+    register: Callable[..., Business],
+) -> None:
+    """The debt of an over-committed scope sits on every shard: money coming back to one shard
+    cannot be granted again while the scope as a whole is still over its limit."""
+    register("overheld", "enterprise", overrides={"daily_limit_usd": "0.50"})  # 16 shards
+    ledger = fresh("overheld")
+    keys = [f"held-{n}" for n in range(10)]
+    for key in keys:
+        ledger.reserve(key=key, model="gpt-5-mini", tier="mini", upper_bound_nanos=4 * CENT)
+    register("overheld", "enterprise", overrides={"daily_limit_usd": "0.20"})  # $0.40 held
+
+    for key in keys[:5]:
+        ledger.settle(attempt(key, 0))  # $0.20 comes back: committed is exactly the limit now
+    for n in range(40):  # each lands on a random shard; some of them got money back
+        with pytest.raises(BudgetDenied):
+            fresh("overheld").reserve(
+                key=f"try-{n}", model="gpt-5-mini", tier="mini", upper_bound_nanos=1
+            )
+
+    ledger.settle(attempt(keys[5], 0))  # $0.04 below the limit: that much may be granted
+    fresh("overheld").reserve(
+        key="more", model="gpt-5-mini", tier="mini", upper_bound_nanos=4 * CENT
+    )
+    assert committed(get_business("overheld"), NOON) == 20 * CENT

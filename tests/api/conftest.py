@@ -1,0 +1,202 @@
+"""Fixtures for the backend API: real RS256 Firebase-style ID tokens and a loopback key server.
+
+Firebase ID tokens are RS256 JWTs whose keys Google publishes as x509 certificates by key id
+(https://firebase.google.com/docs/auth/admin/verify-id-tokens#verify_id_tokens_using_a_third-party_jwt_library).
+Here a key pair made for the session plays Google's part: its certificate is served on loopback
+with `Cache-Control: max-age`, the API is pointed at it (FIREBASE_CERTS_URL), and tokens are
+signed with google-auth's signer, so every check the API makes on a signature is a real one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import flask.testing
+import functions_framework
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from google.auth import crypt, jwt
+
+from common.budget.businesses import Business, save_business
+from common.platform.settings import get_settings
+from local import stack
+from tests.integration.conftest import (  # noqa: F401  (fixtures used by these tests)
+    business_input,
+    local_stack,
+    on_stack,
+    register,
+)
+
+KID = "test-key-1"
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_pem: str
+    certificate_pem: str
+
+
+def make_key(name: str) -> KeyPair:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=7))
+        .sign(key, hashes.SHA256())
+    )
+    return KeyPair(
+        private_pem=key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+        certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(),
+    )
+
+
+@pytest.fixture(scope="session")
+def google_key() -> KeyPair:
+    """The key pair standing in for Google's current securetoken key."""
+    return make_key("securetoken")
+
+
+@pytest.fixture(scope="session")
+def certs_url(google_key: KeyPair) -> Iterator[str]:
+    """A loopback server publishing `{kid: certificate}` as Google's x509 endpoint does."""
+    body = json.dumps({KID: google_key.certificate_pem}).encode()
+
+    class Certs(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "public, max-age=3600")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Certs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/robot/v1/metadata/x509/securetoken"
+    server.shutdown()
+
+
+Token = Callable[..., str]
+
+
+@pytest.fixture
+def token(google_key: KeyPair) -> Token:
+    """`token(uid, **claims)`: a Firebase ID token for `uid` on the configured project, signed
+    with Google's key (`key=` another KeyPair to forge one, `kid=` another key id)."""
+
+    def _token(uid: str, *, key: KeyPair | None = None, kid: str = KID, **claims: Any) -> str:
+        project = get_settings().project_id
+        now = int(time.time())
+        payload = {
+            "iss": f"https://securetoken.google.com/{project}",
+            "aud": project,
+            "sub": uid,
+            "user_id": uid,
+            "email": f"{uid}@example.com",
+            "iat": now - 10,
+            "auth_time": now - 10,
+            "exp": now + 3600,
+            "firebase": {"sign_in_provider": "password", "identities": {}},
+            **claims,
+        }
+        pem = (key or google_key).private_pem
+        signer = crypt.RSASigner.from_string(pem, key_id=kid)  # type: ignore[no-untyped-call]
+        signed: bytes = jwt.encode(signer, payload)  # type: ignore[no-untyped-call]
+        return signed.decode()
+
+    return _token
+
+
+@pytest.fixture(autouse=True)
+def _signed_tokens_only(certs_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API verifies signatures against the loopback keys; no emulator shortcut."""
+    monkeypatch.setenv("FIREBASE_CERTS_URL", certs_url)
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
+    get_settings.cache_clear()
+
+
+@dataclass
+class Api:
+    """The `api` function (loaded by functions-framework from functions/api/main.py)."""
+
+    client: flask.testing.FlaskClient
+    token: Token
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        uid: str | None = None,
+        *,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        sent = dict(headers or {})
+        if uid is not None:
+            sent["Authorization"] = f"Bearer {self.token(uid)}"
+        return self.client.open(path, method=method, json=json_body, headers=sent, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def api_app() -> flask.Flask:
+    app: flask.Flask = functions_framework.create_app(
+        "api", str(stack.FUNCTIONS_DIR / "api" / "main.py")
+    )
+    return app
+
+
+@pytest.fixture
+def api(api_app: flask.Flask, token: Token) -> Api:
+    return Api(api_app.test_client(), token)
+
+
+@pytest.fixture
+def people() -> dict[str, str]:
+    """Unique uids for this test: an owner, a member, an outsider."""
+    suffix = uuid.uuid4().hex[:8]
+    return {name: f"{name}-{suffix}" for name in ("owner", "member", "outsider")}
+
+
+@pytest.fixture
+def business(people: dict[str, str]) -> Callable[..., Business]:
+    """Register a business whose owner and member are `people`'s (on the configured project)."""
+
+    def _business(tier: str = "enterprise", **extra: Any) -> Business:
+        registered = Business.model_validate(
+            {
+                "business_id": f"biz-{uuid.uuid4().hex[:10]}",
+                "name": "Tidewater Coffee",
+                "tier": tier,
+                "members": [people["owner"], people["member"]],
+                "owners": [people["owner"]],
+                **extra,
+            }
+        )
+        save_business(registered)
+        return registered
+
+    return _business
