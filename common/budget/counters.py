@@ -248,7 +248,7 @@ def prepare(scopes: Sequence[Scope], *, max_age: float = 0.0) -> list[Stored]:
         for scope in missing:
             snapshot = snapshots[scope.name]
             if not snapshot.exists:
-                stored = sync(scope)
+                stored = _create(scope) or sync(scope)
             else:
                 stored = Stored.of(snapshot.to_dict() or {})
                 if stored.version < scope.version:
@@ -256,6 +256,54 @@ def prepare(scopes: Sequence[Scope], *, max_age: float = 0.0) -> list[Stored]:
             _seen.put((db().project, scope.name), stored)
             found[scope.name] = stored
     return [found[scope.name] for scope in scopes]
+
+
+def _create(scope: Scope) -> Stored | None:
+    """A new scope in one batch, without a transaction (a burst of first uses of a new day must
+    not queue): its limit split over its shards, on condition that its source has not changed
+    since it was read (the batch touches the source under that precondition), so a limit change
+    cannot slip in between. None if someone else made it first, or the source changed: the
+    caller then reads the scope, or falls back to `sync`."""
+    source = scope.source.get()
+    current = scope.limit_of(source.to_dict() or {} if source.exists else {})
+    batch = db().batch()
+    batch.create(
+        scope.meta,
+        {
+            "kind": scope.kind,
+            "limit_nanos": current.nanos,
+            "version": current.version,
+            "shards": scope.shards,
+            "debt_nanos": 0,
+            "changes": [],
+            "updated_at": firestore.SERVER_TIMESTAMP,
+        },
+    )
+    for shard, share in enumerate(split(current.nanos, scope.shards)):
+        batch.create(
+            scope.ref(shard),
+            {
+                "scope": scope.name,
+                HEADROOM: share,
+                RESERVED: 0,
+                SPENT: 0,
+                PAUSED: int(current.paused),
+                "updated_at": firestore.SERVER_TIMESTAMP,
+            },
+        )
+    mark = {"budget_period_made_at": firestore.SERVER_TIMESTAMP}
+    if source.exists:
+        batch.update(
+            scope.source, mark, option=db().write_option(last_update_time=source.update_time)
+        )
+    else:
+        batch.create(scope.source, {"version": 0, **mark})
+    try:
+        retrying(batch.commit, what=f"creating {scope.name}")
+    except (exceptions.AlreadyExists, exceptions.FailedPrecondition, exceptions.NotFound):
+        meta = scope.meta.get()
+        return Stored.of(meta.to_dict() or {}) if meta.exists else None
+    return Stored(current.nanos, current.version, scope.shards)
 
 
 def forget(scope: Scope) -> None:
@@ -350,8 +398,16 @@ def sync(scope: Scope, *, gather: tuple[int, int] | None = None) -> Stored:
                 raise
             return found
 
-    with _scope_lock(scope.name), _turn(scope.name):  # one transaction per scope at a time
-        after: Stored = retrying(attempt, what=f"updating {scope.name}", rerun=True)
+    with _scope_lock(scope.name):  # one transaction per scope per process at a time
+        # Whoever went before may have done what this call wants (a burst of first uses of a
+        # new day, of gathers on one shard): then no transaction is needed.
+        done = _already(scope, gather)
+        if done is None:
+            with _turn(scope.name):  # and one at a time across processes
+                done = _already(scope, gather)
+                if done is None:
+                    done = retrying(attempt, what=f"updating {scope.name}", rerun=True)
+        after: Stored = done
     old = before[0]
     if old is not None and old.limit != after.limit:
         logger.info(
