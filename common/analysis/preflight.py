@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from common.analysis.phases import PHASES, PhaseRequest, prepare, stored_output
 from common.analysis.prompts import EVIDENCE_RESERVE_BYTES
@@ -34,6 +34,9 @@ class PhaseCheck(PhaseRequest):
 
 
 class TaskCheck(Strict):
+    # Types as JSON has them: `true` is no amount and "yes" no boolean.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     business_id: Slug
     task_type: Code
     input: Annotated[UnicodeText, Field(min_length=1, max_length=1_000_000)]
