@@ -21,7 +21,7 @@ from local import emulator
 from local.processes import free_port, stop_groups
 
 if TYPE_CHECKING:
-    from workflows.engine import ExecutionsServer
+    from workflows.engine import Clock, ExecutionsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -136,9 +136,11 @@ def start(
     log_dir: Path | None = None,
     function_env: Mapping[str, str] | None = None,
     firestore: emulator.FirestoreEmulator | None = None,
+    clock: Clock | None = None,
 ) -> LocalStack:
     """Start the emulator (unless one is given), one functions-framework process per function,
-    and the workflow engine serving the Executions API."""
+    and the workflow engine serving the Executions API (on `clock`: tests pass a virtual one,
+    so that the workflow's retry backoff takes no time)."""
     # The engine is local-only: imported here so it is never on a function's import path.
     from workflows.engine import serve
 
@@ -170,6 +172,7 @@ def start(
             env=stack.workflow_env,
             project=project_id,
             location=LOCATION,
+            clock=clock,
         )
         stack.engine = server
     except BaseException:
