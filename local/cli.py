@@ -22,6 +22,7 @@ succeed exits 1; output cut short by a closed pipe (`| head`) ends quietly.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib.metadata
 import json
 import os
@@ -39,7 +40,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from common.analysis.launch import start_run
 from common.analysis.phases import phase_ref
-from common.backend import access
+from common.analysis.report import report
+from common.backend import access, reports
 from common.budget.businesses import Business, business_ref, get_business, save_business
 from common.budget.check import get_budget_status
 from common.budget.controls import set_paused
@@ -52,6 +54,7 @@ from common.models import (
     Slug,
     unicode_text,
 )
+from common.money import format_usd
 from common.platform.errors import AppError, problems
 from common.platform.secrets import find_secret, redact
 from common.platform.settings import get_settings
@@ -480,6 +483,66 @@ def _members(args: argparse.Namespace) -> int:
     return 0
 
 
+def _usage(args: argparse.Namespace) -> int:
+    today = dt.datetime.now(dt.UTC).date()
+    try:
+        first, last, group_by = reports.parse_range(args.start, args.end, args.by, today)
+    except AppError as error:
+        raise CliError(f"--{error.field}: {error.message}") from error
+    get_business(args.business_id)  # a clear error for a business that is not registered
+    found = reports.usage_report(args.business_id, first, last, group_by)
+    if args.csv:
+        sys.stdout.write(reports.to_csv(found))
+    else:
+        print(f"Usage of {args.business_id}, {found.from_day} to {found.to_day}, by {group_by}:")
+        print(f"  {group_by:<28}{'calls':>8}{'tokens in':>12}{'tokens out':>12}{'cost':>14}")
+        for row in [*found.groups, found.total]:
+            print(
+                f"  {row.group:<28}{row.calls:>8}{row.input_tokens:>12,}{row.output_tokens:>12,}"
+                f"{format_usd(row.cost_nanos):>14}"
+            )
+    if args.plot:
+        _plot(
+            args.plot, args.business_id, reports.daily_cost_by_model(args.business_id, first, last)
+        )
+        print(f"Plot written to {args.plot}", file=sys.stderr if args.csv else sys.stdout)
+    return 0
+
+
+def _plot(path: Path, business_id: str, days: dict[str, dict[str, int]]) -> None:
+    """Cost per day, stacked by model, as a PNG (matplotlib, without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    models = sorted({model for spend in days.values() for model in spend})
+    labels = list(days)
+    figure, axes = pyplot.subplots(figsize=(max(6.0, 0.35 * len(labels)), 4.0))
+    bottom = [0.0] * len(labels)
+    for model in models:
+        heights = [days[day].get(model, 0) / 1e9 for day in labels]
+        axes.bar(labels, heights, bottom=bottom, label=model)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    axes.set_title(f"{business_id}: cost per day by model (USD)")
+    axes.set_ylabel("USD")
+    axes.tick_params(axis="x", labelrotation=60, labelsize=7)
+    if models:
+        axes.legend()
+    figure.tight_layout()
+    try:
+        figure.savefig(path, format="png")
+    except OSError as error:
+        raise CliError(f"cannot write {path}: {error.strerror}") from error
+    finally:
+        pyplot.close(figure)
+
+
+def _report(args: argparse.Namespace) -> int:
+    sys.stdout.write(report(args.run_id, args.format))
+    return 0
+
+
 def _web(args: argparse.Namespace) -> int:
     # Local-only pieces (Node, the Auth emulator): imported here, never on a function's path.
     from local import auth_emulator, webapp
@@ -633,6 +696,16 @@ def parser() -> argparse.ArgumentParser:
     pause = command("pause", _pause, "operator kill switch: refuse every new model call")
     pause.add_argument("--reason", required=True, type=text_arg)
     command("resume", _resume, "lift the kill switch")
+    usage = command("usage", _usage, "a business's usage (from its usage records)")
+    usage.add_argument("business_id", type=business_id_arg)
+    usage.add_argument("--by", choices=list(reports.GROUP_FIELDS), default="model")
+    usage.add_argument("--from", dest="start", metavar="DATE", help="first day (default: the 1st)")
+    usage.add_argument("--to", dest="end", metavar="DATE", help="last day (default: today)")
+    usage.add_argument("--csv", action="store_true", help="as CSV (sums to the totals)")
+    usage.add_argument("--plot", type=Path, metavar="FILE.png", help="cost per day by model")
+    document = command("report", _report, "a run's analysis as a strategy document")
+    document.add_argument("run_id", type=run_id_arg)
+    document.add_argument("--format", choices=["md", "html"], default="md")
     web = command("web", _web, "serve the web app on a local stack until Ctrl-C", backend=False)
     web.add_argument("--port", type=int, default=8080, help="the web app's port (default 8080)")
     completion = command(

@@ -11,7 +11,8 @@ import csv
 import datetime as dt
 import io
 from collections import defaultdict
-from typing import Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel
@@ -99,8 +100,7 @@ def _group(name: str, calls: int, tokens_in: int, tokens_out: int, nanos: int) -
     )
 
 
-def usage_report(business_id: str, first: dt.date, last: dt.date, group_by: GroupBy) -> UsageReport:
-    """Every usage record of the business on days `first`..`last` (UTC), grouped."""
+def _records(business_id: str, first: dt.date, last: dt.date) -> Iterator[dict[str, Any]]:
     query = (
         db()
         .collection(USAGE)
@@ -108,10 +108,27 @@ def usage_report(business_id: str, first: dt.date, last: dt.date, group_by: Grou
         .where(filter=FieldFilter("day", ">=", first.isoformat()))
         .where(filter=FieldFilter("day", "<=", last.isoformat()))
     )
+    for snapshot in query.stream():
+        yield snapshot.to_dict() or {}
+
+
+def daily_cost_by_model(
+    business_id: str, first: dt.date, last: dt.date
+) -> dict[str, dict[str, int]]:
+    """Nano-dollars per day (every day of the range, also those with none) and model."""
+    span = range((last - first).days + 1)
+    days: dict[str, dict[str, int]] = {(first + dt.timedelta(days=n)).isoformat(): {} for n in span}
+    for record in _records(business_id, first, last):
+        models: dict[str, int] = days.setdefault(record["day"], {})
+        models[record["model"]] = models.get(record["model"], 0) + int(record["cost_nanos"])
+    return days
+
+
+def usage_report(business_id: str, first: dt.date, last: dt.date, group_by: GroupBy) -> UsageReport:
+    """Every usage record of the business on days `first`..`last` (UTC), grouped."""
     field = GROUP_FIELDS[group_by]
     sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for snapshot in query.stream():
-        record = snapshot.to_dict() or {}
+    for record in _records(business_id, first, last):
         row = sums[str(record.get(field) or "-")]
         row[0] += 1
         row[1] += int(record.get("input_tokens", 0))

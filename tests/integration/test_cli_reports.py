@@ -1,0 +1,89 @@
+"""`raptorflow usage` and `raptorflow report` (issue 14): what a business spent, as a table, a
+CSV or a chart, and a run's analysis as a document."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from common.analysis.phases import run_phase
+from common.budget.businesses import Business
+from common.budget.ledger import BudgetLedger
+from common.llm.base import AttemptRecord, TokenUsage
+from common.models import PHASE_ORDER
+from local.cli import main
+
+pytestmark = pytest.mark.emulator
+DAY1 = dt.datetime(2026, 11, 3, 10, tzinfo=dt.UTC)
+
+
+def spend(business: Business, when: dt.datetime, model: str, tier: str, cost: int) -> None:
+    ledger = BudgetLedger(business, clock=lambda: when)
+    key = f"spend-{model}-{when:%d}-{cost}"
+    ledger.reserve(key=key, model=model, tier=tier, upper_bound_nanos=cost)  # type: ignore[arg-type]
+    ledger.settle(
+        AttemptRecord(
+            key=key,
+            task_type="general",
+            model=model,
+            provider="offline",
+            usage=TokenUsage(input_tokens=100, output_tokens=50),
+            cost_nanos=cost,
+            latency_ms=1.0,
+            fallback_used=False,
+            ok=True,
+        )
+    )
+
+
+def test_usage_by_model_as_csv_sums_to_the_table_and_plots_per_day(
+    register: Callable[..., Business],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    business = register("reporting", "enterprise")
+    spend(business, DAY1, "gpt-5-mini", "mini", 3_000_000)
+    spend(business, DAY1, "gpt-5", "full", 12_000_000)
+    spend(business, DAY1 + dt.timedelta(days=2), "gpt-5-mini", "mini", 1_500_000)
+    period = ["--from", "2026-11-01", "--to", "2026-11-30"]
+
+    assert main(["usage", "reporting", "--by", "model", *period]) == 0
+    table = capsys.readouterr().out
+    assert "gpt-5-mini" in table and "$0.016500" in table  # the total
+
+    chart = tmp_path / "cost.png"
+    assert main(["usage", "reporting", "--by", "day", *period, "--csv", "--plot", str(chart)]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["group"], int(r["cost_nanos"])) for r in rows] == [
+        ("2026-11-03", 15_000_000),
+        ("2026-11-05", 1_500_000),
+    ]
+    assert sum(int(r["cost_nanos"]) for r in rows) == 16_500_000
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 5_000
+
+
+def test_usage_refuses_a_bad_range_in_one_line(
+    register: Callable[..., Business], capsys: pytest.CaptureFixture[str]
+) -> None:
+    register("reporting", "pro")
+    assert main(["usage", "reporting", "--from", "2026-12-09", "--to", "2026-12-01"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "--from" in err
+
+
+def test_report_prints_the_analysis_as_markdown_or_html(
+    new_run: Callable[..., str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = new_run()
+    for phase in PHASE_ORDER:
+        run_phase(run_id, phase)
+
+    assert main(["report", run_id]) == 0
+    assert "## 12-week content calendar" in capsys.readouterr().out
+    assert main(["report", run_id, "--format", "html"]) == 0
+    assert capsys.readouterr().out.startswith("<!doctype html>")
