@@ -7,6 +7,8 @@
     raptorflow budget BUSINESS_ID              a business's budget right now
     raptorflow register BUSINESS_ID --tier T   register (or re-tier) a business, with overrides
     raptorflow pause --reason TEXT | resume    the operator kill switch for every business
+    raptorflow router-report [--business B] [--from D] [--to D]
+                                               how calls ended, by task type and model tier
 
 `--local` starts the whole local stack for the run (Firestore emulator, every function,
 the workflow engine) and stops it afterwards; without it the CLI talks to whatever the
@@ -16,6 +18,7 @@ environment configures (GOOGLE_CLOUD_PROJECT, FIRESTORE_EMULATOR_HOST, EXECUTION
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -31,6 +34,7 @@ from common.analysis.phases import phase_ref
 from common.budget.businesses import Business, save_business
 from common.budget.check import get_budget_status
 from common.budget.controls import set_paused
+from common.budget.usage import router_report
 from common.models import BusinessInput
 from common.platform.errors import AppError, problems
 from common.platform.secrets import find_secret
@@ -237,6 +241,11 @@ def _resume(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _router_report(args: argparse.Namespace) -> int:
+    print(router_report(args.business, args.start, args.end).table())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="raptorflow", description=__doc__.split("\n\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
@@ -279,6 +288,13 @@ def parser() -> argparse.ArgumentParser:
     pause.add_argument("--reason", required=True)
     pause.set_defaults(handler=_pause)
     commands.add_parser("resume", help="lift the kill switch").set_defaults(handler=_resume)
+    report = commands.add_parser(
+        "router-report", help="how calls ended (first try, repaired, fell back, failed)"
+    )
+    report.add_argument("--business", help="one business (default: all)")
+    report.add_argument("--from", dest="start", type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    report.add_argument("--to", dest="end", type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    report.set_defaults(handler=_router_report)
     return root
 
 
