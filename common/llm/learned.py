@@ -99,6 +99,7 @@ _SMALL_TALK = frozenset((
     "again", "awesome", "perfect", "got", "it", "appreciate", "wonderful",
 ))  # fmt: skip
 _SMALL_TALK_MAX_WORDS = 8
+_SMALL_TALK_MAX_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,8 @@ def features(text: str) -> npt.NDArray[np.float64]:
 
 def is_small_talk(text: str) -> bool:
     """A greeting, thanks or acknowledgement with nothing asked ("hi, how are you?", "thanks!")."""
+    if len(text) > _SMALL_TALK_MAX_CHARS:
+        return False  # also keeps the check's cost flat
     words = re.findall(r"[a-z']+", text.lower())
     if len(words) > _SMALL_TALK_MAX_WORDS or re.search(r"\d", text):
         return False
