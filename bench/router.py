@@ -6,13 +6,14 @@
    expected value: APGR 0.5, CPT(95%) 95%):
    a. per source left out: trained on the other source, tested on this one;
    b. within each source: 5-fold cross-validation grouped by prompt.
-   The learned router's APGR comes with a 95% interval from resampling prompts. The vendored
+   The learned router's APGR comes with a 95% interval from resampling prompts, and so do its
+   differences from length-only (APGR and CPT(95%), the same resamples for both). The vendored
    arena-bench-v1 part (Apache-2.0) is always there; the alpaca_eval part (CC BY-NC 4.0) is not
    in the repository: give the training set's pairs.jsonl with --eval-data PATH (or
    ROUTER_EVAL_DATA=PATH), otherwise every figure that needs it is left out and said so.
 2. Routing decision latency (p50/p99, wall and CPU time) for 1k- and 10k-token prompts: a task
-   with a default complexity, an unlisted task that runs the learned classifier (embedding
-   included), and the classifier alone; plus the classifier's one-off load. The router is
+   with a default complexity, an unlisted task that runs the learned classifier, and the
+   classifier alone; plus the classifier's one-off load. The router is
    configured as in production (OpenAI then Gemini); no call leaves the machine.
 3. o200k_base tokenizer throughput (tokens/s) and its one-off load time.
 4. The cost of one full analysis (the six phases' real prompts, offline provider priced as the
@@ -45,7 +46,6 @@ from common.analysis.phases import PHASE_TASKS
 from common.llm import Router
 from common.llm.base import Message
 from common.llm.complexity import classify
-from common.llm.learned import Featurizer
 from common.llm.providers.gemini import GeminiProvider
 from common.llm.providers.offline import OfflineProvider
 from common.llm.providers.openai import OpenAIProvider
@@ -115,7 +115,7 @@ def routing_latency(iterations: int) -> None:
     load_ms = (time.perf_counter() - started) * 1000
     load = os.getloadavg()[0]
     print(f"Routing decision latency (ms; load average {load:.1f} on {os.cpu_count()} cores)")
-    print(f"  classifier's first call (artefact, ONNX session, tokenizer): {load_ms:.0f} ms")
+    print(f"  classifier's first call (reads and checks the artefact): {load_ms:.1f} ms")
     print(f"  {'prompt':>12}  {'path':<28}  {'p50':>7}  {'p99':>7}  {'cpu p50':>7}  {'cpu p99':>7}")
     for size in (1_000, 10_000):
         messages = _prompt(size)
@@ -139,19 +139,27 @@ def _eval_rows(path: Path | None) -> list[train_router.Row]:
     return [row for row in train_router.load_rows(path) if row.source not in vendored]
 
 
-def _interval(data: Dataset, scores: np.ndarray, resamples: int = 200) -> tuple[float, float]:
-    """95% interval of APGR from resampling prompts (with all their rows) with replacement."""
+def _resampled(
+    data: Dataset, learned: np.ndarray, length: np.ndarray, resamples: int = 200
+) -> dict[str, tuple[float, float]]:
+    """95% intervals from resampling prompts (with all their rows) with replacement: the
+    learned router's APGR, and its APGR and CPT(95%) minus length-only's on the same resample."""
     rows_of = [np.nonzero(data.row_prompt == p)[0] for p in range(len(data.features))]
     rng = np.random.default_rng(0)
-    values = []
+    values: dict[str, list[float]] = {"apgr": [], "apgr - length": [], "cpt95 - length": []}
     for _ in range(resamples):
         rows = np.concatenate([rows_of[p] for p in rng.integers(0, len(rows_of), len(rows_of))])
-        curve = router_metrics.pgr_curve(
-            scores[data.row_prompt[rows]], data.strong[rows], data.weak[rows]
-        )
-        values.append(curve.apgr())
-    low, high = np.quantile(values, [0.025, 0.975])
-    return float(low), float(high)
+        prompts, strong, weak = data.row_prompt[rows], data.strong[rows], data.weak[rows]
+        ours = router_metrics.pgr_curve(learned[prompts], strong, weak)
+        theirs = router_metrics.pgr_curve(length[prompts], strong, weak)
+        values["apgr"].append(ours.apgr())
+        values["apgr - length"].append(ours.apgr() - theirs.apgr())
+        values["cpt95 - length"].append(ours.cpt(0.95) - theirs.cpt(0.95))
+    out = {}
+    for name, found in values.items():
+        low, high = np.quantile(found, [0.025, 0.975])
+        out[name] = (float(low), float(high))
+    return out
 
 
 def _quality_rows(data: Dataset, learned_scores: np.ndarray) -> None:
@@ -160,7 +168,8 @@ def _quality_rows(data: Dataset, learned_scores: np.ndarray) -> None:
     ordered = list(dict.fromkeys(row.prompt_id for row in data.rows))
     old = np.array([old_score(texts[p]) for p in ordered], dtype=np.float64)
     length = np.array([count_tokens(texts[p]) for p in ordered], dtype=np.float64)
-    low, high = _interval(data, learned_scores)
+    found = _resampled(data, learned_scores, length)
+    low, high = found["apgr"]
     for name, scores, note in (
         ("learned router", learned_scores, f"APGR 95% interval {low:.3f}-{high:.3f}"),
         ("old classifier", old, ""),
@@ -169,19 +178,23 @@ def _quality_rows(data: Dataset, learned_scores: np.ndarray) -> None:
         curve = data.curve(scores)
         print(f"    {name:<16} {curve.apgr():6.3f}  {curve.cpt(0.95) * 100:6.1f}%  {note}")
     print(f"    {'random':<16} {0.5:6.3f}  {95.0:6.1f}%  (expected value)")
+    (apgr_low, apgr_high), (cpt_low, cpt_high) = found["apgr - length"], found["cpt95 - length"]
+    print(
+        f"    learned - length only: APGR {apgr_low:+.3f} to {apgr_high:+.3f}, "
+        f"CPT(95%) {cpt_low * 100:+.1f} to {cpt_high * 100:+.1f} points (95% intervals)"
+    )
 
 
 def routing_quality(eval_path: Path | None) -> None:
-    featurizer = Featurizer(train_router.WINDOW_TOKENS)
     started = time.perf_counter()
     sources = {"arena-bench-v1": train_router.load_rows(train_router.DATA)}
     extra = _eval_rows(eval_path)
     for row in extra:
         sources.setdefault(row.source, []).append(row)
-    data = {name: Dataset.build(rows, featurizer) for name, rows in sources.items()}
+    data = {name: Dataset.build(rows) for name, rows in sources.items()}
     print(
-        f"Routing quality (features of {sum(len(d.features) for d in data.values())} prompts in "
-        f"{time.perf_counter() - started:.0f} s)"
+        f"Routing quality (cues of {sum(len(d.features) for d in data.values())} prompts in "
+        f"{time.perf_counter() - started:.1f} s)"
     )
     if not extra:
         print(

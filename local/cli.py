@@ -9,6 +9,11 @@
                                               register a business, or change only what is given
     raptorflow members list|add|remove BUSINESS_ID [UID] [--owner]   who may use a business
     raptorflow pause --reason TEXT | resume   the operator kill switch for every business
+    raptorflow usage BUSINESS_ID [--by model|tier|task|day] [--from D --to D] [--csv] [--plot F]
+                                              what a business spent, grouped (CSV, a chart)
+    raptorflow report RUN_ID [--format md|html]   a run's analysis as a strategy document
+    raptorflow router-report [--business B] [--from D] [--to D]
+                                              how model calls ended, by task type and tier
     raptorflow web [--port 8080]              the web app on a local stack, until Ctrl-C
     raptorflow completion bash                `source <(raptorflow completion bash)` completes
 
@@ -45,6 +50,7 @@ from common.backend import access, reports
 from common.budget.businesses import Business, business_ref, get_business, save_business
 from common.budget.check import get_budget_status
 from common.budget.controls import set_paused
+from common.budget.usage import router_report
 from common.models import (
     PHASE_ORDER,
     PHASE_OUTPUTS,
@@ -136,6 +142,14 @@ business_id_arg = _checked(
     TypeAdapter(Slug),
     "a business id (2-63 lower-case letters, digits, '-' or '_', starting with a letter or digit)",
 )
+
+
+def date_arg(text: str) -> dt.date:
+    """An argparse type: a date YYYY-MM-DD, else a one-line usage error."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a date YYYY-MM-DD") from None
 
 
 def text_arg(text: str) -> str:
@@ -543,6 +557,11 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _router_report(args: argparse.Namespace) -> int:
+    print(router_report(args.business, args.start, args.end).table())
+    return 0
+
+
 def _web(args: argparse.Namespace) -> int:
     # Local-only pieces (Node, the Auth emulator): imported here, never on a function's path.
     from local import auth_emulator, webapp
@@ -706,6 +725,12 @@ def parser() -> argparse.ArgumentParser:
     document = command("report", _report, "a run's analysis as a strategy document")
     document.add_argument("run_id", type=run_id_arg)
     document.add_argument("--format", choices=["md", "html"], default="md")
+    outcomes = command(
+        "router-report", _router_report, "how calls ended (first try, repaired, fell back, failed)"
+    )
+    outcomes.add_argument("--business", type=business_id_arg, help="one business (default: all)")
+    outcomes.add_argument("--from", dest="start", type=date_arg, metavar="DATE")
+    outcomes.add_argument("--to", dest="end", type=date_arg, metavar="DATE")
     web = command("web", _web, "serve the web app on a local stack until Ctrl-C", backend=False)
     web.add_argument("--port", type=int, default=8080, help="the web app's port (default 8080)")
     completion = command(

@@ -6,14 +6,17 @@ Data: `data/router-training/arena-bench-v1.jsonl` (Apache-2.0, see the README be
 alpaca_eval part of the same public set is CC BY-NC 4.0: it is not vendored and never trained the
 shipped weights; `bench/router.py --eval-data` uses it as an out-of-source test.
 
-Procedure (`fit_router`), all NumPy, deterministic (fixed seed, Newton's method, no sampling):
+Procedure (`fit_router`), all NumPy, deterministic (fixed seed, coordinate descent in a fixed
+order, no sampling):
 
-1. Features per prompt (`common.llm.learned.Featurizer`, the very code that serves); the target
-   is `strong_needed`, one row per (prompt, model pair), so a prompt's target is the share of its
-   pairs that needed the strong model, weighted by its number of pairs.
-2. Standardise; an L2-penalised logistic regression, with the penalty chosen from `L2_GRID` by
-   the APGR of inner 5-fold cross-validation grouped by prompt.
-3. Platt scaling (a, b) fitted on those inner out-of-fold logits, so the output is a probability.
+1. Cues per prompt (`common.llm.learned.features`, the very code that serves); the target is the
+   prompt's mean quality gap (strong minus weak) over its model pairs, weighted by its number of
+   pairs: the score that ranks prompts by it is the one RouteLLM's APGR rewards.
+2. Standardise; a ridge regression whose weights keep the sign each cue allows
+   (`learned.Cue.sign`), with the penalty chosen from `L2_GRID` by the APGR of inner 5-fold
+   cross-validation grouped by prompt.
+3. Platt scaling (a, b) of those inner out-of-fold predictions against the rows'
+   `strong_needed`, so the output is a probability.
 
 The same procedure runs inside an outer 5-fold cross-validation grouped by prompt; its
 out-of-fold probabilities are the held-out figures recorded in the artefact (APGR, CPT, Brier,
@@ -48,12 +51,12 @@ Array = npt.NDArray[np.float64]
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "router-training" / "arena-bench-v1.jsonl"
 OUT = learned.ARTEFACT
-VERSION = 1
-WINDOW_TOKENS = 16
+VERSION = 2
 FOLDS = 5
 SEED = 15
-L2_GRID = (1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0)
+L2_GRID = (0.1, 1.0, 10.0, 100.0, 1_000.0)
 NEWTON_STEPS = 100
+SWEEPS = 10_000
 QUALITY_TARGETS = tuple(round(0.5 + 0.01 * i, 2) for i in range(51))
 
 
@@ -107,8 +110,8 @@ class Dataset:
     weak: Array
 
     @classmethod
-    def build(cls, rows: Sequence[Row], featurizer: learned.Featurizer) -> Dataset:
-        """Featurise each distinct prompt once (in order of first appearance)."""
+    def build(cls, rows: Sequence[Row]) -> Dataset:
+        """Compute each distinct prompt's cues once (in order of first appearance)."""
         index: dict[str, int] = {}
         texts: list[str] = []
         for row in rows:
@@ -117,7 +120,7 @@ class Dataset:
                 texts.append(row.prompt)
         return cls(
             rows=tuple(rows),
-            features=np.stack([featurizer.features(text) for text in texts]),
+            features=np.stack([learned.features(text) for text in texts]),
             row_prompt=np.array([index[row.prompt_id] for row in rows], dtype=np.intp),
             label=np.array([row.strong_needed for row in rows], dtype=np.float64),
             strong=np.array([row.strong_quality for row in rows]),
@@ -139,10 +142,11 @@ class Dataset:
         )
 
     def prompt_targets(self) -> tuple[Array, Array]:
-        """Per prompt: the share of its rows labelled strong_needed, and its number of rows."""
-        count = np.bincount(self.row_prompt, minlength=len(self.features)).astype(np.float64)
-        positive = np.bincount(self.row_prompt, weights=self.label, minlength=len(self.features))
-        return positive / count, count
+        """Per prompt: its mean quality gap (strong minus weak) and its number of rows."""
+        size = len(self.features)
+        count = np.bincount(self.row_prompt, minlength=size).astype(np.float64)
+        gap = np.bincount(self.row_prompt, weights=self.strong - self.weak, minlength=size)
+        return gap / count, count
 
     def curve(self, prompt_scores: Array) -> router_metrics.Curve:
         """The PGR curve of routing by a score per prompt."""
@@ -164,7 +168,7 @@ def _sigmoid(z: Array) -> Array:
 def fit_logistic(x: Array, y: Array, weight: Array, l2: float) -> tuple[Array, float]:
     """Weighted logistic regression with an L2 penalty on the weights (not the intercept).
 
-    Newton's method from zero; targets may be fractional (a share of positive rows).
+    Newton's method from zero (used for Platt scaling: one feature, 0/1 targets).
     """
     design = np.hstack([x, np.ones((len(x), 1))])
     penalty = np.full(design.shape[1], l2)
@@ -182,45 +186,76 @@ def fit_logistic(x: Array, y: Array, weight: Array, l2: float) -> tuple[Array, f
     return beta[:-1], float(beta[-1])
 
 
+def fit_signed_ridge(
+    x: Array, y: Array, weight: Array, l2: float, signs: Array
+) -> tuple[Array, float]:
+    """Weighted ridge regression whose weights keep `signs` (+1 >= 0, -1 <= 0, 0 free).
+
+    `x` must be centred on the weighted mean (so the intercept is the weighted mean of `y`).
+    Cyclic coordinate descent from zero, clipping each weight to its allowed side: exact for
+    this convex problem, and the same steps in the same order on every run.
+    """
+    intercept = float(np.average(y, weights=weight))
+    residual = y - intercept
+    beta = np.zeros(x.shape[1])
+    curvature = (weight[:, None] * x * x).sum(axis=0)
+    for _ in range(SWEEPS):
+        largest = 0.0
+        for j in range(x.shape[1]):
+            old = beta[j]
+            new = (float(x[:, j] @ (weight * residual)) + curvature[j] * old) / (curvature[j] + l2)
+            new = max(new, 0.0) if signs[j] > 0 else min(new, 0.0) if signs[j] < 0 else new
+            if new != old:
+                residual -= x[:, j] * (new - old)
+                beta[j] = new
+                largest = max(largest, abs(new - old))
+        if largest < 1e-12:
+            break
+    return beta, intercept
+
+
+SIGNS = np.array([cue.sign for cue in learned.CUES], dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class Fitted:
     """A trained router: standardisation, weights, Platt scaling, and the penalty chosen."""
 
     mean: Array
     scale: Array
-    coef: Array  # on standardised features
+    coef: Array  # on standardised cues
     intercept: float
     calibration: tuple[float, float]
     l2: float
 
-    def logit(self, features: Array) -> Array:
-        """Uncalibrated log-odds per row of `features`."""
+    def predicted_gap(self, features: Array) -> Array:
+        """The regression's predicted quality gap per row of `features` (uncalibrated)."""
         out: Array = ((features - self.mean) / self.scale) @ self.coef + self.intercept
         return out
 
     def probability(self, features: Array) -> Array:
         """Calibrated probability that the strong model is needed, per row of `features`."""
         a, b = self.calibration
-        return _sigmoid(a * self.logit(features) + b)
+        return _sigmoid(a * self.predicted_gap(features) + b)
 
 
 def _fit_plain(data: Dataset, l2: float) -> tuple[Array, Array, Array, float]:
-    mean = data.features.mean(axis=0)
-    scale = data.features.std(axis=0)
-    scale[scale == 0] = 1.0
     y, weight = data.prompt_targets()
-    coef, intercept = fit_logistic((data.features - mean) / scale, y, weight, l2)
+    mean = np.average(data.features, axis=0, weights=weight)
+    scale = np.sqrt(np.average((data.features - mean) ** 2, axis=0, weights=weight))
+    scale[scale == 0] = 1.0
+    coef, intercept = fit_signed_ridge((data.features - mean) / scale, y, weight, l2, SIGNS)
     return mean, scale, coef, intercept
 
 
-def _inner_logits(data: Dataset, l2: float, fold: npt.NDArray[np.intp]) -> Array:
-    logits = np.empty(len(data.features))
+def _inner_predictions(data: Dataset, l2: float, fold: npt.NDArray[np.intp]) -> Array:
+    predicted = np.empty(len(data.features))
     for k in range(FOLDS):
         train = np.nonzero(fold != k)[0]
         mean, scale, coef, intercept = _fit_plain(data.subset(train), l2)
         test = fold == k
-        logits[test] = ((data.features[test] - mean) / scale) @ coef + intercept
-    return logits
+        predicted[test] = ((data.features[test] - mean) / scale) @ coef + intercept
+    return predicted
 
 
 def fit_router(data: Dataset, seed: int = SEED) -> Fitted:
@@ -228,13 +263,14 @@ def fit_router(data: Dataset, seed: int = SEED) -> Fitted:
     fold = prompt_folds(len(data.features), FOLDS, seed)
     best: tuple[float, float, Array] | None = None
     for l2 in L2_GRID:
-        logits = _inner_logits(data, l2, fold)
-        apgr = data.curve(logits).apgr()
+        predicted = _inner_predictions(data, l2, fold)
+        apgr = data.curve(predicted).apgr()
         if best is None or apgr > best[0] + 1e-12:
-            best = (apgr, l2, logits)
+            best = (apgr, l2, predicted)
     assert best is not None
-    _, l2, logits = best
-    a, b = fit_logistic(logits[data.row_prompt][:, None], data.label, np.ones(len(data.label)), 0)
+    _, l2, predicted = best
+    rows = predicted[data.row_prompt][:, None]
+    a, b = fit_logistic(rows, data.label, np.ones(len(data.label)), 0.0)
     mean, scale, coef, intercept = _fit_plain(data, l2)
     return Fitted(mean, scale, coef, intercept, (float(a[0]), b), l2)
 
@@ -339,8 +375,8 @@ def artefact(data: Dataset, data_path: Path) -> dict[str, Any]:
         "format": learned.FORMAT,
         "version": VERSION,
         "description": (
-            "P(strong model needed) for a prompt: logistic regression + Platt scaling over the "
-            "MiniLM embedding of a short window and lexical features (common/llm/learned.py)"
+            "P(strong model needed) for a prompt: a ridge regression of the quality gap over "
+            "sign-constrained lexical cues, then Platt scaling (common/llm/learned.py)"
         ),
         "training_data": {
             "path": shown_path,
@@ -358,9 +394,8 @@ def artefact(data: Dataset, data_path: Path) -> dict[str, Any]:
             "l2": fitted.l2,
         },
         "features": {
-            "embedding_model": learned.EMBEDDING_MODEL,
-            "window_tokens": WINDOW_TOKENS,
-            "lexical": list(learned.LEXICAL_FEATURES),
+            "cues": learned.cue_table(),
+            "lexical_window_chars": learned.LEXICAL_WINDOW_CHARS,
         },
         "model": model,
         "model_sha256": learned.canonical_digest(model),
@@ -379,7 +414,7 @@ def write(document: dict[str, Any], path: Path) -> None:
 
 def train(data_path: Path = DATA, out: Path = OUT) -> dict[str, Any]:
     """Train from `data_path` and write the artefact to `out`; returns it."""
-    data = Dataset.build(load_rows(data_path), learned.Featurizer(WINDOW_TOKENS))
+    data = Dataset.build(load_rows(data_path))
     document = artefact(data, data_path)
     write(document, out)
     return document

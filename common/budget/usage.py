@@ -9,12 +9,15 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from collections import Counter, defaultdict
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, get_args
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from common.llm.base import AttemptRecord
+from common.llm.base import AttemptRecord, ModelTier, Outcome
+from common.llm.catalogue import TIERS
+from common.money import NANOS_PER_USD
 from common.platform.store import db
 
 USAGE = "usage"
@@ -99,3 +102,110 @@ def model_distribution(business_id: str, month: str) -> dict[str, float]:
     )
     total = sum(counts.values())
     return {model: count / total for model, count in counts.items()} if total else {}
+
+
+@dataclass(frozen=True)
+class CallOutcomes:
+    """How the calls of one task type on one model tier ended (`router_report`)."""
+
+    task_type: str
+    tier: ModelTier
+    calls: int
+    outcomes: dict[Outcome, int]  # every outcome, 0 included; they sum to `calls`
+    cost_nanos: int  # every attempt of these calls, failed ones included
+
+    def share(self, outcome: Outcome) -> float:
+        """The share of these calls that ended with `outcome`."""
+        return self.outcomes[outcome] / self.calls
+
+
+@dataclass(frozen=True)
+class RouterReport:
+    """`router_report`'s answer: one row per (task type, tier), and what it left out."""
+
+    rows: list[CallOutcomes]
+    attempts_without_outcome: int  # written before outcomes were recorded: not counted
+
+    def table(self) -> str:
+        """The report as a text table (what `raptorflow router-report` prints)."""
+        lines = [
+            f"{'task type':<24} {'tier':<4} {'calls':>6} {'first try':>9} {'repaired':>9} "
+            f"{'fell back':>9} {'failed':>7} {'cost $':>10}"
+        ]
+        for row in self.rows:
+            widths = (8, 8, 8, 6)  # the columns' widths, less the % sign
+            shares = [
+                f"{row.share(o) * 100:{w}.1f}%"
+                for o, w in zip(get_args(Outcome), widths, strict=True)
+            ]
+            lines.append(
+                f"{row.task_type:<24} {row.tier:<4} {row.calls:>6} {' '.join(shares)} "
+                f"{row.cost_nanos / NANOS_PER_USD:>10.6f}"
+            )
+        if not self.rows:
+            lines.append("(no calls with a recorded outcome)")
+        if self.attempts_without_outcome:
+            lines.append(
+                f"({self.attempts_without_outcome} attempts recorded before outcomes were kept "
+                "are not counted)"
+            )
+        return "\n".join(lines)
+
+
+def _months(start: dt.date, end: dt.date) -> list[str]:
+    months, year, month = [], start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def router_report(
+    business_id: str | None = None, start: dt.date | None = None, end: dt.date | None = None
+) -> RouterReport:
+    """Each call's outcome (first try, repaired, fell back, failed) by task type and model tier.
+
+    A call is the attempts sharing a `call_key` (within a business): it ended as its answered
+    attempt did, or failed if none answered; its tier is that of its first attempt (the routed
+    model: the chain stays within a tier). `start` and `end` are UTC days, inclusive, of the
+    attempts' budget periods. Queries use equalities only (business, month), which Firestore's
+    single-field indexes serve; the days are filtered here.
+    """
+    equals = {"business_id": business_id} if business_id else {}
+    if start is not None:
+        last = end or dt.datetime.now(dt.UTC).date()
+        records = [r for month in _months(start, last) for r in _records(**equals, month=month)]
+    else:
+        records = _records(**equals)
+    low, high = (start.isoformat() if start else ""), (end.isoformat() if end else "9999-12-31")
+    records = [r for r in records if low <= str(r.get("day", "")) <= high]
+    calls: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    without = 0
+    for record in records:
+        if record.get("outcome") is None or not record.get("call_key"):
+            without += 1
+        else:
+            calls[(record["business_id"], record["call_key"])].append(record)
+    rows: dict[tuple[str, ModelTier], tuple[Counter[Outcome], int]] = {}
+    for attempts in calls.values():
+        attempts.sort(key=lambda r: (r["created_at"], r["key"]))
+        answered = [r["outcome"] for r in attempts if r["outcome"] != "failed"]
+        group = (attempts[0]["task_type"], attempts[0]["model_tier"])
+        counts, cost = rows.get(group, (Counter(), 0))
+        counts[answered[-1] if answered else "failed"] += 1
+        rows[group] = (counts, cost + sum(int(r["cost_nanos"]) for r in attempts))
+    return RouterReport(
+        rows=[
+            CallOutcomes(
+                task_type=task,
+                tier=tier,
+                calls=sum(counts.values()),
+                outcomes={outcome: counts[outcome] for outcome in get_args(Outcome)},
+                cost_nanos=cost,
+            )
+            for (task, tier), (counts, cost) in sorted(
+                rows.items(), key=lambda row: (row[0][0], TIERS.index(row[0][1]))
+            )
+        ],
+        attempts_without_outcome=without,
+    )

@@ -18,6 +18,8 @@ from common.platform.secrets import redact
 Complexity = Literal["simple", "balanced", "complex"]
 ModelTier = Literal["nano", "mini", "full"]
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+# How a call's answer came about, as its attempts record it (AttemptRecord.outcome).
+Outcome = Literal["first_try", "repaired", "fell_back", "failed"]
 
 
 class Message(TypedDict):
@@ -188,6 +190,14 @@ class AttemptRecord(BaseModel):
     fallback_used: bool
     ok: bool
     error_code: str | None = None
+    # Feedback for the router's next training (`raptorflow router-report`); None on records
+    # made before these existed. The logical call this attempt belongs to, its model's tier,
+    # and the outcome: first_try (the call's first attempt gave a valid answer), repaired (the
+    # repair of an invalid answer did), fell_back (a later model of the chain did), failed
+    # (this attempt gave no usable answer; the chain may go on).
+    call_key: str | None = None
+    model_tier: ModelTier | None = None
+    outcome: Outcome | None = None
 
 
 class Ledger(Protocol):

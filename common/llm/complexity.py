@@ -9,10 +9,10 @@ the strong model is needed. The artefact's cut-offs for the configured `router_q
 - score < nano cut-off: simple (nano tier), prompts on which a weak model kept the target;
 - otherwise balanced (mini tier).
 
-The decision is deterministic, and its reason names the score, the cut-offs and the features that
-moved the score most. The model (and the embedding model it needs) loads on the first call, once
-per process: phases whose task types have a default never load it. See
-docs/decisions/003-model-router.md for the data, the metrics and the limits.
+Small talk (a greeting or thanks, nothing asked) is simple with score 0, without the model.
+The decision is deterministic, and its reason names the score, the cut-offs and the cues that
+moved the score most. The model loads on the first call, once per process (a 13 KB file, NumPy
+only). See docs/decisions/003-model-router.md for the data, the metrics and the limits.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from common.platform.settings import get_settings
 
 # The same mapping as router.COMPLEXITY_TIER (which imports this module, so it cannot be used here).
 TIER: dict[Complexity, ModelTier] = {"simple": "nano", "balanced": "mini", "complex": "full"}
-TOP_FEATURES = 3
+TOP_CUES = 3
 
 
 @dataclass(frozen=True)
@@ -42,17 +42,16 @@ class Classification:
 
 
 _lock = threading.Lock()
-_loaded: tuple[Path, learned.RouterModel, learned.Featurizer] | None = None
+_loaded: tuple[Path, learned.RouterModel] | None = None
 
 
-def _model() -> tuple[learned.RouterModel, learned.Featurizer]:
+def _model() -> learned.RouterModel:
     global _loaded
     path = get_settings().router_model_path or learned.ARTEFACT
     with _lock:
         if _loaded is None or _loaded[0] != path:
-            model = learned.load(path)
-            _loaded = (path, model, learned.Featurizer(model.window_tokens))
-        return _loaded[1], _loaded[2]
+            _loaded = (path, learned.load(path))
+        return _loaded[1]
 
 
 def complexity_for(score: float, cut: learned.Thresholds) -> Complexity:
@@ -64,16 +63,28 @@ def complexity_for(score: float, cut: learned.Thresholds) -> Complexity:
 
 def classify(messages: Sequence[Message]) -> Classification:
     """Classify the prompt in `messages` as simple, balanced or complex, saying why."""
-    model, featurizer = _model()
-    scored = model.score(featurizer.features(learned.prompt_text(messages)))
+    model = _model()
+    text = learned.prompt_text(messages)
     cut = model.thresholds_for(get_settings().router_quality_target)
+    if learned.is_small_talk(text):
+        return Classification(
+            complexity="simple",
+            tier="nano",
+            score=0.0,
+            reason=(
+                f"classifier: small talk (a greeting or thanks, nothing asked), score 0 "
+                f"(router model v{model.version}; quality target {cut.quality_target:.2f})"
+            ),
+        )
+    scored = model.score(learned.features(text))
     complexity = complexity_for(scored.probability, cut)
-    top = ", ".join(f"{name} {value:+.2f}" for name, value in scored.contributions[:TOP_FEATURES])
+    top = ", ".join(f"{name} {value:+.2f}" for name, value in scored.contributions[:TOP_CUES])
+    top = top or "none (a plain short request)"
     reason = (
         f"classifier score {scored.probability:.3f} = P(strong model needed) "
         f"(router model v{model.version}; quality target {cut.quality_target:.2f}: "
         f"nano below {cut.nano:.3f}, full from {cut.full:.3f}); "
-        f"top features (log-odds): {top}"
+        f"top cues (log-odds): {top}"
     )
     return Classification(
         complexity=complexity, tier=TIER[complexity], score=scored.probability, reason=reason

@@ -1,17 +1,22 @@
-"""The learned complexity router: a prompt's features and the trained model that scores them.
+"""The learned complexity router: a prompt's cues of difficulty, and the model that scores them.
 
-A prompt becomes one vector: the offline all-MiniLM-L6-v2 embedding (384 dimensions) of a short,
-fixed window of it (its first and last few words, at most `window_tokens` WordPiece tokens), then
-the prompt's length in characters and a few cheap lexical features (`LEXICAL_FEATURES`), read
-from at most the first and last `LEXICAL_WINDOW_CHARS` characters. So the cost does not grow with
-the prompt: one short forward pass of the embedding model and a few `str.count`s.
+A prompt becomes a short vector of lexical cues (`CUES`), read from at most its first and last
+`LEXICAL_WINDOW_CHARS` characters, so the cost does not grow with the prompt: a few regular
+expressions, about 0.1 ms. Each cue has a direction fixed before training (`Cue.sign`): maths,
+code, proofs, computations, constraints and several questions can only raise the need for a
+strong model; length beyond a couple of sentences, text to transform and quick look-ups can only
+lower it. The two judges of the training data disagree on almost everything else (decision
+003), so a cue that the data would turn the other way gets no weight rather than the wrong one.
 
-A logistic regression over that vector, followed by Platt scaling, gives the calibrated
-probability that the strong model is needed. Its weights, the features' means, the thresholds
-per quality target and the held-out metrics are in `router_model.json`, written by
-`tools/train_router.py` (`make train-router`) from the vendored Apache-2.0 data in
-`data/router-training/`. Serving needs NumPy and the embedding model, no training library. See
-docs/decisions/003-model-router.md.
+A ridge regression of the prompt's mean quality gap (strong minus weak) over those cues, fitted
+with the signs as constraints, then Platt scaling, gives the calibrated probability that the
+strong model is needed. Its weights, the cues' means, the cut-offs per quality target and the
+held-out metrics are in `router_model.json`, written by `tools/train_router.py`
+(`make train-router`) from the vendored Apache-2.0 data in `data/router-training/`. Serving needs
+NumPy only: no embedding model, no training library.
+
+Small talk (a greeting or thanks, nothing asked: `is_small_talk`) never reaches the model: the
+data holds no such prompt, and no model is needed above nano to answer it.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,39 +38,94 @@ import numpy.typing as npt
 from common.llm.base import Message
 
 ARTEFACT = Path(__file__).with_name("router_model.json")
-FORMAT = "raptorflow-router-model/1"
-EMBEDDING_MODEL = "all-MiniLM-L6-v2-onnx-int8"  # common.search.embeddings.LOCAL_MODEL
-EMBEDDING_DIMENSION = 384
+FORMAT = "raptorflow-router-model/2"
 LEXICAL_WINDOW_CHARS = 2_000
-# Characters per token for English, to cut the embedding window before tokenizing it.
-CHARS_PER_TOKEN = 4
 
-# Markers are counted in the lowercased text; several may match one token (e.g. "{" and "()").
-_MATH: tuple[str, ...] = ("=", "^", "+", "sqrt", "\\", "√", "∫", "∑", "π", "equation", "integral")
-_MATH += ("derivative", "probability", "theorem", "matrix", "polynomial", "prime")
-_CODE: tuple[str, ...] = ("```", "def ", "return ", "{", "}", ";", "()", "import ", "class ")
-_CODE += ("function", "=>", "#include", "select ", "print(", "python", "javascript", "sql")
-_CODE += ("regex", "code")
-_REASONING: tuple[str, ...] = ("prove", "derive", "calculate", "compute", "solve", "step by step")
-_REASONING += ("explain why", "how many", "estimate")
-_CREATIVE = ("poem", "story", "essay", "email", "letter", "song", "joke", "slogan", "tweet", "blog")
-_FACTUAL_OPENERS = ("what", "who", "when", "where", "which")
+
+# Words that count towards a cue: a trailing `*` allows any ending; two words are a phrase.
+_LEXICON: dict[str, tuple[str, ...]] = {
+    "maths": (
+        "equation*", "integral*", "derivative*", "probabilit*", "theorem*", "lemma*", "matri*",
+        "polynomial*", "prime", "primes", "algebra*", "geometr*", "calculus", "modulo", "mod",
+        "integer*", "fraction*", "vector*", "eigen*", "logarithm*", "sqrt", "divisible",
+        "factorial", "triangle*", "radius",
+    ),
+    "code": (
+        "python", "javascript", "typescript", "java", "rust", "golang", "sql", "bash", "regex*",
+        "algorithm*", "compile*", "debug*", "bug", "bugs", "exception*", "api", "apis", "json",
+        "html", "css", "script", "scripts", "code", "coding", "database*", "def", "array*",
+        "recursi*",
+    ),
+    "proof or derivation": (
+        "prove*", "proof*", "derive*", "derivation*", "justify", "rigorous*", "show that",
+        "step by", "explain why", "demonstrate that",
+    ),
+    "computation": (
+        "calculate*", "compute*", "solve*", "estimate*", "optimi*", "minimi*", "maximi*",
+        "simulat*", "implement*", "how many", "how much", "find the", "find all",
+    ),
+    "constraints": (
+        "must", "exactly", "without", "ensure*", "constraint*", "requirement*", "assume*",
+        "don't", "at least", "at most", "no more", "only use", "do not", "given that",
+    ),
+    "text to transform": (
+        "summar*", "rewrite*", "rephrase*", "paraphrase*", "translate*", "proofread*", "grammar",
+        "extract*", "classify", "categori*", "convert*", "reformat*", "shorten*", "below",
+        "correct the", "the following", "given text", "this text", "this paragraph",
+        "this sentence",
+    ),
+}  # fmt: skip
+_EXACT = {w: cue for cue, words in _LEXICON.items() for w in words if not w.endswith("*")}
+_PREFIXES = tuple((w[:-1], cue) for cue, words in _LEXICON.items() for w in words if w[-1] == "*")
+_PHRASE_STARTS = frozenset(w.split()[0] for w in _EXACT if " " in w)
+_WORD = re.compile(r"[a-z0-9']+")
+_MATHS_SYMBOLS = ("=", "^", "√", "∫", "∑", "π", "≤", "≥", "\\frac", "\\sum", "\\int")
+_CODE_SYMBOLS = ("```", "{", "}", "()", "=>", "#include", "</", "::", "->", "!=", "c++", "c#")
+# Arithmetic between numbers or brackets ("3 + 4", "(x)^2"), and powers or equalities ("^2", "= 7").
+_EQUATIONS = (re.compile(r"[\d)] ?[-+*/^=<>] ?[\d(]"), re.compile(r"[\^=] ?[-\d(]"))
+_LIST_ITEM = re.compile(r"(?m)^\s*(?:\d+[.)]|[-*•])\s")
+_LOOKUP = re.compile(r"^(?:what|who|when|where|which)(?:'s|\s+(?:is|are|was|were|did|does|do))\b")
+_LOOKUP_MAX_CHARS = 120
+# Characters from which a prompt counts as long (about 50 tokens: a couple of sentences, beyond
+# which it starts to carry material to work from rather than only a request).
+_LONG_FROM_CHARS = 200
 _DIGITS = str.maketrans("", "", "0123456789")
 
-LEXICAL_FEATURES: tuple[str, ...] = (
-    "length",
-    "lines",
-    "digits",
-    "math markers",
-    "code markers",
-    "question marks",
-    "creative-writing words",
-    "reasoning words",
-    "factual question",
-    "how/why",
-    "non-ASCII text",
+_SMALL_TALK = frozenset((
+    "hi", "hello", "hey", "hiya", "yo", "thanks", "thank", "you", "so", "much", "very", "good",
+    "great", "nice", "cool", "ok", "okay", "morning", "afternoon", "evening", "night", "bye",
+    "goodbye", "cheers", "lol", "haha", "yes", "no", "sure", "fine", "how", "are", "what's",
+    "whats", "up", "doing", "have", "a", "day", "there", "all", "the", "best", "see", "later",
+    "again", "awesome", "perfect", "got", "it", "appreciate", "wonderful",
+))  # fmt: skip
+_SMALL_TALK_MAX_WORDS = 8
+_SMALL_TALK_MAX_CHARS = 120
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One lexical feature. `sign`: +1 may only raise the score, -1 only lower it, 0 either."""
+
+    name: str
+    sign: int
+
+
+CUES: tuple[Cue, ...] = (
+    Cue("long prompt", -1),
+    Cue("maths", +1),
+    Cue("equations", +1),
+    Cue("code", +1),
+    Cue("proof or derivation", +1),
+    Cue("computation", +1),
+    Cue("constraints", +1),
+    Cue("list items", +1),
+    Cue("questions", +1),
+    Cue("digits", +1),
+    Cue("non-English text", +1),
+    Cue("text to transform", -1),
+    Cue("quick look-up", -1),
 )
-EMBEDDING_FEATURE = "prompt meaning (embedding)"
+CUE_NAMES: tuple[str, ...] = tuple(cue.name for cue in CUES)
 
 
 class RouterModelError(RuntimeError):
@@ -76,75 +138,81 @@ def prompt_text(messages: Sequence[Message]) -> str:
     return "\n".join(user or [message["content"] for message in messages])
 
 
-def embedding_window(text: str, window_tokens: int) -> str:
-    """The first and last `window_tokens / 2` tokens' worth of characters of `text`."""
-    side = window_tokens * CHARS_PER_TOKEN // 2
-    if len(text) <= 2 * side:
+def lexical_window(text: str) -> str:
+    """At most the first and last `LEXICAL_WINDOW_CHARS` characters of `text`."""
+    if len(text) <= 2 * LEXICAL_WINDOW_CHARS:
         return text
-    return text[:side] + "\n" + text[-side:]
+    return text[:LEXICAL_WINDOW_CHARS] + "\n" + text[-LEXICAL_WINDOW_CHARS:]
 
 
-def _count(text: str, markers: tuple[str, ...]) -> int:
-    return sum(text.count(marker) for marker in markers)
+def _count(text: str, symbols: tuple[str, ...]) -> int:
+    return sum(text.count(symbol) for symbol in symbols)
 
 
-def lexical_features(text: str) -> npt.NDArray[np.float64]:
-    """The `LEXICAL_FEATURES` of `text`, in that order; counts are log(1 + n)."""
-    if len(text) > 2 * LEXICAL_WINDOW_CHARS:
-        window = text[:LEXICAL_WINDOW_CHARS] + "\n" + text[-LEXICAL_WINDOW_CHARS:]
-    else:
-        window = text
+@lru_cache(maxsize=65_536)
+def _cue_of(word: str) -> str | None:
+    cue = _EXACT.get(word)
+    if cue is None:
+        cue = next((name for prefix, name in _PREFIXES if word.startswith(prefix)), None)
+    return cue
+
+
+def _word_cues(lower: str) -> Counter[str]:
+    """How many words and two-word phrases of `lower` belong to each cue of `_LEXICON`."""
+    found: Counter[str] = Counter()
+    words = _WORD.findall(lower)
+    for i, word in enumerate(words):
+        cue = _cue_of(word)
+        if cue is not None:
+            found[cue] += 1
+        if word in _PHRASE_STARTS and i + 1 < len(words):
+            phrase = _EXACT.get(f"{word} {words[i + 1]}")
+            if phrase is not None:
+                found[phrase] += 1
+    return found
+
+
+def features(text: str) -> npt.NDArray[np.float64]:
+    """The `CUES` of `text`, in that order; counts are log(1 + n), shares are in [0, 1].
+
+    "long prompt" is log(1 + characters) above that of 200 characters, 0 below: in both sources
+    of the data long prompts (pasted material, long specifications) needed the strong model
+    less, but nothing says that a short request needs it more ("Name a fruit.").
+    """
+    window = lexical_window(text)
     lower = window.lower()
     size = max(len(window), 1)
+    words = _word_cues(lower)
     digits = len(window) - len(window.translate(_DIGITS))
     non_ascii = len(window) - len(window.encode("ascii", "ignore"))
+    lookup = len(text) <= _LOOKUP_MAX_CHARS and _LOOKUP.match(lower.lstrip()) is not None
     return np.array(
         [
-            math.log1p(len(text)),
-            math.log1p(window.count("\n")),
-            digits / size,
-            math.log1p(_count(lower, _MATH)),
-            math.log1p(_count(lower, _CODE)),
+            max(0.0, math.log1p(len(text)) - math.log1p(_LONG_FROM_CHARS)),
+            math.log1p(words["maths"] + _count(lower, _MATHS_SYMBOLS)),
+            math.log1p(sum(len(pattern.findall(lower)) for pattern in _EQUATIONS)),
+            math.log1p(words["code"] + _count(lower, _CODE_SYMBOLS)),
+            math.log1p(words["proof or derivation"]),
+            math.log1p(words["computation"]),
+            math.log1p(words["constraints"]),
+            math.log1p(len(_LIST_ITEM.findall(window))),
             math.log1p(window.count("?")),
-            math.log1p(_count(lower, _CREATIVE)),
-            math.log1p(_count(lower, _REASONING)),
-            float(lower.lstrip().startswith(_FACTUAL_OPENERS)),
-            float("how " in lower or "why " in lower),
+            digits / size,
             non_ascii / size,
+            math.log1p(words["text to transform"]),
+            float(lookup),
         ]
     )
 
 
-class Featurizer:
-    """Turns prompt texts into feature vectors; the embedding model loads on first use.
-
-    Args:
-        window_tokens: The embedding window, in WordPiece tokens (without [CLS]/[SEP]).
-    """
-
-    def __init__(self, window_tokens: int) -> None:
-        self.window_tokens = window_tokens
-        self._embedder: Any = None
-        self._lock = threading.Lock()
-
-    def _embed(self, text: str) -> list[float]:
-        with self._lock:
-            if self._embedder is None:
-                # Imported here so that phases whose tasks have a default never load onnxruntime.
-                from common.search.embeddings import LocalEmbedder
-
-                # One thread: a single short sequence gains nothing from a thread pool, and on a
-                # shared or fractional CPU the pool's workers only wait for each other.
-                self._embedder = LocalEmbedder(max_tokens=self.window_tokens + 2, threads=1)
-            embedder = self._embedder
-        window = embedding_window(text, self.window_tokens)
-        vector: list[float] = embedder.embed([window if window.strip() else "(empty)"])[0]
-        return vector
-
-    def features(self, text: str) -> npt.NDArray[np.float64]:
-        """The embedding of the window followed by the lexical features."""
-        embedding = np.asarray(self._embed(text), dtype=np.float64)
-        return np.concatenate([embedding, lexical_features(text)])
+def is_small_talk(text: str) -> bool:
+    """A greeting, thanks or acknowledgement with nothing asked ("hi, how are you?", "thanks!")."""
+    if len(text) > _SMALL_TALK_MAX_CHARS:
+        return False  # also keeps the check's cost flat
+    words = re.findall(r"[a-z']+", text.lower())
+    if len(words) > _SMALL_TALK_MAX_WORDS or re.search(r"\d", text):
+        return False
+    return all(word in _SMALL_TALK for word in words)
 
 
 @dataclass(frozen=True)
@@ -161,7 +229,8 @@ class Scored:
     """A prompt's calibrated probability that the strong model is needed, and why."""
 
     probability: float
-    contributions: tuple[tuple[str, float], ...]  # feature -> logit points, largest |value| first
+    # Cue -> log-odds points against a plain short request, largest |value| first; nonzero only.
+    contributions: tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True)
@@ -169,24 +238,25 @@ class RouterModel:
     """The trained model of `router_model.json` (see `load`)."""
 
     version: int
-    window_tokens: int
     mean: npt.NDArray[np.float64]
-    coef: npt.NDArray[np.float64]  # per raw feature: the standardised weight over its spread
+    coef: npt.NDArray[np.float64]  # per raw cue: the standardised weight over its spread
     intercept: float
-    calibration: tuple[float, float]  # Platt: p = sigmoid(a * logit + b)
+    calibration: tuple[float, float]  # Platt: p = sigmoid(a * predicted gap + b)
     thresholds: tuple[Thresholds, ...]  # by quality target, ascending
     data_sha256: str
 
-    def score(self, features: npt.NDArray[np.float64]) -> Scored:
-        """The calibrated probability for one feature vector, with each feature's part in it."""
-        parts = self.coef * (features - self.mean)
-        logit = float(parts.sum()) + self.intercept
+    def score(self, cues: npt.NDArray[np.float64]) -> Scored:
+        """The calibrated probability for one cue vector, with each cue's part in it.
+
+        A cue's part is measured from a plain short request (every cue 0), so only the cues
+        the prompt has are named: "digits +0.20" means its digits added 0.20 to the log-odds.
+        """
+        parts = self.coef * cues
         a, b = self.calibration
-        probability = 1.0 / (1.0 + math.exp(-(a * logit + b)))
-        named = [(EMBEDDING_FEATURE, float(parts[:EMBEDDING_DIMENSION].sum()) * a)]
-        named += [
-            (name, float(part) * a)
-            for name, part in zip(LEXICAL_FEATURES, parts[EMBEDDING_DIMENSION:], strict=True)
+        z = a * (float(parts.sum() - self.coef @ self.mean) + self.intercept) + b
+        probability = 1.0 / (1.0 + math.exp(-z))
+        named = [
+            (name, float(part) * a) for name, part in zip(CUE_NAMES, parts, strict=True) if part
         ]
         named.sort(key=lambda item: (-abs(item[1]), item[0]))
         return Scored(probability=probability, contributions=tuple(named))
@@ -205,11 +275,16 @@ def canonical_digest(model: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def cue_table() -> list[dict[str, Any]]:
+    """The cues as the artefact records them (name and sign), to check it was made for them."""
+    return [{"name": cue.name, "sign": cue.sign} for cue in CUES]
+
+
 def load(path: Path = ARTEFACT) -> RouterModel:
-    """Read and check an artefact: its format, its own digest, and that its features are ours.
+    """Read and check an artefact: its format, its own digest, and that its cues are ours.
 
     Raises:
-        RouterModelError: the file is missing, altered, or made for other features.
+        RouterModelError: the file is missing, altered, or made for other cues.
     """
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -226,19 +301,16 @@ def load(path: Path = ARTEFACT) -> RouterModel:
             f"router model {path}: its model section has sha256 {digest}, the file records "
             f"{document.get('model_sha256')}: the weights were altered (retrain: make train-router)"
         )
-    features = document["features"]
-    if features["embedding_model"] != EMBEDDING_MODEL or features["lexical"] != list(
-        LEXICAL_FEATURES
-    ):
+    found = document["features"]
+    if found["cues"] != cue_table() or found["lexical_window_chars"] != LEXICAL_WINDOW_CHARS:
         raise RouterModelError(
-            f"router model {path} was trained on other features ({features['embedding_model']}, "
-            f"{features['lexical']}): retrain it with make train-router"
+            f"router model {path} was trained on other features "
+            f"({[cue['name'] for cue in found['cues']]}): retrain it with make train-router"
         )
-    size = EMBEDDING_DIMENSION + len(LEXICAL_FEATURES)
     mean = np.asarray(model["mean"], dtype=np.float64)
     coef = np.asarray(model["coef"], dtype=np.float64)
-    if mean.shape != (size,) or coef.shape != (size,):
-        raise RouterModelError(f"router model {path} has {coef.size} weights, expected {size}")
+    if mean.shape != (len(CUES),) or coef.shape != (len(CUES),):
+        raise RouterModelError(f"router model {path} has {coef.size} weights, expected {len(CUES)}")
     thresholds = tuple(
         Thresholds(quality_target=t["quality_target"], nano=t["nano"], full=t["full"])
         for t in document["thresholds"]
@@ -248,7 +320,6 @@ def load(path: Path = ARTEFACT) -> RouterModel:
         raise RouterModelError(f"router model {path} has inconsistent thresholds")
     return RouterModel(
         version=int(document["version"]),
-        window_tokens=int(features["window_tokens"]),
         mean=mean,
         coef=coef,
         intercept=float(model["intercept"]),

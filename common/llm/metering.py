@@ -17,6 +17,7 @@ from common.llm.base import (
     InvalidRequest,
     Ledger,
     Message,
+    Outcome,
     Provider,
     ProviderError,
     ProviderRequest,
@@ -130,6 +131,14 @@ class Metered:
         finally:
             self._settle(key, usage, error_code, started)
 
+    def _outcome(self, error_code: str | None) -> Outcome:
+        if error_code is not None:
+            return "failed"
+        if self._spec.name != self._routed_model:
+            return "fell_back"
+        # Earlier attempts of this call were all on the routed model: the answer was repaired.
+        return "repaired" if self._records else "first_try"
+
     def _settle(
         self, key: str, usage: TokenUsage | None, error_code: str | None, started: float
     ) -> None:
@@ -145,6 +154,9 @@ class Metered:
             fallback_used=self._spec.name != self._routed_model,
             ok=error_code is None,
             error_code=error_code,
+            call_key=self._call_key,
+            model_tier=self._spec.tier,
+            outcome=self._outcome(error_code),
         )
         self._records.append(record)
         self._ledger.settle(record)
@@ -165,6 +177,7 @@ class Metered:
                     "cost_nanos": record.cost_nanos,
                     "latency_ms": round(record.latency_ms, 1),
                     "fallback_used": record.fallback_used,
+                    "outcome": record.outcome,
                 }
             },
         )

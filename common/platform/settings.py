@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     # Learned complexity router (issue 15), for tasks without a default complexity: the share of
     # the full model's quality to keep (the artefact tabulates cut-offs from 0.50 to 1.00), and
     # another artefact than common/llm/router_model.json (one `make train-router` wrote).
-    router_quality_target: float = Field(default=0.95, ge=0.5, le=1.0)
+    # 0.90: full for prompts with cues of difficulty, mini for the rest (decision 003).
+    router_quality_target: float = Field(default=0.90, ge=0.5, le=1.0)
     router_model_path: Path | None = None
 
     # How long a process may reuse what it read of budget limits and the kill switch, and how

@@ -49,7 +49,7 @@ CUES = [
 ]
 PLAIN = [
     "List three colours.",
-    "hi, how are you?",
+    "Suggest a name for a cat.",
     "Name a fruit.",
     "Write a short thank-you note to a colleague.",
 ]
@@ -93,13 +93,31 @@ def test_the_score_is_a_probability_and_the_decision_is_deterministic() -> None:
     assert first.tier == TIER[first.complexity] == COMPLEXITY_TIER[first.complexity]
 
 
-def test_the_reason_names_the_score_the_cut_offs_and_the_top_features() -> None:
-    found = classify(_user(DEGREE))
+def test_the_reason_names_the_score_the_cut_offs_and_the_top_cues() -> None:
+    found = classify(_user("How many primes are there below 100? Prove it, step by step."))
     assert f"classifier score {found.score:.3f} = P(strong model needed)" in found.reason
-    assert "quality target 0.95: nano below" in found.reason and "full from" in found.reason
-    top = found.reason.split("top features (log-odds): ")[1].split(", ")
+    assert "quality target 0.90: nano below" in found.reason and "full from" in found.reason
+    top = found.reason.split("top cues (log-odds): ")[1].split("; ")[0].split(", ")
     assert len(top) == 3
-    assert top[0].startswith("prompt meaning (embedding) +")  # what this prompt is about
+    names = [cue.rsplit(" ", 1)[0] for cue in top]
+    assert set(names) <= {"digits", "proof or derivation", "questions", "maths", "constraints"}
+    assert all(cue.rsplit(" ", 1)[1].startswith("+") for cue in top)  # each raised the score
+
+
+def test_small_talk_goes_to_nano_without_the_model() -> None:
+    for chat in CHIT_CHAT:
+        found = classify(_user(chat))
+        assert (found.tier, found.score) == ("nano", 0.0), chat
+        assert "small talk" in found.reason
+
+
+def test_at_the_default_target_hard_prompts_go_to_full_and_plain_requests_do_not() -> None:
+    # What a cost-aware user expects of ad-hoc tasks (decision 003, the default quality target).
+    assert get_settings().router_quality_target == 0.90
+    for hard in HARD:
+        assert classify(_user(hard)).tier == "full", hard
+    for plain in [*PLAIN, SIMPLE, "What is the capital of France?"]:
+        assert classify(_user(plain)).tier == "mini", plain
 
 
 @pytest.mark.parametrize(
