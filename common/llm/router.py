@@ -111,7 +111,8 @@ class Router:
             InvalidRequest: a bad argument (named), or a prompt too long for every allowed model.
         """
         call = Call(task_type, messages, complexity, allowed_tiers, reasoning_effort, schema)
-        return self.bounded(call)[0]
+        names = {key: self._providers[key].name for key in self._order}
+        return plan(self.catalogue, names, call)[0]  # no bound: the tokenizer may not be needed
 
     def estimate(
         self,

@@ -152,8 +152,10 @@ def plan(
     chain: list[ModelSpec] = []
     for provider_key in providers:
         spec = catalogue.routed(provider_key, tier)
-        prompt = counted.fit(providers[provider_key])
-        if prompt + profile.max_output_tokens > spec.context_window:
+        fits, prompt = counted.fits(
+            providers[provider_key], spec.context_window - profile.max_output_tokens
+        )
+        if not fits:
             reasons.append(
                 f"{spec.name} skipped: ~{prompt} prompt tokens + {profile.max_output_tokens} "
                 f"output exceed its {spec.context_window}-token context window"

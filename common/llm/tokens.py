@@ -27,6 +27,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import tiktoken
@@ -132,15 +133,34 @@ def count_schema_tokens(json_schema: dict[str, Any] | None) -> int:
 
 @dataclass(frozen=True)
 class PromptCount:
-    """o200k_base token counts of a prompt's parts, counted once and bounded per provider."""
+    """A prompt's parts, bounded per provider; o200k_base tokens are counted once, and only
+    when a bound needs them (whether a prompt fits a window is first judged on its bytes)."""
 
-    content_tokens: tuple[int, ...]  # per message
-    schema_tokens: int
-    content_bytes: tuple[int, ...] = ()  # UTF-8, per message
-    schema_bytes: int = 0
+    texts: tuple[str, ...]  # per message
+    schema_text: str  # the compact JSON schema, "" when there is none
     # Text the prompt will carry that is not counted above, at most this many UTF-8 bytes: no
     # token of either tokenizer is shorter than a byte, so it adds at most that many tokens.
     unseen_bytes: int = 0
+
+    @cached_property
+    def content_tokens(self) -> tuple[int, ...]:
+        return tuple(count_tokens(text) for text in self.texts)
+
+    @cached_property
+    def schema_tokens(self) -> int:
+        return count_tokens(self.schema_text) + SCHEMA_FRAMING_TOKENS if self.schema_text else 0
+
+    @cached_property
+    def content_bytes(self) -> tuple[int, ...]:
+        return tuple(len(text.encode()) for text in self.texts)
+
+    @cached_property
+    def schema_bytes(self) -> int:
+        return len(self.schema_text.encode())
+
+    def _framing(self) -> int:
+        messages = len(self.texts)
+        return TOKENS_PER_MESSAGE * messages + (REPLY_PRIMING_TOKENS if messages else 0)
 
     def bound(self, provider: str) -> int:
         """An upper bound on the prompt tokens `provider` will bill.
@@ -148,15 +168,13 @@ class PromptCount:
         Exact framing for OpenAI (and the offline provider, which counts like OpenAI); for
         Gemini, the UTF-8 length plus an allowance per message (see the module docstring).
         """
-        content = sum(self.content_tokens)
-        messages = len(self.content_tokens)
         if provider != "gemini":
-            framing = TOKENS_PER_MESSAGE * messages + (REPLY_PRIMING_TOKENS if messages else 0)
-            return content + framing + self.schema_tokens + self.unseen_bytes
+            content = sum(self.content_tokens) + self.schema_tokens
+            return content + self._framing() + self.unseen_bytes
         return (
             sum(self.content_bytes)
             + self.schema_bytes
-            + GEMINI_TOKENS_PER_MESSAGE * (messages + 1)
+            + GEMINI_TOKENS_PER_MESSAGE * (len(self.texts) + 1)
             + self.unseen_bytes
         )
 
@@ -168,21 +186,34 @@ class PromptCount:
         content = sum(self.content_tokens) + self.schema_tokens
         return (
             math.ceil(content * GEMINI_FIT_MARGIN)
-            + GEMINI_TOKENS_PER_MESSAGE * (len(self.content_tokens) + 1)
+            + GEMINI_TOKENS_PER_MESSAGE * (len(self.texts) + 1)
             + self.unseen_bytes
         )
+
+    def fits(self, provider: str, room: int) -> tuple[bool, int]:
+        """Whether the prompt fits in `room` tokens at `provider`, and the count it was judged
+        on. A prompt whose bytes fit needs no tokenizer: no token is shorter than a byte."""
+        by_bytes = sum(self.content_bytes) + self.schema_bytes + SCHEMA_FRAMING_TOKENS
+        by_bytes += self._framing() + self.unseen_bytes
+        if provider == "gemini":
+            by_bytes = math.ceil(by_bytes * GEMINI_FIT_MARGIN) + GEMINI_TOKENS_PER_MESSAGE * (
+                len(self.texts) + 1
+            )
+        if by_bytes <= room:
+            return True, by_bytes
+        counted = self.fit(provider)
+        return counted <= room, counted
 
 
 def count_prompt(
     messages: Sequence[Message], json_schema: dict[str, Any] | None, *, unseen_bytes: int = 0
 ) -> PromptCount:
-    """Count `messages` and `json_schema` once, for bounds on several providers."""
+    """The prompt of `messages` and `json_schema`, to bound on several providers (its tokens
+    are counted at most once, when first needed)."""
     schema_text = json.dumps(json_schema, separators=(",", ":")) if json_schema else ""
     return PromptCount(
-        content_tokens=tuple(count_tokens(message["content"]) for message in messages),
-        schema_tokens=count_schema_tokens(json_schema),
-        content_bytes=tuple(len(message["content"].encode()) for message in messages),
-        schema_bytes=len(schema_text.encode()),
+        texts=tuple(message["content"] for message in messages),
+        schema_text=schema_text,
         unseen_bytes=unseen_bytes,
     )
 
