@@ -454,6 +454,27 @@ resource "google_monitoring_dashboard" "raptorflow" {
             }
           }
         },
+        {
+          xPos = 0, yPos = 12, width = 6, height = 4
+          widget = {
+            title = "Late settles (should stay at zero)"
+            xyChart = {
+              dataSets = [{
+                plotType = "STACKED_BAR"
+                timeSeriesQuery = {
+                  timeSeriesFilter = {
+                    filter = "metric.type=\"${local.metric_type}/${google_logging_metric.late_settles.name}\""
+                    aggregation = {
+                      alignmentPeriod    = "3600s"
+                      perSeriesAligner   = "ALIGN_DELTA"
+                      crossSeriesReducer = "REDUCE_SUM"
+                    }
+                  }
+                }
+              }]
+            }
+          }
+        },
       ]
     }
   })

@@ -216,6 +216,7 @@ def transition(
         NotFound: no such run.
         Conflict: the run is already in another final state, or `succeed` with phases missing.
     """
+    looked = to == "start"
     for attempt in range(8):
         ref = run_ref(run_id)
         snapshot = ref.get()
@@ -224,6 +225,12 @@ def transition(
         change = _changes(run, to, reason, message, now)
         if change is None:
             return summarize(run)
+        if not looked:
+            # A last look at the business's budget before the final event, so that warnings a
+            # throttled settle skipped come before it (a watcher stops at the final event).
+            status.refresh(get_business(run.business_id), now, recorder=RunRecorder(run_id))
+            looked = True
+            continue  # the look may have added warnings to the run: read it again
         event_id, kind, fields = change
         batch = db().batch()
         batch.update(
@@ -248,9 +255,6 @@ def transition(
         except exceptions.AlreadyExists:
             pass  # the event exists: another delivery of this transition won
         final = get_run(run_id)
-        if kind != "run_started":
-            # A last look at the business's budget: warnings a throttled settle skipped.
-            status.refresh(get_business(final.business_id), now, recorder=RunRecorder(run_id))
         logger.log(
             logging.ERROR if kind == "run_failed" else logging.INFO,
             f"run {kind.removeprefix('run_')}",

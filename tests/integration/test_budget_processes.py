@@ -36,9 +36,10 @@ REASONS = {"daily_budget_exceeded", "monthly_budget_exceeded", "platform_cap_rea
 
 
 class Worker:
-    def __init__(self, index: int, business_id: str, env: dict[str, str]) -> None:
+    def __init__(self, index: int, business_id: str, env: dict[str, str], logs: Path) -> None:
         self.index = index
         self.events: list[dict[str, object]] = []
+        self.stderr = logs / f"worker-{index}.log"
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -51,7 +52,7 @@ class Worker:
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.stderr.open("w"),
             text=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -71,11 +72,22 @@ class Worker:
         self._reader.join(timeout=5)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, workers: list[Worker]
+) -> None:
+    """Wait for `condition`; on a timeout, or when every worker has ended, fail with what the
+    workers wrote on stderr (a liveness limit on a loaded machine, not a time measurement)."""
     deadline = time.monotonic() + timeout
     while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+        ended = all(w.process.poll() is not None for w in workers)
+        if ended or time.monotonic() > deadline:
+            tails = "\n".join(
+                f"worker {w.index} (exit {w.process.poll()}): {w.stderr.read_text()[-600:]}"
+                for w in workers
+            )
+            raise AssertionError(
+                f"{'workers ended' if ended else 'timed out'} before {what}\n{tails}"
+            )
         time.sleep(0.02)
 
 
@@ -84,6 +96,7 @@ def test_processes_killed_frozen_and_a_lower_limit_never_overspend(
     firestore_emulator: FirestoreEmulator,
     register: Callable[..., Business],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     # Short calls, so the holds expire within the test: the TTL derives from the call timeout.
     monkeypatch.setenv("LLM_TIMEOUT_SECONDS", "0.5")
@@ -98,12 +111,14 @@ def test_processes_killed_frozen_and_a_lower_limit_never_overspend(
         "LLM_TIMEOUT_SECONDS": "0.5",
         "DEADLINE_MARGIN_SECONDS": "0.5",
     }
-    workers = [Worker(i, business.business_id, env) for i in range(WORKERS)]
+    workers = [Worker(i, business.business_id, env, tmp_path) for i in range(WORKERS)]
 
     def events() -> list[dict[str, object]]:
         return [e for w in workers for e in w.events]
 
-    wait_for(lambda: sum(e["event"] == "settled" for e in events()) >= 2, 60, "two settles")
+    wait_for(
+        lambda: sum(e["event"] == "settled" for e in events()) >= 2, 240, "two settles", workers
+    )
     frozen: list[Worker] = []
     killed: list[Worker] = []
     for group, count in ((frozen, 2), (killed, 2)):
