@@ -121,8 +121,7 @@ class LocalStack:
     functions: dict[str, FunctionProcess] = field(default_factory=dict)
     engine: ExecutionsServer | None = None
     shared_env: dict[str, str] = field(default_factory=dict)
-    call_timeout_seconds: int = 0
-    log_dir: Path = ROOT / ".local" / "logs"
+    workflow_vars: dict[str, str] = field(default_factory=dict)
 
     @property
     def client_env(self) -> dict[str, str]:
@@ -136,10 +135,9 @@ class LocalStack:
     @property
     def workflow_env(self) -> dict[str, str]:
         """What the workflow's `sys.get_env` sees, as Terraform's user_env_vars: the URL of
-        every function (its ingress) and the call timeout."""
-        env = {url_variable(name): fn.url for name, fn in self.functions.items()}
-        env[CALL_TIMEOUT_VARIABLE] = str(self.call_timeout_seconds)
-        return env
+        every function (its ingress) and `workflow_vars` (the call timeout)."""
+        urls = {url_variable(name): fn.url for name, fn in self.functions.items()}
+        return {**urls, **self.workflow_vars}
 
     def restart(self, name: str) -> None:
         """Replace one function's process by a fresh one (a new instance: nothing cached)
@@ -193,9 +191,13 @@ def _spawn(
     else:
         # Only what the deployment gives the function, and what Cloud Run adds to it.
         cwd = config.source_dir
+        # A disk of its own: Cloud Run's /tmp is an in-memory folder per instance.
+        tmp = config.source_dir / ".tmp"
+        tmp.mkdir(exist_ok=True)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(config.source_dir),
+            "TMPDIR": str(tmp),
             "LANG": "C.UTF-8",
             **config.env,
             "PORT": str(port),
@@ -238,7 +240,7 @@ def start(
     firestore: emulator.FirestoreEmulator | None = None,
     functions: Mapping[str, FunctionConfig] | None = None,
     workflows_dir: Path = WORKFLOWS_DIR,
-    call_timeout_seconds: int | None = None,
+    workflow_vars: Mapping[str, str] | None = None,
 ) -> LocalStack:
     """Start the emulator (unless one is given), one functions-framework process per function,
     each behind its ingress, and the workflow engine serving the Executions API.
@@ -251,8 +253,9 @@ def start(
         functions: The functions to start and how; default every function of functions/,
             from the repository.
         workflows_dir: The folder of the workflow files the engine serves.
-        call_timeout_seconds: The workflow's FUNCTION_CALL_TIMEOUT; default the settings'
-            `workflow_call_timeout_seconds`, Terraform's value.
+        workflow_vars: The workflow's variables besides the function URLs; default
+            FUNCTION_CALL_TIMEOUT from the settings' `workflow_call_timeout_seconds`, as
+            Terraform sets it.
     """
     # The engine is local-only: imported here so it is never on a function's import path.
     from common.platform.settings import get_settings
@@ -264,9 +267,11 @@ def start(
         project_id=project_id,
         firestore=firestore or emulator.start(log_dir=log_dir),
         owns_firestore=firestore is None,
-        call_timeout_seconds=call_timeout_seconds or get_settings().workflow_call_timeout_seconds,
-        log_dir=log_dir,
     )
+    if workflow_vars is None:
+        call_timeout = get_settings().workflow_call_timeout_seconds
+        workflow_vars = {CALL_TIMEOUT_VARIABLE: str(call_timeout)}
+    stack.workflow_vars = dict(workflow_vars)
     try:
         # The engine's port is chosen first: the API function starts runs through it.
         engine_port = free_port()
