@@ -83,8 +83,9 @@ class ProductionStack:
     vertex: FakeVertex = field(init=False)
     openai: SchemaAnsweringOpenAI = field(init=False)
     local: stack.LocalStack | None = None
-    #: Every check of every run so far.
+    #: Every check of every run so far, and the functions restarted so far (in order).
     checks: list[Check] = field(default_factory=list)
+    restarts: list[str] = field(default_factory=list)
     # Per function: what it may have cached since its process started (see CACHED_PERMISSIONS).
     _cached: dict[str, set[str]] = field(default_factory=dict)
     _servers: list[LoopbackServer] = field(default_factory=list)
@@ -212,6 +213,7 @@ class ProductionStack:
             name = self.deployment.function_of(grant.member.removeprefix("serviceAccount:"))
             if any(grant.covers(resource) for resource in self._cached.get(name, ())):
                 self.local.restart(name)
+                self.restarts.append(name)
                 self._cached.pop(name)
             yield
         finally:
