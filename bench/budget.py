@@ -1,8 +1,11 @@
 """Budget reserve+settle throughput, latency and overspend on the Firestore emulator.
 
 For 1, 8 and 32 concurrent workers (threads), on one business and spread over many businesses,
-prints reserve+settle pairs per second and the p50/p99 latency of a pair. Then a tight budget
-under 32 workers: how many were granted and denied, and the overspend measured (must be 0).
+prints reserve+settle pairs per second and the p50/p99 latency of a pair. Then, under 32
+workers, the overspend measured (each must be 0) for a tight budget; for a limit lowered
+half-way through (against the new limit, or what was already committed when it changed); and
+with every commit's first acknowledgement lost (the Firestore client's own retry delivering
+each write twice).
 
     .venv/bin/python bench/budget.py [--pairs 600]
 """
@@ -17,13 +20,16 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 from common.budget import counters
 from common.budget.businesses import Business, save_business
 from common.budget.ledger import BudgetLedger, utc_now
 from common.llm.base import AttemptRecord, BudgetDenied, TokenUsage
+from common.platform import store
 from common.platform.settings import get_settings
 from local import emulator
+from tests.faults import lost_acks
 
 NANOS = 1_000_000_000
 
@@ -128,6 +134,43 @@ def main() -> None:
         print(
             f"tight budget, 32 workers: {result['granted']} granted, {result['denied']} denied, "
             f"overspend ${overspend(tight) / NANOS:.9f} (must be 0)"
+        )
+        lowered = register(1, daily_limit_usd="1.5")
+        committed: list[int] = []
+
+        def lower() -> None:
+            time.sleep(0.5)
+            business = lowered[0].model_copy(
+                update={
+                    "overrides": lowered[0].overrides.model_copy(
+                        update={"daily_limit_usd": Decimal("0.5")}
+                    )
+                }
+            )
+            lowered[0] = save_business(business)
+            day = lowered[0].scopes(utc_now())[0]
+            totals = counters.read([day])[day.name]
+            committed.append(totals.spent + totals.reserved)
+
+        changer = threading.Thread(target=lower)
+        changer.start()
+        result = run(32, lowered, 300, NANOS // 100)
+        changer.join()
+        allowed = max(lowered[0].limits.daily_limit_nanos, committed[0])
+        day = lowered[0].scopes(utc_now())[0]
+        over = max(0, counters.read([day])[day.name].spent - allowed)
+        print(
+            f"limit lowered $1.50 -> $0.50 half-way, 32 workers: {result['granted']} granted, "
+            f"{result['denied']} denied, overspend ${over / NANOS:.9f} (must be 0)"
+        )
+        flaky = register(1, daily_limit_usd="0.5")
+        with lost_acks(store.db()) as faults:
+            faults.arm(10**6)
+            result = run(32, flaky, 300, NANOS // 100)
+        print(
+            f"every first acknowledgement lost ({faults.dropped} commits), 32 workers: "
+            f"{result['granted']} granted, {result['denied']} denied, "
+            f"overspend ${overspend(flaky) / NANOS:.9f} (must be 0)"
         )
     finally:
         firestore.stop()

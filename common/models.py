@@ -6,15 +6,59 @@ only what providers' strict JSON-schema modes accept: required fields, no free-f
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
+#: A run's id, as `common.analysis.launch` makes it (`uuid4().hex`). Nothing else is one, so no
+#: request can name a Firestore-reserved id (`__name__`), a path (`a/b`) or an odd one.
+RunId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+#: A machine-readable reason or code (`daily_budget_exceeded`, `workflow_error`).
+Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+# A lone surrogate (JSON may carry "\ud800") is not Unicode text: no UTF-8 encoder, Firestore's
+# included, accepts it. A valid pair arrives from JSON already combined into one character.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unicode_text(text: str) -> str:
+    """`text`, or `ValueError` saying where its lone surrogate is."""
+    found = _LONE_SURROGATE.search(text)
+    if found:
+        raise ValueError(f"not Unicode text: a lone surrogate at character {found.start()}")
+    return text
+
+
+def cleaned_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD, so that it can be stored."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+#: A string that can be stored; a lone surrogate is an error (bound its length where used).
+#: (pydantic refuses them itself in strings with a pattern or stripping, not in plain ones.)
+UnicodeText = Annotated[str, AfterValidator(unicode_text)]
+#: A string we must keep whatever it holds (an error message): lone surrogates become U+FFFD.
+CleanedText = Annotated[
+    str, BeforeValidator(lambda v: cleaned_text(v) if isinstance(v, str) else v)
+]
+
+
+# Constrained strings (a pattern, stripping) refuse lone surrogates in pydantic itself.
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Slug = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{1,62}$", min_length=2, max_length=63)
 ]
+
 
 PhaseName = Literal["research", "positioning", "icps", "strategy", "content", "analytics"]
 PHASE_ORDER: tuple[PhaseName, ...] = (

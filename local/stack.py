@@ -30,7 +30,7 @@ from local.ingress import Ingress
 from local.processes import free_port, stop_groups
 
 if TYPE_CHECKING:
-    from workflows.engine import ExecutionsServer
+    from workflows.engine import Clock, ExecutionsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -241,6 +241,7 @@ def start(
     functions: Mapping[str, FunctionConfig] | None = None,
     workflows_dir: Path = WORKFLOWS_DIR,
     workflow_vars: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
 ) -> LocalStack:
     """Start the emulator (unless one is given), one functions-framework process per function,
     each behind its ingress, and the workflow engine serving the Executions API.
@@ -256,6 +257,8 @@ def start(
         workflow_vars: The workflow's variables besides the function URLs; default
             FUNCTION_CALL_TIMEOUT from the settings' `workflow_call_timeout_seconds`, as
             Terraform sets it.
+        clock: The engine's clock (tests pass a virtual one, so that the workflow's retry
+            backoff takes no time).
     """
     # The engine is local-only: imported here so it is never on a function's import path.
     from common.platform.settings import get_settings
@@ -294,6 +297,7 @@ def start(
             env=stack.workflow_env,
             project=project_id,
             location=LOCATION,
+            clock=clock,
         )
         stack.engine = server
     except BaseException:

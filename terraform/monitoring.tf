@@ -184,6 +184,23 @@ resource "google_logging_metric" "run_failures" {
   depends_on = [google_project_service.enabled]
 }
 
+# A settle that arrived after its hold had been swept (a frozen holder): the one way to spend
+# above a limit, bounded by that hold (docs/decisions/006). Should stay at zero.
+resource "google_logging_metric" "late_settles" {
+  name        = "raptorflow_late_settles"
+  description = "Model calls settled after their budget hold had expired and been released."
+  filter      = "jsonPayload.event=\"usage_settled_late\""
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "RaptorFlow late settles"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
 resource "google_logging_metric" "budget_warnings" {
   name        = "raptorflow_budget_warnings"
   description = "Budget warnings (75%, 90%, 100% of a daily or monthly limit)."

@@ -13,6 +13,7 @@ from common.budget.businesses import get_business
 from common.models import BusinessInput
 from common.platform import log
 from common.platform.errors import PaymentRequired
+from common.platform.secrets import redact
 from common.runs import documents
 from common.runs.executions import start_execution
 
@@ -50,7 +51,8 @@ def start_run(
         execution = start_execution(run_id, client=client)
     except exceptions.GoogleAPICallError as error:
         # Keep the run as a record of the failed start, with why.
-        ref.update({"status": "failed", "error": f"could not start the workflow: {error.message}"})
+        why = redact(f"could not start the workflow: {error.message}")
+        ref.update({"status": "failed", "error": why})
         raise
     ref.update({"execution": execution.name})
     logger.info(

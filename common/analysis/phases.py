@@ -26,7 +26,7 @@ from common.analysis import evidence, prompts
 from common.budget.businesses import Business, get_business
 from common.budget.ledger import BudgetLedger
 from common.llm import Completion, Router, get_router
-from common.llm.base import AllProvidersFailed, BudgetBusy, BudgetDenied, Message
+from common.llm.base import FAILURE_TEXT, AllProvidersFailed, BudgetBusy, BudgetDenied, Message
 from common.models import (
     PHASE_OUTPUTS,
     BusinessInput,
@@ -34,10 +34,11 @@ from common.models import (
     IcpOutput,
     PhaseName,
     ResearchOutput,
+    RunId,
     Strict,
 )
 from common.money import usd
-from common.platform.errors import Busy, Conflict, PaymentRequired
+from common.platform.errors import AppError, Busy, Conflict, PaymentRequired
 from common.platform.settings import get_settings
 from common.platform.store import db
 from common.runs import documents, events
@@ -94,7 +95,7 @@ STEPS: tuple[tuple[str, int], ...] = (
 
 
 class PhaseRequest(Strict):
-    run_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    run_id: RunId
 
 
 class PhaseResult(BaseModel):
@@ -213,6 +214,8 @@ def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) ->
         Conflict: the run is not running, or an earlier phase this one needs has not finished.
         PaymentRequired: the budget refused a model call (the code is the budget's reason).
         Busy: another instance is running this phase, or every provider failed: retry later.
+        AppError: every provider refused its API key (500 `providers_refused_key`, not
+            retried: a refused key stays refused).
     """
     started = time.monotonic()
     spec = PHASES[phase]
@@ -310,7 +313,20 @@ def _ask(
     except BudgetBusy as busy:
         raise Busy(str(busy), code=busy.reason) from busy
     except AllProvidersFailed as failed:
+        causes = ", ".join(
+            f"{f.provider} {f.model} {FAILURE_TEXT.get(f.code, 'failed')}" for f in failed.failures
+        )
+        if failed.refused_keys:
+            # A refused key stays refused: no retry, the run fails now and says why.
+            _show(prepared.run_id, f"{spec.title}: {causes}")
+            raise AppError(str(failed), code="providers_refused_key") from failed
+        _show(prepared.run_id, f"{spec.title}: {causes}; the workflow retries")
         raise Busy(str(failed), code="providers_unavailable") from failed
+
+
+def _show(run_id: str, step: str) -> None:
+    """Put `step` on the run's live state (no event: retries of a phase would repeat it)."""
+    documents.run_ref(run_id).update({"step": step, "updated_at": firestore.SERVER_TIMESTAMP})
 
 
 def _store(

@@ -14,15 +14,15 @@ writes nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from common.analysis.phases import PHASES, PhaseRequest, prepare, stored_output
 from common.analysis.prompts import EVIDENCE_RESERVE_BYTES
 from common.budget.check import BudgetDecision, check_budget_before_task
 from common.llm.base import InvalidRequest
-from common.models import BusinessInput, PhaseName, Slug, Strict
+from common.models import BusinessInput, Code, PhaseName, Slug, Strict, UnicodeText
 from common.money import nanos
 from common.platform.errors import Conflict, InvalidInput, PaymentRequired
 from common.platform.http import validate
@@ -34,9 +34,12 @@ class PhaseCheck(PhaseRequest):
 
 
 class TaskCheck(Strict):
+    # Types as JSON has them: `true` is no amount and "yes" no boolean.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     business_id: Slug
-    task_type: str = Field(min_length=1, max_length=64)
-    input: str = Field(min_length=1, max_length=1_000_000)
+    task_type: Code
+    input: Annotated[UnicodeText, Field(min_length=1, max_length=1_000_000)]
     # The caller's own upper bound for the task, when it knows better than the router.
     amount_usd: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
     allow_downgrade: bool = True

@@ -24,11 +24,14 @@ so nothing is granted while the scope is over its limit (docs/decisions/006).
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -172,6 +175,8 @@ def retrying(operation: Callable[[], T], *, what: str, attempts: int = 8, rerun:
     raise BudgetBusy("budget_contention", f"{what}: the budget is too busy right now, try again")
 
 
+LOCKS = "budget_locks"
+_TURN_SECONDS = 5.0
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -179,6 +184,46 @@ _locks_guard = threading.Lock()
 def _scope_lock(name: str) -> threading.Lock:
     with _locks_guard:
         return _locks.setdefault(name, threading.Lock())
+
+
+@contextlib.contextmanager
+def _turn(name: str) -> Iterator[None]:
+    """Take turns with other processes for a scope's transaction.
+
+    The emulator (and production Firestore under contention) locks what a transaction reads;
+    two transactions that both read a scope and then both write it wait on each other until one
+    is aborted, and retried together they can keep aborting each other. A short lease document
+    `budget_locks/{scope}` lets them queue instead. It is only an optimisation: the transaction
+    is correct without it, so a lease left by a dead holder expires after a few seconds and a
+    caller that waits too long goes ahead.
+    """
+    ref = db().collection(LOCKS).document(name)
+    me = uuid.uuid4().hex
+    deadline = time.monotonic() + _TURN_SECONDS
+    taken: Any = None
+    while taken is None and time.monotonic() < deadline:
+        now = dt.datetime.now(dt.UTC)
+        lease = {"holder": me, "until": now + dt.timedelta(seconds=_TURN_SECONDS)}
+        try:
+            taken = ref.create(lease)
+        except exceptions.AlreadyExists:
+            held = ref.get()
+            data = held.to_dict() or {}
+            if data.get("holder") == me:  # our create, its answer lost
+                taken = held
+            elif held.exists and data.get("until", now) <= now:
+                with contextlib.suppress(exceptions.FailedPrecondition, exceptions.NotFound):
+                    taken = ref.update(
+                        lease, option=db().write_option(last_update_time=held.update_time)
+                    )
+            if taken is None:
+                time.sleep(random.uniform(0.005, 0.03))
+    try:
+        yield
+    finally:
+        if taken is not None:
+            with contextlib.suppress(exceptions.FailedPrecondition, exceptions.NotFound):
+                ref.delete(option=db().write_option(last_update_time=taken.update_time))
 
 
 # What `prepare` last saw of each scope, by (project, scope name).
@@ -203,7 +248,7 @@ def prepare(scopes: Sequence[Scope], *, max_age: float = 0.0) -> list[Stored]:
         for scope in missing:
             snapshot = snapshots[scope.name]
             if not snapshot.exists:
-                stored = sync(scope)
+                stored = _create(scope) or sync(scope)
             else:
                 stored = Stored.of(snapshot.to_dict() or {})
                 if stored.version < scope.version:
@@ -211,6 +256,54 @@ def prepare(scopes: Sequence[Scope], *, max_age: float = 0.0) -> list[Stored]:
             _seen.put((db().project, scope.name), stored)
             found[scope.name] = stored
     return [found[scope.name] for scope in scopes]
+
+
+def _create(scope: Scope) -> Stored | None:
+    """A new scope in one batch, without a transaction (a burst of first uses of a new day must
+    not queue): its limit split over its shards, on condition that its source has not changed
+    since it was read (the batch touches the source under that precondition), so a limit change
+    cannot slip in between. None if someone else made it first, or the source changed: the
+    caller then reads the scope, or falls back to `sync`."""
+    source = scope.source.get()
+    current = scope.limit_of(source.to_dict() or {} if source.exists else {})
+    batch = db().batch()
+    batch.create(
+        scope.meta,
+        {
+            "kind": scope.kind,
+            "limit_nanos": current.nanos,
+            "version": current.version,
+            "shards": scope.shards,
+            "debt_nanos": 0,
+            "changes": [],
+            "updated_at": firestore.SERVER_TIMESTAMP,
+        },
+    )
+    for shard, share in enumerate(split(current.nanos, scope.shards)):
+        batch.create(
+            scope.ref(shard),
+            {
+                "scope": scope.name,
+                HEADROOM: share,
+                RESERVED: 0,
+                SPENT: 0,
+                PAUSED: int(current.paused),
+                "updated_at": firestore.SERVER_TIMESTAMP,
+            },
+        )
+    mark = {"budget_period_made_at": firestore.SERVER_TIMESTAMP}
+    if source.exists:
+        batch.update(
+            scope.source, mark, option=db().write_option(last_update_time=source.update_time)
+        )
+    else:
+        batch.create(scope.source, {"version": 0, **mark})
+    try:
+        retrying(batch.commit, what=f"creating {scope.name}")
+    except (exceptions.AlreadyExists, exceptions.FailedPrecondition, exceptions.NotFound):
+        meta = scope.meta.get()
+        return Stored.of(meta.to_dict() or {}) if meta.exists else None
+    return Stored(current.nanos, current.version, scope.shards)
 
 
 def forget(scope: Scope) -> None:
@@ -306,7 +399,15 @@ def sync(scope: Scope, *, gather: tuple[int, int] | None = None) -> Stored:
             return found
 
     with _scope_lock(scope.name):  # one transaction per scope per process at a time
-        after: Stored = retrying(attempt, what=f"updating {scope.name}", rerun=True)
+        # Whoever went before may have done what this call wants (a burst of first uses of a
+        # new day, of gathers on one shard): then no transaction is needed.
+        done = _already(scope, gather)
+        if done is None:
+            with _turn(scope.name):  # and one at a time across processes
+                done = _already(scope, gather)
+                if done is None:
+                    done = retrying(attempt, what=f"updating {scope.name}", rerun=True)
+        after: Stored = done
     old = before[0]
     if old is not None and old.limit != after.limit:
         logger.info(

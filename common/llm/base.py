@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 # pydantic needs typing_extensions' TypedDict on Python < 3.12 to validate `list[Message]`.
 from typing_extensions import TypedDict
 
+from common.platform.secrets import redact
+
 Complexity = Literal["simple", "balanced", "complex"]
 ModelTier = Literal["nano", "mini", "full"]
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
@@ -70,12 +72,16 @@ class Provider(Protocol):
 
 
 class ProviderError(Exception):
-    """A provider could not answer. `usage` is set when tokens were still billed."""
+    """A provider could not answer. `usage` is set when tokens were still billed.
+
+    The message is redacted: a provider or a proxy may quote the API key back in a 401/403,
+    and this text travels on (HTTP answers, the run's error, the CLI).
+    """
 
     code = "provider_error"
 
     def __init__(self, message: str, *, provider: str, model: str, usage: TokenUsage | None = None):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.provider = provider
         self.model = model
         self.usage = usage
@@ -105,6 +111,17 @@ class InvalidOutput(ProviderError):
     code = "invalid_output"  # not JSON, or JSON that fails the schema (after one repair)
 
 
+#: Each `ProviderError.code` in words, for progress a person reads.
+FAILURE_TEXT: dict[str, str] = {
+    "provider_error": "failed",
+    "rate_limited": "is rate limited",
+    "provider_unavailable": "is unavailable",
+    "timeout": "timed out",
+    "connection_error": "could not be reached",
+    "auth_failed": "refused the API key",
+    "invalid_output": "answered invalid JSON",
+}
+
 FALLBACK_ERRORS: tuple[type[ProviderError], ...] = (
     RateLimited,
     ProviderUnavailable,
@@ -117,7 +134,11 @@ FALLBACK_ERRORS: tuple[type[ProviderError], ...] = (
 
 class InvalidRequest(Exception):
     """Our own request was wrong (400/404/422 from a provider, a prompt over the context window):
-    falling back would only repeat the mistake, so it is raised at once."""
+    falling back would only repeat the mistake, so it is raised at once. The message is
+    redacted, as a `ProviderError`'s is."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 class AllProvidersFailed(Exception):
@@ -127,6 +148,11 @@ class AllProvidersFailed(Exception):
         self.failures = failures
         summary = "; ".join(f"{f.provider}/{f.model}: {f.code}: {f}" for f in failures)
         super().__init__(f"all providers failed: {summary}")
+
+    @property
+    def refused_keys(self) -> bool:
+        """Whether every provider refused our credentials: trying again cannot help."""
+        return all(isinstance(failure, ProviderAuthError) for failure in self.failures)
 
 
 # --- The budget side of a call -------------------------------------------------------------

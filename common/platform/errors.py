@@ -1,7 +1,7 @@
-"""Errors a caller can act on. Each maps to one HTTP status in `common.api`.
+"""Errors a caller can act on. Each maps to one HTTP status in `common.platform.http`.
 
-Anything else is a bug: it propagates, functions-framework answers 500, and the workflow
-does not retry it.
+Anything else is a bug: it propagates, the function answers 500, and the workflow does not
+retry it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,18 @@ class AppError(Exception):
 class InvalidInput(AppError):
     status = 400
     code = "invalid_input"
+
+
+class MethodNotAllowed(AppError):
+    """Functions take POST only (the answer carries `Allow: POST`)."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class TooLarge(AppError):
+    status = 413
+    code = "body_too_large"
 
 
 class PaymentRequired(AppError):

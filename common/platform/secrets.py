@@ -14,7 +14,8 @@ the offline provider"). Where a value comes from follows `Settings.app_mode`:
 Values are cached for `Settings.secret_cache_ttl_seconds` (absences too, so an optional key that
 is not configured costs one lookup per TTL, not one per call). Every lookup writes one audit log
 line (secret name, source, cache hit or miss, version) and never the value; `redact(text)`
-replaces every value this process has read with "[REDACTED]", for log formatters and error text.
+replaces every value this process has read, and anything shaped like an API key (masked forms
+included), with "[REDACTED]": log lines, error bodies, stored errors and CLI output go through it.
 """
 
 from __future__ import annotations
@@ -307,6 +308,30 @@ _seen: set[str] = set()
 _seen_lock = threading.Lock()
 _pattern: re.Pattern[str] | None = None
 
+# Key-shaped tokens, redacted whether or not this process read them (another process's key, or
+# the masked forms providers quote in a 401: OpenAI's "Incorrect API key provided:
+# sk-abc12****************wxyz."). A token with a run of asterisks is a masked secret.
+_KEY_SHAPES = re.compile(
+    r"\bsk-[A-Za-z0-9_\-*.…]{6,}"  # OpenAI keys: sk-..., sk-proj-..., and masked ones
+    r"|\bAIza[A-Za-z0-9_\-*.…]{8,}"  # Google API keys (Gemini)
+    r"|[\w\-:/]*\*{4,}[\w\-]*"  # anything masked with asterisks
+    r"|(?<=(?i:key provided: ))[^\s'\",;]+"  # whatever key OpenAI was given, quoted back
+    r"|(?<=(?i:bearer ))[^\s'\",;]+"  # an Authorization header, quoted back
+)
+# A secret this long is also redacted when cut short (a message truncated inside it) or masked
+# down to its last characters ("...wxyz", "…wxyz").
+_PARTIAL_MIN = 16
+
+
+def _alternatives(value: str) -> list[str]:
+    if len(value) < _PARTIAL_MIN:
+        return [re.escape(value)]
+    return [
+        re.escape(value),
+        re.escape(value[:12]) + r"[\w\-]*",
+        r"[\w\-]*(?:\.{3}|…)" + re.escape(value[-4:]),
+    ]
+
 
 def _remember(value: str) -> None:
     global _pattern
@@ -315,16 +340,17 @@ def _remember(value: str) -> None:
             return
         _seen.add(value)
         # Longest first, so a value that contains another is replaced whole.
-        alternatives = sorted(_seen, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+        values = sorted(_seen, key=len, reverse=True)
+        _pattern = re.compile("|".join(a for v in values for a in _alternatives(v)))
 
 
 def redact(text: str) -> str:
-    """`text` with every secret value read by this process replaced by "[REDACTED]"."""
+    """`text` with every secret value read by this process, and every key-shaped token (also
+    masked ones), replaced by "[REDACTED]"."""
     pattern = _pattern
-    if pattern is None:
-        return text
-    return pattern.sub(REDACTED, text)
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    return _KEY_SHAPES.sub(REDACTED, text)
 
 
 @per_settings

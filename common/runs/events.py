@@ -16,7 +16,7 @@ from google.api_core import exceptions
 from google.cloud import firestore
 
 from common.budget.status import BudgetWarning
-from common.llm.base import AttemptRecord
+from common.llm.base import FAILURE_TEXT, AttemptRecord
 from common.platform import log
 from common.platform.store import db
 from common.runs.documents import eta_seconds, run_ref
@@ -128,6 +128,10 @@ class RunRecorder:
         if attempt.ok:
             fields["models_used"] = firestore.ArrayUnion([attempt.model])
             fields["providers_used"] = firestore.ArrayUnion([attempt.provider])
+        else:
+            # Shown live: a failed attempt is followed by a repair, the next model or a retry.
+            failed = FAILURE_TEXT.get(attempt.error_code or "", "failed")
+            fields["step"] = f"{self.phase or 'call'}: {attempt.provider} {attempt.model} {failed}"
         batch.update(run_ref(self.run_id), fields)
 
     def on_warning(self, batch: firestore.WriteBatch, warning: BudgetWarning) -> None:

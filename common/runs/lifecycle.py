@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import random
+import re
 import time
 from typing import Annotated, Any, Literal
 
 from google.api_core import exceptions
 from google.cloud import firestore
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel
 
 from common.budget import status, usage
 from common.budget.businesses import get_business
-from common.models import PHASE_ORDER, Strict
+from common.models import PHASE_ORDER, CleanedText, Code, RunId, Strict
 from common.money import usd
 from common.platform import log
 from common.platform.errors import Busy, Conflict
+from common.platform.secrets import redact
 from common.platform.store import db
 from common.runs.documents import PHASES, RUNS, TERMINAL, Run, RunStatus, get_run, run_from, run_ref
 from common.runs.events import RunRecorder, add_event
@@ -41,15 +44,23 @@ FINAL_EVENT: dict[RunStatus, str] = {
     "failed": "run_failed",
 }
 START_WEIGHT = 2  # percent points for starting; the phases hold 95, finishing the last 3
+MESSAGE_MAX_CHARS = 64_000  # of the workflow's error, read to find its cause
+ERROR_MAX_CHARS = 4000  # of the readable error a run keeps
+# The budget's refusal when an operator paused the platform: not the business's budget.
+PAUSED = "platform_paused"
+_FAILED_IN = re.compile(r"failed in (\[[^\]]*\]): (.*)", re.DOTALL)
 logger = logging.getLogger(__name__)
 
 
 class LifecycleRequest(Strict):
-    run_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    run_id: RunId
     transition: Transition
-    reason: str | None = Field(default=None, max_length=100)
-    # Workflow errors can be long (a whole HTTP body); keep the start, which says what failed.
-    message: Annotated[str, AfterValidator(lambda text: text[:4000])] | None = None
+    reason: Code | None = None
+    # The workflow's error, whatever it holds (a whole HTTP body, an engine's message): always
+    # recorded, so cleaned and cut rather than refused; `transition` keeps a readable line.
+    message: (
+        Annotated[CleanedText, AfterValidator(lambda text: text[:MESSAGE_MAX_CHARS])] | None
+    ) = None
 
 
 class PhaseTotal(BaseModel):
@@ -103,6 +114,45 @@ def summarize(run: Run) -> RunSummary:
     )
 
 
+def readable_error(message: str) -> str:
+    """One redacted line saying what failed and why.
+
+    The workflow reports a failure as `failed in ["research"]: {its error as JSON}`, where the
+    error of a function's answer holds the answer's body (`{"error": {"code", "message"}}`) and
+    that of a parallel step each branch's error: the causes are those bodies' messages. Any
+    other text is kept as it is, on one line.
+    """
+    found = _FAILED_IN.fullmatch(message)
+    text = message
+    if found:
+        try:
+            phases, error = json.loads(found[1]), json.loads(found[2])
+        except ValueError:
+            pass  # cut or not ours: keep it as it came
+        else:
+            where = ", ".join(str(phase) for phase in phases) or "the workflow"
+            text = f"{where} failed: {'; '.join(_causes(error))}"
+    return " ".join(redact(text).split())[:ERROR_MAX_CHARS]
+
+
+def _causes(error: Any) -> list[str]:
+    """The messages of the function answers (or engine errors) inside a workflow error."""
+    if not isinstance(error, dict):
+        return [str(error)]
+    body = error.get("body")
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        answer = body["error"]
+        return [f"{answer.get('message', '')} (HTTP {error.get('code')} {answer.get('code', '')})"]
+    causes = []
+    for branch in error.get("branches") or []:
+        payload = (branch.get("error") or {}).get("payload") if isinstance(branch, dict) else None
+        try:
+            causes += _causes(json.loads(payload) if isinstance(payload, str) else payload)
+        except ValueError:
+            causes.append(str(payload))
+    return causes or [str(error.get("message") or json.dumps(error))]
+
+
 def _changes(
     run: Run,
     transition: Transition,
@@ -138,16 +188,19 @@ def _changes(
                 code="phases_missing",
             )
     started = run.started_at or now
+    stopped = "stopped: budget exceeded"
+    if reason == PAUSED:
+        stopped = "stopped: RaptorFlow is paused by an operator"
     fields = {
         "status": status,
         "finished_at": now,
         "duration_seconds": round((now - started).total_seconds(), 3),
         "eta_seconds": 0 if status == "succeeded" else None,
         "step": {"succeeded": "done", "cancelled": "cancelled", "failed": "failed"}.get(
-            status, "stopped: budget exceeded"
+            status, stopped
         ),
         "stop_reason": reason,
-        "error": message,
+        "error": None if message is None else readable_error(message),
     }
     if status == "succeeded":
         fields["percent"] = 100
@@ -185,7 +238,7 @@ def transition(
             kind,
             step=str(fields["step"]),
             percent={"start": run.percent + START_WEIGHT, "succeed": 100}.get(to, run.percent),
-            data={"reason": reason, "message": message},
+            data={"reason": reason, "message": fields.get("error")},
         )
         try:
             batch.commit()

@@ -6,9 +6,11 @@ import functions_framework
 from common.platform import http
 from common.runs.lifecycle import LifecycleRequest, RunSummary, transition
 
+http.serve_json_errors()
+
 
 @functions_framework.http
-def lifecycle(request: flask.Request) -> tuple[http.Json, int]:
+def lifecycle(request: flask.Request) -> http.Answer:
     """POST {"run_id", "transition", "reason"?, "message"?}: move the run, answer its totals."""
 
     def move() -> RunSummary:

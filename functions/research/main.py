@@ -6,8 +6,10 @@ import functions_framework
 from common.analysis.phases import PhaseRequest, run_phase
 from common.platform import http
 
+http.serve_json_errors()
+
 
 @functions_framework.http
-def research(request: flask.Request) -> tuple[http.Json, int]:
+def research(request: flask.Request) -> http.Answer:
     """POST {"run_id": ...}: run the phase (or return its stored result) and answer its summary."""
     return http.respond(lambda: run_phase(http.parse(request, PhaseRequest).run_id, "research"))

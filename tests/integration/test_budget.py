@@ -333,7 +333,7 @@ def test_budget_status_reports_the_seed_fields(register: Callable[..., Business]
         (
             {"business_id": "tidewater-coffee", "task_type": "Bad Task!", "input": "x"},
             400,
-            "invalid_request",
+            "task_type",
         ),
     ],
 )

@@ -337,3 +337,19 @@ def test_after_a_decrease_below_what_is_held_nothing_is_granted_until_it_is_repa
         key="more", model="gpt-5-mini", tier="mini", upper_bound_nanos=4 * CENT
     )
     assert committed(get_business("overheld"), NOON) == 20 * CENT
+
+
+@pytest.mark.emulator
+def test_each_limit_change_shows_in_the_budget_status(register: Callable[..., Business]) -> None:
+    now = dt.datetime.now(dt.UTC)
+    register("watched", "pro", overrides={"daily_limit_usd": "2"})
+    fresh("watched", Clock(now)).reserve(
+        key="first", model="gpt-5-mini", tier="mini", upper_bound_nanos=CENT
+    )
+
+    register("watched", "pro", overrides={"daily_limit_usd": "1.25"})
+
+    status = get_budget_status("watched", now=now)
+    assert status.daily_limit == 1.25
+    assert [(c.from_usd, c.to_usd) for c in status.limit_changes] == [(2.0, 1.25)]
+    assert status.limit_changes[0].period.endswith(now.strftime("%Y-%m-%d"))

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from common.models import PHASE_ORDER, BusinessInput
+from common.models import (
+    PHASE_ORDER,
+    BusinessInput,
+    CalendarWeek,
+    ResearchOutput,
+    SituationAnalysis,
+)
 from local.cli import OFFLINE_BANNER, main
 from local.stack import LocalStack
 
@@ -40,18 +46,26 @@ def test_run_shows_progress_and_a_summary_and_exports_the_results(
         assert f"  {phase} " in out
     assert "gpt-5 " not in out  # the pro tier has no full model: strategy was downgraded
     run_id = out.split("Run ")[1].split(" ")[0]
-    exported = json.loads((Path(".local") / "runs" / f"{run_id}.json").read_text())
-    assert set(exported["results"]) == set(PHASE_ORDER)
+    export = Path(".local") / "runs" / f"{run_id}.json"
+    exported = json.loads(export.read_text())
+    assert list(exported["results"]) == list(PHASE_ORDER)
     assert exported["summary"]["status"] == "succeeded"
+    # In the schema's field order, not the order Firestore hands a map back in.
+    research = exported["results"]["research"]
+    assert list(research) == list(ResearchOutput.model_fields)
+    assert list(research["situation_analysis"]) == list(SituationAnalysis.model_fields)
+    assert list(exported["results"]["content"]["calendar"][0]) == list(CalendarWeek.model_fields)
 
-    assert main(["watch", run_id]) == 0  # an ended run: its summary at once
+    export.unlink()
+    assert main(["watch", run_id]) == 0  # an ended run: its summary at once, exported again
     assert "SUCCEEDED" in capsys.readouterr().out
+    assert json.loads(export.read_text()) == exported
 
     assert main(["status", run_id, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["status"] == "succeeded" and status["percent"] == 100
 
-    assert main(["budget", business_id]) == 0
+    assert main(["budget", business_id, "--json"]) == 0
     budget = json.loads(capsys.readouterr().out)
     assert budget["tier"] == "pro" and budget["today_spent"] == pytest.approx(
         status["total_cost_usd"]
@@ -80,8 +94,9 @@ def test_a_bad_business_file_is_explained_field_by_field(
 def test_unknown_runs_and_businesses_are_reported_not_raised(
     on_stack: LocalStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["status", "no-such-run"]) == 2
-    assert "run no-such-run does not exist" in capsys.readouterr().err
+    missing = "0" * 32
+    assert main(["status", missing]) == 2
+    assert f"run {missing} does not exist" in capsys.readouterr().err
     assert main(["budget", "no-such-business"]) == 2
     assert "unknown_business" in capsys.readouterr().err
 

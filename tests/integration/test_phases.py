@@ -136,7 +136,7 @@ BAD_BODIES = [
     ({"run_id": ""}, "run_id"),
     ({"run_id": "../etc/passwd"}, "run_id"),
     ({"run_id": 42}, "run_id"),
-    ({"run_id": "abc", "surprise": 1}, "surprise"),
+    ({"run_id": "0" * 32, "surprise": 1}, "surprise"),
 ]
 
 
@@ -154,7 +154,7 @@ def test_a_malformed_request_gets_400_naming_the_field_and_writes_nothing(
     not_json = client.post("/", data="run_id=1", content_type="text/plain")
     assert not_json.status_code == 400
     assert not_json.json is not None and not_json.json["error"]["code"] == "invalid_json"
-    assert client.get("/").status_code == 400
+    assert client.get("/").status_code == 405
     assert document_paths(db) == set()
 
 
@@ -164,11 +164,11 @@ def test_control_functions_reject_malformed_requests(
     name: str, project_id: str, db: firestore.Client, function_client: FunctionClient
 ) -> None:
     client = function_client(name)
-    response = client.post("/", json={"run_id": "abc"})
+    response = client.post("/", json={"run_id": "0" * 32})
     assert response.status_code == 400
     assert response.json is not None
     assert response.json["error"]["field"] == ("phase" if name == "budget_check" else "transition")
-    wrong_value = {"run_id": "abc", "phase": "marketing", "transition": "explode"}
+    wrong_value = {"run_id": "0" * 32, "phase": "marketing", "transition": "explode"}
     response = client.post("/", json=wrong_value)
     assert response.status_code == 400
     assert document_paths(db) == set()
@@ -179,9 +179,9 @@ def test_control_functions_reject_malformed_requests(
 def test_an_unknown_run_gets_404_and_writes_nothing(
     name: str, project_id: str, db: firestore.Client, function_client: FunctionClient
 ) -> None:
-    body = {"run_id": "unknown-run", "phase": "research", "transition": "start"}
+    body = {"run_id": "0" * 32, "phase": "research", "transition": "start"}
     if name in PHASE_ORDER:
-        body = {"run_id": "unknown-run"}
+        body = {"run_id": "0" * 32}
     elif name == "budget_check":
         body.pop("transition")
     else:

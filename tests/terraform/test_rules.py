@@ -105,6 +105,23 @@ def test_a_member_may_request_cancellation_of_their_run(client_for: ClientFor) -
     assert run == {"business_id": "acme", "status": "running", "cancel_requested": True}
 
 
+@pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled", "budget_exceeded"])
+def test_a_member_may_not_cancel_a_run_that_ended(client_for: ClientFor, status: str) -> None:
+    # The backend refuses it with 409 run_final; a client writing directly is refused too.
+    admin = client_for(ADMIN)
+    ended = {"business_id": "acme", "status": status, "cancel_requested": False}
+    assert admin.set("runs/r3", ended) == 200
+    assert client_for("alice").update("runs/r3", {"cancel_requested": True}) == 403
+    assert admin.get("runs/r3")[1] == ended
+
+
+def test_a_member_may_cancel_a_queued_run(client_for: ClientFor) -> None:
+    admin = client_for(ADMIN)
+    assert admin.set("runs/r4", {"business_id": "acme", "status": "queued"}) == 200
+    assert client_for("alice").update("runs/r4", {"cancel_requested": True}) == 200
+    assert admin.get("runs/r4")[1]["cancel_requested"] is True
+
+
 @pytest.mark.parametrize(
     "change",
     [

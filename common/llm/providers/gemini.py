@@ -43,6 +43,7 @@ from common.llm.base import (
 )
 from common.llm.schema import gemini_schema
 from common.llm.thinking import thinking_budget
+from common.platform.secrets import redact
 
 PROVIDER = "gemini"
 _TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
@@ -195,7 +196,8 @@ def _is_bad_key(exc: genai_errors.APIError) -> bool:
 
 
 def _status_error(exc: genai_errors.APIError, model: str) -> ProviderError | InvalidRequest:
-    message = f"{exc.code} {exc.status}: {exc.message}"[:500]
+    # Redacted before it is cut: a key cut short would no longer be recognised.
+    message = redact(f"{exc.code} {exc.status}: {exc.message}")[:500]
     if exc.code == 429:
         return RateLimited(message, provider=PROVIDER, model=model)
     if exc.code in (401, 403) or _is_bad_key(exc):

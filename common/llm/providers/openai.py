@@ -33,6 +33,7 @@ from common.llm.base import (
 )
 from common.llm.schema import openai_schema
 from common.llm.tokens import count_message_tokens, count_tokens
+from common.platform.secrets import redact
 
 PROVIDER = "openai"
 logger = logging.getLogger(__name__)
@@ -140,7 +141,8 @@ def _usage(completion: Any, request: ProviderRequest) -> TokenUsage:
 
 
 def _error(exc: openai.APIError, model: str) -> ProviderError | InvalidRequest:
-    message = f"{type(exc).__name__}: {exc.message}"[:500]
+    # Redacted before it is cut: a key cut short would no longer be recognised.
+    message = redact(f"{type(exc).__name__}: {exc.message}")[:500]
     if isinstance(exc, openai.APITimeoutError):
         return ProviderTimeout(message, provider=PROVIDER, model=model)
     if isinstance(exc, openai.APIConnectionError):

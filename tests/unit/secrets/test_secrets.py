@@ -221,11 +221,35 @@ def test_redact_replaces_every_value_read_in_this_process(
     store.get("OPENAI_API_KEY")
     store.get("GEMINI_API_KEY")
 
-    text = f"Authorization: Bearer {REAL_OPENAI}; key={REAL_GEMINI}&x={never_read}"
-    assert secrets.redact(text) == (
-        f"Authorization: Bearer [REDACTED]; key=[REDACTED]&x={never_read}"
+    text = f"Authorization: Bearer {REAL_OPENAI}; key={REAL_GEMINI}&x=1"
+    assert secrets.redact(text) == "Authorization: Bearer [REDACTED]; key=[REDACTED]&x=1"
+    # A key this process never read is redacted by its shape.
+    assert secrets.redact(f"x={never_read}&y=2") == "x=[REDACTED]&y=2"
+    assert secrets.redact("nothing secret here, task-force 2 ** 3...") == (
+        "nothing secret here, task-force 2 ** 3..."
     )
-    assert secrets.redact("nothing secret here") == "nothing secret here"
+
+
+def test_redact_replaces_masked_and_cut_forms_of_a_key(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenAI's 401 quotes a masked key: "Incorrect API key provided: sk-abc12****...wxyz."
+    # (e.g. https://github.com/chatanywhere/GPT_API_free/issues/62); a proxy may quote it whole,
+    # cut short, or masked down to its last characters.
+    key = "sk-proj-Zq81hVb2Lm4Tx9Wc3Ns7Pk5Rd0Fg6Yj"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    Secrets(make_settings()).get("OPENAI_API_KEY")
+    masked = f"{key[:8]}{'*' * 30}{key[-4:]}"
+    for quoted in (
+        f"Incorrect API key provided: {masked}. You can find your API key at ...",
+        f"Incorrect API key provided: {key[:20]}",  # a message cut inside the key
+        f"key ending in ...{key[-4:]} was refused",
+        f"key ending in \u2026{key[-4:]} was refused",
+        f"Incorrect API key provided: d57rV0ys{'*' * 20}{key[-4:]}.",
+    ):
+        redacted = secrets.redact(quoted)
+        assert "[REDACTED]" in redacted, quoted
+        assert key[-4:] not in redacted and key[:12] not in redacted, redacted
 
 
 def test_redact_replaces_a_longer_value_whole_when_it_contains_a_shorter_one(
