@@ -86,6 +86,7 @@ validate-terraform:
 deploy:
 	@test -n "$(PROJECT_ID)" || grep -qs '^ *project_id' terraform/terraform.tfvars || \
 	  { echo "deploy: set PROJECT_ID=... or project_id in terraform/terraform.tfvars"; exit 1; }
+	$(PYTHON) terraform/scripts/packages.py --check
 	$(TF) init -input=false
 	mkdir -p terraform/.build
 	$(TF) plan -input=false $(TF_VARS) -out=.build/deploy.tfplan

@@ -1,11 +1,15 @@
 locals {
   # Composite indexes the code's queries need (collection group => ordered fields). The key
   # only names the resource.
-  # (Usage analytics filter on equalities only, which single-field indexes serve.)
   firestore_indexes = {
     reservations_by_business_expiry = {
       collection = "reservations"
       fields     = [["business_id", "ASCENDING"], ["expires_at", "ASCENDING"]]
+    }
+    # The API's usage report: one business's usage records over a range of days (decision 007).
+    usage_by_business_day = {
+      collection = "usage"
+      fields     = [["business_id", "ASCENDING"], ["day", "ASCENDING"]]
     }
   }
 

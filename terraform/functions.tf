@@ -1,24 +1,40 @@
 locals {
   functions_dir = "${path.module}/../functions"
-  common_dir    = "${path.module}/../common"
+  repo_dir      = "${path.module}/.."
 
   # One function per functions/<name>/main.py. Its entry point is the @functions_framework.http
   # function of the same name (tests/terraform checks each main.py defines it).
   function_names = toset([for f in fileset(local.functions_dir, "*/main.py") : dirname(f)])
 
-  # Control functions (budget check, run bookkeeping) call no model; every other function is an
-  # analysis phase that does. The kind decides secret access (secrets.tf) and roles (iam.tf).
+  # Control functions (budget check, run bookkeeping) call no model; `api` is the backend API
+  # that clients call (common/backend); every other function is an analysis phase that calls
+  # models. The kind decides ingress and invokers (here, workflows.tf), secret access
+  # (secrets.tf) and roles (iam.tf).
   control_functions = setintersection(local.function_names, ["budget_check", "lifecycle"])
-  function_kind     = { for name in local.function_names : name => contains(local.control_functions, name) ? "control" : "phase" }
+  api_functions     = setintersection(local.function_names, ["api"])
+  function_kind = {
+    for name in local.function_names : name => (
+      contains(local.control_functions, name) ? "control" : contains(local.api_functions, name) ? "api" : "phase"
+    )
+  }
+  # The functions the workflow calls: all but the API.
+  workflow_functions = setsubtract(local.function_names, local.api_functions)
 
-  # Every zip holds the function's main.py at its root, the whole common/ package and the
-  # requirements generated from pyproject.toml (functions/requirements.txt, kept in sync by a test).
-  common_files = sort([
-    for f in fileset(local.common_dir, "**") : f
-    if !strcontains(f, "__pycache__") && !endswith(f, ".pyc")
-  ])
+  # Each zip holds the function's main.py at its root, the requirements generated from
+  # pyproject.toml (functions/requirements.txt) and exactly the files of common/ that main.py
+  # imports, directly or not (terraform/packages.json, written by terraform/scripts/packages.py;
+  # both kept in sync by tests/terraform). local/ and workflows/ are never deployed.
+  package_files = jsondecode(file("${path.module}/packages.json"))
 
-  # Settings every function reads (common/settings.py), plus Vector Search when it exists.
+  # The timeout chain of common/platform/settings.py: the functions' timeout defaults to its
+  # `function_timeout_seconds`, and the workflow waits `deadline_margin_seconds` longer for a
+  # function's answer, so it sees Cloud Run's 504 (and retries) rather than giving up first
+  # (tests/terraform compares both with the settings).
+  deadline_margin_seconds       = 10
+  workflow_call_timeout_seconds = var.function_timeout_seconds + local.deadline_margin_seconds
+
+  # Settings every function reads (common/platform/settings.py), plus Vector Search when it
+  # exists and Gemini through Vertex AI when asked for.
   function_env = merge(
     {
       GOOGLE_CLOUD_PROJECT = var.project_id
@@ -26,6 +42,7 @@ locals {
       REGION               = var.region
     },
     local.vector_search_env,
+    var.gemini_via_vertex ? { GEMINI_USE_VERTEX = "true" } : {},
     var.platform_daily_cap_usd == null ? {} : { PLATFORM_DAILY_CAP_USD = tostring(var.platform_daily_cap_usd) },
   )
 }
@@ -61,10 +78,11 @@ data "archive_file" "source" {
   }
 
   dynamic "source" {
-    for_each = local.common_files
+    # An unlisted function zips no common/ file; its precondition below names the fix.
+    for_each = try(local.package_files[each.value], [])
     content {
-      filename = "common/${source.value}"
-      content  = file("${local.common_dir}/${source.value}")
+      filename = source.value
+      content  = file("${local.repo_dir}/${source.value}")
     }
   }
 
@@ -108,8 +126,10 @@ resource "google_cloudfunctions2_function" "function" {
   }
 
   service_config {
-    service_account_email          = local.function_sa_email[each.value]
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    service_account_email = local.function_sa_email[each.value]
+    # Only the API is reached from the internet; the workflow reaches the others through their
+    # run.app URLs, which internal ingress admits for Workflows.
+    ingress_settings               = local.function_kind[each.value] == "api" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     available_memory               = var.function_memory
     timeout_seconds                = var.function_timeout_seconds
@@ -121,6 +141,10 @@ resource "google_cloudfunctions2_function" "function" {
     precondition {
       condition     = can(regex("^[a-z][a-z0-9_]{0,23}$", each.value))
       error_message = "functions/${each.value}: a function folder name must be a lowercase Python identifier of at most 24 characters (it names the entry point, the service and the service account)."
+    }
+    precondition {
+      condition     = can(local.package_files[each.value])
+      error_message = "functions/${each.value} is not in terraform/packages.json: run `python terraform/scripts/packages.py`."
     }
   }
 

@@ -14,11 +14,16 @@ locals {
   backend_sa_email  = "rf-backend@${local.sa_domain}"
   build_sa_email    = "rf-build@${local.sa_domain}"
 
-  # Every function reads and writes Firestore and writes logs; phase functions also call Gemini
-  # through Vertex AI, embeddings and Vector Search.
+  # Every function reads and writes Firestore and writes logs. Only the phases call Vertex AI, and
+  # only when a feature on it is switched on: Vector Search (enable_vector_search) or Gemini
+  # through Vertex AI (gemini_via_vertex); by default evidence is in Firestore and embeddings come
+  # from the model shipped with the code, so no function holds a Vertex AI role. The API starts
+  # executions of the workflow (decision 007).
+  phases_use_vertex = var.enable_vector_search || var.gemini_via_vertex
   roles_by_kind = {
-    phase   = ["roles/datastore.user", "roles/logging.logWriter", "roles/aiplatform.user"]
+    phase   = concat(["roles/datastore.user", "roles/logging.logWriter"], local.phases_use_vertex ? ["roles/aiplatform.user"] : [])
     control = ["roles/datastore.user", "roles/logging.logWriter"]
+    api     = ["roles/datastore.user", "roles/logging.logWriter", "roles/workflows.invoker"]
   }
   function_roles = { for name, kind in local.function_kind : name => local.roles_by_kind[kind] }
 

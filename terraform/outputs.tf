@@ -1,6 +1,11 @@
 output "function_urls" {
-  description = "Each function's run.app URL (internal ingress: reachable by the workflow, not the internet)."
+  description = "Each function's run.app URL (internal ingress, reachable by the workflow, except the API's)."
   value       = { for name, fn in google_cloudfunctions2_function.function : name => fn.service_config[0].uri }
+}
+
+output "api_url" {
+  description = "The backend API's public URL (functions/api; clients send Firebase ID tokens), or null without it."
+  value       = one([for name in local.api_functions : google_cloudfunctions2_function.function[name].service_config[0].uri])
 }
 
 output "workflow_id" {

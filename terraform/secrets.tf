@@ -3,11 +3,14 @@ locals {
   # them; their values are added out of band (docs/deploy.md), so no value reaches state.
   secret_ids = toset(["OPENAI_API_KEY", "GEMINI_API_KEY"])
 
-  # Only the analysis phases call models, so only their identities may read the keys; they read
-  # them through Secret Manager's API at run time (nothing is mounted into the functions).
+  # Only the analysis phases call models, so only their identities may read the keys, and only
+  # the keys the code reads in this configuration: with Gemini through Vertex AI
+  # (gemini_via_vertex) GEMINI_API_KEY is never read (common/llm/setup.py). They are read through
+  # Secret Manager's API at run time (nothing is mounted into the functions).
+  secrets_read = setsubtract(local.secret_ids, var.gemini_via_vertex ? ["GEMINI_API_KEY"] : [])
   secret_readers = flatten([
     for name, kind in local.function_kind : [
-      for secret in sort(local.secret_ids) : { key = "${name}/${secret}", function = name, secret = secret }
+      for secret in sort(local.secrets_read) : { key = "${name}/${secret}", function = name, secret = secret }
     ] if kind == "phase"
   ])
 }

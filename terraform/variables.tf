@@ -59,13 +59,13 @@ variable "function_memory" {
 }
 
 variable "function_timeout_seconds" {
-  description = "Request timeout of each function; a phase makes several model calls, each bounded by the router's own timeout."
+  description = "Request timeout of each function. The default is common/platform/settings.py's function_timeout_seconds (every model call a phase may make, each bounded by the LLM call timeout, plus margins); raise it if you must, never lower it: a phase cut short answers 504 and its retries wait for its lease."
   type        = number
-  default     = 540
+  default     = 300
 
   validation {
-    condition     = var.function_timeout_seconds >= 10 && var.function_timeout_seconds <= 3600 && floor(var.function_timeout_seconds) == var.function_timeout_seconds
-    error_message = "function_timeout_seconds must be a whole number of seconds from 10 to 3600 (the HTTP function limit)."
+    condition     = var.function_timeout_seconds >= 300 && var.function_timeout_seconds <= 1790 && floor(var.function_timeout_seconds) == var.function_timeout_seconds
+    error_message = "function_timeout_seconds must be a whole number of seconds from 300 (the settings' function_timeout_seconds) to 1790 (the workflow waits 10 s longer, and Workflows' HTTP timeout is at most 1800 s)."
   }
 }
 
@@ -82,6 +82,12 @@ variable "function_max_instances" {
 
 variable "enable_vector_search" {
   description = "Create the Vertex AI Vector Search index, endpoint and deployed index. Off by default: a deployed index bills for its replicas around the clock."
+  type        = bool
+  default     = false
+}
+
+variable "gemini_via_vertex" {
+  description = "Call Gemini through Vertex AI with the phases' own identities (GEMINI_USE_VERTEX; roles/aiplatform.user) instead of GEMINI_API_KEY from Secret Manager."
   type        = bool
   default     = false
 }

@@ -1,7 +1,7 @@
-# Vertex AI Vector Search for the research evidence (common/vectors.py), the option for scale. Off by
-# default: a deployed index keeps at least one replica running. Without it the functions use the
-# embedded index below; the Firestore vector index (firestore.tf) is declared for evidence kept in
-# Firestore, the default-to-be (issue 12).
+# Vertex AI Vector Search for the research evidence (common/search/vertex.py), the option for
+# scale. Off by default: a deployed index keeps at least one replica running. Without it evidence
+# is in Firestore vector search (common/search/firestore.py, the index in firestore.tf), shared by
+# every function, and the phases need no Vertex AI role (iam.tf).
 
 resource "google_vertex_ai_index" "evidence" {
   count = var.enable_vector_search ? 1 : 0

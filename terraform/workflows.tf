@@ -2,12 +2,16 @@ locals {
   # The very file the local engine runs; its id there is the file stem.
   workflow_file = "${path.module}/../workflows/marketing_analysis.workflows.yaml"
 
-  # The workflow finds each function by sys.get_env("<NAME>_URL"). The run.app URL, because
-  # Workflows reaches internal-only services only through it.
-  workflow_env = {
-    for name in local.function_names :
-    "${upper(name)}_URL" => google_cloudfunctions2_function.function[name].service_config[0].uri
-  }
+  # The workflow finds each function it calls by sys.get_env("<NAME>_URL"), the run.app URL,
+  # because Workflows reaches internal-only services only through it; and waits
+  # FUNCTION_CALL_TIMEOUT seconds for an answer (functions.tf).
+  workflow_env = merge(
+    {
+      for name in local.workflow_functions :
+      "${upper(name)}_URL" => google_cloudfunctions2_function.function[name].service_config[0].uri
+    },
+    { FUNCTION_CALL_TIMEOUT = tostring(local.workflow_call_timeout_seconds) },
+  )
 }
 
 resource "google_workflows_workflow" "marketing_analysis" {
@@ -26,9 +30,9 @@ resource "google_workflows_workflow" "marketing_analysis" {
   depends_on = [google_project_service.enabled, google_project_iam_member.grant]
 }
 
-# The workflow may invoke each function's Cloud Run service, and nothing else.
+# The workflow may invoke each function it calls, and nothing else.
 resource "google_cloud_run_service_iam_member" "workflow_invoker" {
-  for_each = local.function_names
+  for_each = local.workflow_functions
 
   location = var.region
   # A function's Cloud Run service carries the function's name.
@@ -37,4 +41,16 @@ resource "google_cloud_run_service_iam_member" "workflow_invoker" {
   member  = "serviceAccount:${local.workflow_sa_email}"
 
   depends_on = [google_service_account.workflow]
+}
+
+# The API is public: clients call it from browsers and apps, and it checks each request's
+# Firebase ID token itself (common/backend/auth.py, decision 007). No other function is.
+resource "google_cloud_run_service_iam_member" "api_public" {
+  #checkov:skip=CKV_GCP_102:The backend API is public by design (browsers and apps call it); every route but the OpenAPI document requires a Firebase ID token that the function verifies (decision 007), and no other service is public
+  for_each = local.api_functions
+
+  location = var.region
+  service  = google_cloudfunctions2_function.function[each.value].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
 }

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from common.platform.settings import Settings
 from workflows.engine import VirtualClock, WorkflowError, load_workflow, run_workflow
 
 WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "marketing_analysis.workflows.yaml"
@@ -93,6 +94,7 @@ def functions() -> Iterator[tuple[Script, dict[str, str]]]:
     base = f"http://127.0.0.1:{server.server_address[1]}"
     variables = set(re.findall(r'sys\.get_env\("([A-Z_]+)_URL"\)', WORKFLOW.read_text()))
     env = {f"{name}_URL": f"{base}/{name.lower()}" for name in variables}
+    env["FUNCTION_CALL_TIMEOUT"] = str(Settings(_env_file=None).workflow_call_timeout_seconds)
     yield script, env
     server.shutdown()
     server.server_close()

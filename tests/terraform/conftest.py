@@ -4,12 +4,11 @@ emulator enforcing firestore.rules."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from local import emulator
-from tests.terraform.planfile import RULES_FILE, WORKFLOW_FILE, CheckFailed, Plan, run_check
+from tests.terraform.planfile import RULES_FILE, WORKFLOW_FILE, CheckFailed, Plan, planned
 from tests.terraform.rules_emulator import RulesCompileError, start_with_rules
 
 PROJECT = "demo-project"
@@ -18,12 +17,10 @@ PROJECT = "demo-project"
 def _plan(tmp_path_factory: pytest.TempPathFactory, name: str, *variables: str) -> Plan:
     if not WORKFLOW_FILE.is_file():
         pytest.skip(f"{WORKFLOW_FILE.relative_to(WORKFLOW_FILE.parents[1])} does not exist yet")
-    out: Path = tmp_path_factory.mktemp("terraform") / f"{name}.json"
     try:
-        run_check(out, f"project_id={PROJECT}", *variables)
+        return planned(tmp_path_factory.mktemp(name), f"project_id={PROJECT}", *variables)
     except CheckFailed as failure:
         pytest.fail(f"the offline Terraform check failed:\n{failure}", pytrace=False)
-    return Plan.load(out)
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +31,13 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
 
 @pytest.fixture(scope="session")
 def full_plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
-    """Everything switched on: Vector Search, an alert email, production settings, a cap."""
+    """Everything switched on: Vector Search, Gemini through Vertex AI, an alert email,
+    production settings, a cap."""
     return _plan(
         tmp_path_factory,
         "full",
         "enable_vector_search=true",
+        "gemini_via_vertex=true",
         "alert_email=ops@example.com",
         "environment=prod",
         "platform_daily_cap_usd=500",

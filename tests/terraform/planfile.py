@@ -23,8 +23,11 @@ FUNCTIONS_DIR = ROOT / "functions"
 WORKFLOW_FILE = ROOT / "workflows" / "marketing_analysis.workflows.yaml"
 RULES_FILE = ROOT / "firestore.rules"
 
-# Functions that call no model (budget check, run bookkeeping); every other one is a phase.
+# Functions that call no model (budget check, run bookkeeping), the backend API that clients call;
+# every other function is an analysis phase.
 CONTROL_FUNCTIONS = frozenset({"budget_check", "lifecycle"})
+API_FUNCTIONS = frozenset({"api"})
+PACKAGES_FILE = TERRAFORM_DIR / "packages.json"
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 
@@ -74,6 +77,26 @@ def run_check(
     if done.returncode != 0:
         raise RuntimeError(f"the offline check could not run (exit {done.returncode}):\n{output}")
     return output
+
+
+_plans: dict[tuple[str, ...], Plan] = {}
+
+
+def planned(directory: Path, *variables: str) -> Plan:
+    """The plan for `variables`, made once per test session (the check takes ~25 s): the
+    Terraform tests and the production-parity run share it. Raises `CheckFailed`."""
+    if variables not in _plans:
+        out = directory / f"plan-{len(_plans)}.json"
+        run_check(out, *variables)
+        _plans[variables] = Plan.load(out)
+    return _plans[variables]
+
+
+def function_kind(name: str) -> str:
+    """How terraform/functions.tf classifies functions/<name>: control, api or phase."""
+    if name in CONTROL_FUNCTIONS:
+        return "control"
+    return "api" if name in API_FUNCTIONS else "phase"
 
 
 @dataclass(frozen=True)

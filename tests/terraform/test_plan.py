@@ -14,8 +14,10 @@ import pytest
 from common.platform.settings import Settings
 from tests.terraform.conftest import PROJECT
 from tests.terraform.planfile import (
+    API_FUNCTIONS,
     BASIC_ROLES,
     CONTROL_FUNCTIONS,
+    PACKAGES_FILE,
     PUBLIC_MEMBERS,
     ROOT,
     RULES_FILE,
@@ -23,6 +25,7 @@ from tests.terraform.planfile import (
     CheckFailed,
     Plan,
     Resource,
+    function_kind,
     repository_functions,
     run_check,
     secrets_read_by_code,
@@ -153,19 +156,26 @@ def test_a_deployment_made_with_the_former_blocks_keeps_its_functions(tmp_path: 
     assert not deleted, f"destroyed instead of moved: {deleted}"
 
 
-def test_each_zip_holds_main_common_and_requirements_under_its_content_hash(plan: Plan) -> None:
-    common = {
-        path.relative_to(ROOT).as_posix(): path.read_text()
-        for path in (ROOT / "common").rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
-    }
+def test_each_zip_holds_main_its_import_closure_and_requirements_under_its_hash(
+    plan: Plan,
+) -> None:
+    packages = json.loads(PACKAGES_FILE.read_text())
     objects = {o.key: o for o in plan.of_type("google_storage_bucket_object")}
     for name, function in functions_by_entry_point(plan).items():
         archive = plan.data[f'data.archive_file.source["{name}"]']
         files = {source["filename"]: source["content"] for source in archive["source"]}
         assert files.pop("main.py") == (ROOT / "functions" / name / "main.py").read_text()
         assert files.pop("requirements.txt") == (ROOT / "functions/requirements.txt").read_text()
-        assert files == common, f"{name}: the zip's common/ differs from the repository's"
+        assert sorted(files) == packages[name], f"{name}: the zip is not its import closure"
+        for path, content in files.items():
+            assert path.startswith("common/"), f"{name}: {path} is never deployed"
+            assert content == (ROOT / path).read_text(), f"{name}: {path} differs"
+        # Each function's own needs, not everyone's: the phases carry no backend API code, the
+        # run bookkeeping no phase code.
+        if function_kind(name) == "phase":
+            assert not [f for f in files if f.startswith("common/backend/")], name
+        if name == "lifecycle":
+            assert "common/analysis/phases.py" not in files
 
         uploaded = objects[name].values
         assert uploaded["name"] == f"{name}/{archive['output_md5']}.zip"
@@ -173,6 +183,16 @@ def test_each_zip_holds_main_common_and_requirements_under_its_content_hash(plan
         storage = function.values["build_config"][0]["source"][0]["storage_source"][0]
         assert storage["object"] == uploaded["name"]
         assert storage["bucket"] == uploaded["bucket"]
+
+
+def test_packages_file_is_the_import_closure_of_each_function() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "terraform/scripts/packages.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_requirements_file_matches_pyproject() -> None:
@@ -185,26 +205,36 @@ def test_requirements_file_matches_pyproject() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_functions_are_internal_only(plan: Plan) -> None:
-    for function in plan.of_type(FUNCTION_TYPE):
-        assert service_config(function)["ingress_settings"] in {
-            "ALLOW_INTERNAL_ONLY",
-            "ALLOW_INTERNAL_AND_GCLB",
-        }, function.address
+def test_only_the_api_is_reachable_from_the_internet(plan: Plan) -> None:
+    for name, function in functions_by_entry_point(plan).items():
+        ingress = service_config(function)["ingress_settings"]
+        if name in API_FUNCTIONS:
+            assert ingress == "ALLOW_ALL", name
+        else:
+            assert ingress in {"ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"}, name
     bucket = plan.one("google_storage_bucket").values
     assert bucket["public_access_prevention"] == "enforced"
     assert bucket["uniform_bucket_level_access"] is True
 
 
 @pytest.mark.parametrize("which", ["plan", "full_plan"])
-def test_no_basic_roles_and_nothing_public(which: str, request: pytest.FixtureRequest) -> None:
+def test_no_basic_roles_and_nothing_public_but_the_api(
+    which: str, request: pytest.FixtureRequest
+) -> None:
     plan: Plan = request.getfixturevalue(which)
     grants = list(plan.iam_members())
     assert grants
+    public = set()
     for resource, role, member in grants:
         assert role not in BASIC_ROLES, f"{resource.address} grants {role}"
-        assert member not in PUBLIC_MEMBERS, f"{resource.address} grants {role} to {member}"
+        if member in PUBLIC_MEMBERS:
+            public.add((resource.type, resource.values.get("service"), role, member))
+            continue
         assert member.startswith("serviceAccount:"), f"{resource.address}: {member}"
+    # The API checks every request's Firebase ID token itself (decision 007).
+    assert public == {
+        ("google_cloud_run_service_iam_member", "api", "roles/run.invoker", "allUsers")
+    }
     assert not [r.address for r in plan.resources if r.type.endswith(("_iam_policy", "_binding"))]
 
 
@@ -219,11 +249,22 @@ def test_every_secret_the_code_reads_is_declared_without_a_value(plan: Plan) -> 
     assert not plan.of_type("google_secret_manager_secret_version"), "no secret value in Terraform"
 
 
-def test_secrets_are_read_through_the_api_and_only_by_the_phases(plan: Plan) -> None:
+@pytest.mark.parametrize(
+    ("which", "read"),
+    [
+        ("plan", {"OPENAI_API_KEY", "GEMINI_API_KEY"}),
+        # With Gemini through Vertex AI the code never reads GEMINI_API_KEY (common/llm/setup.py).
+        ("full_plan", {"OPENAI_API_KEY"}),
+    ],
+)
+def test_secrets_are_read_through_the_api_and_only_by_the_phases(
+    which: str, read: set[str], request: pytest.FixtureRequest
+) -> None:
     # The code reads keys from Secret Manager's API (common/secrets.py); a mounted copy would be
     # a second, plaintext path to the same value, and a function mounting a secret with no
     # version cannot start.
-    read = secrets_read_by_code()
+    plan: Plan = request.getfixturevalue(which)
+    assert read <= secrets_read_by_code()
     accessors = {
         (r.values["secret_id"], r.values["member"])
         for r in plan.of_type("google_secret_manager_secret_iam_member")
@@ -236,8 +277,8 @@ def test_secrets_are_read_through_the_api_and_only_by_the_phases(plan: Plan) -> 
         assert not config.get("secret_volumes"), f"{name} mounts secrets"
         plain = config["environment_variables"]
         assert isinstance(plain, dict)
-        assert not read & set(plain), f"{name} passes a secret as a plain environment variable"
-        if name not in CONTROL_FUNCTIONS:
+        assert not secrets_read_by_code() & set(plain), f"{name} passes a secret in plain text"
+        if function_kind(name) == "phase":
             member = f"serviceAccount:{config['service_account_email']}"
             expected_accessors |= {(secret, member) for secret in read}
     assert accessors == expected_accessors
@@ -248,7 +289,21 @@ def test_secrets_are_read_through_the_api_and_only_by_the_phases(plan: Plan) -> 
 # --- identities ------------------------------------------------------------------------------
 
 
-def test_every_function_runs_as_its_own_least_privilege_account(plan: Plan) -> None:
+# What each kind of function's code needs at project level. Vertex AI only for the phases, and
+# only with a feature on it switched on (the full plan: Vector Search, Gemini through Vertex AI);
+# by default evidence is in Firestore and embeddings come from the shipped model.
+PROJECT_ROLES = {
+    "control": {"roles/datastore.user", "roles/logging.logWriter"},
+    "api": {"roles/datastore.user", "roles/logging.logWriter", "roles/workflows.invoker"},
+    "phase": {"roles/datastore.user", "roles/logging.logWriter"},
+}
+
+
+@pytest.mark.parametrize(("which", "vertex"), [("plan", False), ("full_plan", True)])
+def test_every_function_runs_as_its_own_least_privilege_account(
+    which: str, vertex: bool, request: pytest.FixtureRequest
+) -> None:
+    plan: Plan = request.getfixturevalue(which)
     accounts = {
         f"{a.values['account_id']}@{PROJECT}.iam.gserviceaccount.com"
         for a in plan.of_type("google_service_account")
@@ -258,22 +313,23 @@ def test_every_function_runs_as_its_own_least_privilege_account(plan: Plan) -> N
     emails = [str(service_config(f)["service_account_email"]) for f in functions.values()]
     assert len(set(emails)) == len(functions), "functions share a service account"
     for name, function in functions.items():
+        kind = function_kind(name)
         email = str(service_config(function)["service_account_email"])
         assert email in accounts, f"{name} runs as {email}, which this plan does not create"
-        project = {role for kind, role in grants[f"serviceAccount:{email}"] if "project" in kind}
-        expected = {"roles/datastore.user", "roles/logging.logWriter"}
-        if name not in CONTROL_FUNCTIONS:
+        project = {role for kind_, role in grants[f"serviceAccount:{email}"] if "project" in kind_}
+        expected = set(PROJECT_ROLES[kind])
+        if kind == "phase" and vertex:
             expected.add("roles/aiplatform.user")
         assert project == expected, f"{name}: {project}"
         others = {
-            (kind, role)
-            for kind, role in grants[f"serviceAccount:{email}"]
-            if kind != "google_project_iam_member"
+            (kind_, role)
+            for kind_, role in grants[f"serviceAccount:{email}"]
+            if kind_ != "google_project_iam_member"
         }
         allowed = (
-            set()
-            if name in CONTROL_FUNCTIONS
-            else {("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor")}
+            {("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor")}
+            if kind == "phase"
+            else set()
         )
         assert others == allowed, f"{name}: {others}"
 
@@ -292,10 +348,13 @@ def test_workflow_identity_may_only_invoke_each_function_and_write_logs(plan: Pl
         for r in plan.of_type("google_cloud_run_service_iam_member")
         if r.values["member"] == member
     }
-    assert invoked == {f.values["name"] for f in plan.of_type(FUNCTION_TYPE)}
-    # Nobody else may invoke the functions.
+    # Every function but the API, which clients call.
+    called = {n for n in repository_functions() if n not in API_FUNCTIONS}
+    assert invoked == {n.replace("_", "-") for n in called}
+    # Nobody else may invoke them.
     for resource in plan.of_type("google_cloud_run_service_iam_member"):
-        assert resource.values["member"] == member
+        if resource.values["service"] not in API_FUNCTIONS:
+            assert resource.values["member"] == member
 
 
 def test_backend_may_only_start_and_cancel_runs_and_create_run_documents(plan: Plan) -> None:
@@ -339,8 +398,8 @@ def test_every_environment_name_the_workflow_reads_is_in_user_env_vars(plan: Pla
     read = set(re.findall(r"sys\.get_env\(\s*[\"']([^\"']+)[\"']", WORKFLOW_FILE.read_text()))
     assert read, "the workflow reads no environment variable"
     assert read - WORKFLOWS_BUILTIN_ENV <= provided
-    urls = {f"{name.upper()}_URL" for name in repository_functions()}
-    assert urls <= provided, "every function's URL reaches the workflow"
+    urls = {f"{name.upper()}_URL" for name in repository_functions() if name not in API_FUNCTIONS}
+    assert urls <= provided, "every URL of a function it calls reaches the workflow"
     assert provided <= urls | read
 
 
@@ -376,6 +435,36 @@ def test_functions_get_production_settings_the_code_reads(
         assert names <= known, f"{function.address}: not settings: {names - known}"
 
 
+def test_timeouts_are_the_settings_chain(plan: Plan) -> None:
+    # One chain, derived in common/platform/settings.py: a model call's deadline, the hold that
+    # pays for it, the phase, the function's request timeout (Cloud Run answers 504 past it:
+    # https://cloud.google.com/run/docs/configuring/request-timeout), the workflow's wait for a
+    # function (http.post `timeout`, at most 1800 s:
+    # https://cloud.google.com/workflows/docs/reference/stdlib/http/post) and the phase lease.
+    settings = Settings(_env_file=None)
+    for function in plan.of_type(FUNCTION_TYPE):
+        timeout = service_config(function)["timeout_seconds"]
+        assert timeout == settings.function_timeout_seconds, function.address
+    workflow = plan.one("google_workflows_workflow").values
+    call_timeout = int(workflow["user_env_vars"]["FUNCTION_CALL_TIMEOUT"])
+    assert call_timeout == settings.workflow_call_timeout_seconds
+    assert re.search(
+        r'timeout: \$\{int\(sys\.get_env\("FUNCTION_CALL_TIMEOUT"\)\)\}', WORKFLOW_FILE.read_text()
+    ), "the workflow's http.post timeout is not FUNCTION_CALL_TIMEOUT"
+    assert settings.function_timeout_seconds < call_timeout <= 1800
+    assert settings.phase_lease_seconds > settings.function_timeout_seconds
+    assert settings.phase_deadline_seconds < settings.function_timeout_seconds
+    assert settings.reservation_ttl_seconds > settings.llm_call_deadline_seconds
+
+
+def test_a_function_timeout_below_the_settings_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CheckFailed) as failure:
+        run_check(tmp_path / "plan.json", f"project_id={PROJECT}", "function_timeout_seconds=120")
+    assert "function_timeout_seconds must be a whole number of seconds from 300" in " ".join(
+        str(failure.value).split()
+    )
+
+
 def test_vector_search_is_off_by_default(plan: Plan) -> None:
     assert not [r.address for r in plan.resources if r.type.startswith("google_vertex_ai")]
     for function in plan.of_type(FUNCTION_TYPE):
@@ -386,6 +475,9 @@ def test_vector_search_is_off_by_default(plan: Plan) -> None:
         assert env["VECTOR_BACKEND"] == "firestore" and "VECTOR_DIR" not in env
         # Evidence embeddings match the Firestore vector index (384 dimensions, local model).
         assert env["EMBEDDING_BACKEND"] == "local"
+        assert "GEMINI_USE_VERTEX" not in env
+    # Nothing calls Vertex AI, so nobody may.
+    assert not [r for r in plan.iam_members() if r[1] == "roles/aiplatform.user"]
 
 
 def test_vector_search_when_enabled_reaches_every_function(full_plan: Plan) -> None:
@@ -404,6 +496,7 @@ def test_vector_search_when_enabled_reaches_every_function(full_plan: Plan) -> N
         assert env["VERTEX_EMBEDDING_DIMENSION"] == "768"
         assert {"VERTEX_INDEX", "VERTEX_INDEX_ENDPOINT", "VERTEX_MATCH_ENDPOINT"} <= set(unknown)
         assert env["PLATFORM_DAILY_CAP_USD"] == "500"
+        assert env["GEMINI_USE_VERTEX"] == "true"
 
 
 # --- Firestore -------------------------------------------------------------------------------
@@ -418,9 +511,11 @@ def test_firestore_native_with_indexes_ttl_and_rules(plan: Plan) -> None:
         for i in plan.of_type("google_firestore_index")
         if not any(f["vector_config"] for f in i.values["fields"])
     }
-    # The one ordered query that needs a composite index: common.budget.release_expired.
+    # The queries that need a composite index: common.budget's release of expired reservations,
+    # and the API's usage report (equality on the business, a range of days).
     assert indexes == {
         ("reservations", (("business_id", "ASCENDING"), ("expires_at", "ASCENDING"))),
+        ("usage", (("business_id", "ASCENDING"), ("day", "ASCENDING"))),
     }
     (ttl,) = [f.values for f in plan.of_type("google_firestore_field") if f.values["ttl_config"]]
     assert (ttl["collection"], ttl["field"]) == ("reservations", "purge_at")

@@ -152,6 +152,71 @@ def openai_error(status: int, message: str, kind: str = "invalid_request_error")
     return Reply(status, {"error": {"message": message, "type": kind, "param": None, "code": None}})
 
 
+@dataclass
+class SchemaAnsweringOpenAI:
+    """Chat Completions on 127.0.0.1 answering every request at once with JSON valid for its
+    `response_format` schema (the offline provider's generator, about the prompt's business), so
+    whole runs can go through the real `openai` SDK; records each request's body and
+    Authorization header."""
+
+    requests: list[Recorded] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def start(self) -> SchemaAnsweringOpenAI:
+        # Imported here: the servers above serve protocol tests that need no application code.
+        from common.llm.providers.offline import placeholder_json
+
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with api._lock:
+                    api.requests.append(
+                        Recorded(
+                            "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                        )
+                    )
+                schema = body["response_format"]["json_schema"]["schema"]
+                answer = placeholder_json(schema, body["messages"])
+                payload = json.dumps(
+                    chat_completion(
+                        answer,
+                        model=body["model"],
+                        prompt_tokens=len(json.dumps(body["messages"])) // 4,
+                        cached_tokens=0,
+                        completion_tokens=len(answer) // 4,
+                        reasoning_tokens=0,
+                    )
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
 # --- Gemini generateContent -------------------------------------------------------------------
 
 
