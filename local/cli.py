@@ -27,6 +27,7 @@ succeed exits 1; output cut short by a closed pipe (`| head`) ends quietly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
@@ -35,7 +36,7 @@ import shutil
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -200,6 +201,25 @@ def connect(*, executions: bool = False) -> None:
 # --- Runs ------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _talking_to(env: dict[str, str]) -> Iterator[None]:
+    """This process talks to a stack it started (its emulator, engine, project) until it stops;
+    afterwards the environment is as it was (the CLI also runs inside other programs' processes,
+    tests among them)."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()
+
+
 def _load_business(path: Path) -> BusinessInput:
     try:
         data = json.loads(path.read_text())
@@ -341,9 +361,7 @@ def _run(args: argparse.Namespace) -> int:
         return _start_and_follow(business, local_note=None)
     print("Starting the local stack (Firestore emulator, functions, workflow engine)...")
     function_env = {"OFFLINE_LATENCY_MS": os.environ.get("OFFLINE_LATENCY_MS", "800")}
-    with stack.running(function_env=function_env) as local:
-        os.environ.update(local.client_env)
-        get_settings.cache_clear()
+    with stack.running(function_env=function_env) as local, _talking_to(local.client_env):
         register_business(business.business_id, tier=args.tier or "enterprise", name=business.name)
         return _start_and_follow(business, local_note=local.firestore.host)
 
@@ -569,9 +587,10 @@ def _web(args: argparse.Namespace) -> int:
     print("Starting the local stack with the Auth emulator and the web app...")
     function_env = {"OFFLINE_LATENCY_MS": os.environ.get("OFFLINE_LATENCY_MS", "800")}
     try:
-        with webapp.running(port=args.port, function_env=function_env) as web:
-            os.environ.update(web.local.client_env)
-            get_settings.cache_clear()
+        with (
+            webapp.running(port=args.port, function_env=function_env) as web,
+            _talking_to(web.local.client_env),
+        ):
             sample = _load_business(SAMPLE)
             web.auth.create_user(WEB_USER, WEB_EMAIL, WEB_PASSWORD)
             save_business(

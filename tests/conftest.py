@@ -49,6 +49,11 @@ def project_id(
 ) -> Iterator[str]:
     """A fresh project id on the emulator, made the configured project for this test (with a
     vector index of its own)."""
+    # A session fixture that left another stack's environment behind would send this test's
+    # writes to another emulator than the one its subprocesses are given.
+    assert os.environ.get("FIRESTORE_EMULATOR_HOST") == firestore_emulator.host, (
+        "FIRESTORE_EMULATOR_HOST was changed by an earlier test or fixture"
+    )
     project = f"test-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
     get_settings.cache_clear()
