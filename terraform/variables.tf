@@ -137,7 +137,7 @@ variable "error_rate_threshold" {
 }
 
 variable "platform_daily_cap_usd" {
-  description = "Platform-wide daily spend cap across all businesses in USD, overriding common/tiers.yaml (the tiers themselves are data in the code). Null: the file's value."
+  description = "Platform-wide daily spend cap across all businesses in USD, overriding common/budget/tiers.yaml (the tiers themselves are data in the code). Null: the file's value."
   type        = number
   default     = null
 

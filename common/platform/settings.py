@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # often it refreshes a business's published status and warnings while settling.
     budget_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     budget_refresh_seconds: float = Field(default=1.0, ge=0, le=60)
-    # Overrides the platform-wide daily cap of common/tiers.yaml (all businesses together).
+    # Overrides the platform-wide daily cap of common/budget/tiers.yaml (all businesses together).
     platform_daily_cap_usd: Decimal | None = Field(
         default=None, ge=Decimal("0.01"), le=Decimal("1000000"), decimal_places=9
     )

@@ -86,7 +86,6 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webapp.WebStack]:
             # Slow enough offline answers that Cancel lands mid-run, even on a busy machine.
             "OFFLINE_LATENCY_MS": "300",
             "DOTENV_PATH": "/nonexistent/.env",
-            "VECTOR_DIR": str(tmp_path_factory.mktemp("web-vectors")),
             "API_RUN_BURST": "20",
         },
     )

@@ -470,7 +470,7 @@ def test_vector_search_is_off_by_default(plan: Plan) -> None:
     for function in plan.of_type(FUNCTION_TYPE):
         env = service_config(function)["environment_variables"]
         assert isinstance(env, dict)
-        assert "PLATFORM_DAILY_CAP_USD" not in env, "the cap comes from common/tiers.yaml"
+        assert "PLATFORM_DAILY_CAP_USD" not in env, "the cap comes from common/budget/tiers.yaml"
         # Evidence in Firestore vector search, which every function shares (no local disk).
         assert env["VECTOR_BACKEND"] == "firestore" and "VECTOR_DIR" not in env
         # Evidence embeddings match the Firestore vector index (384 dimensions, local model).

@@ -1,4 +1,4 @@
-// The shapes the API and Firestore hold (common/models.py, common/progress.py, common/budget.py).
+// The shapes the API and Firestore hold (common/models.py, common/runs/documents.py, common/budget/status.py).
 
 export interface Config {
   firebase: { apiKey: string; projectId: string; authDomain?: string; appId?: string };
