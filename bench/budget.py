@@ -25,27 +25,14 @@ from decimal import Decimal
 from common.budget import counters
 from common.budget.businesses import Business, save_business
 from common.budget.ledger import BudgetLedger, utc_now
-from common.llm.base import AttemptRecord, BudgetDenied, TokenUsage
+from common.llm.base import BudgetDenied
 from common.platform import store
 from common.platform.settings import get_settings
 from local import emulator
 from tests.faults import lost_acks
+from tests.spending import attempt
 
 NANOS = 1_000_000_000
-
-
-def attempt(key: str, cost: int) -> AttemptRecord:
-    return AttemptRecord(
-        key=key,
-        task_type="positioning_analysis",
-        model="gpt-5-mini",
-        provider="offline",
-        usage=TokenUsage(input_tokens=1200, output_tokens=800),
-        cost_nanos=cost,
-        latency_ms=0.0,
-        fallback_used=False,
-        ok=True,
-    )
 
 
 def register(count: int, **overrides: str) -> list[Business]:

@@ -19,12 +19,11 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from common.budget.businesses import Business, save_business
-from common.budget.ledger import BudgetLedger
-from common.llm.base import AttemptRecord, TokenUsage
 from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.runs import documents
 from local import webapp
+from tests.spending import spend
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "local" / "samples" / "tidewater.json"
@@ -53,26 +52,6 @@ class People:
     corner_shop: str
     globex: str
     bobs_run: str
-
-
-def spend(business: Business, nanos: int) -> None:
-    """Earlier spending today: one model call, reserved and settled through the real ledger."""
-    ledger = BudgetLedger(business)
-    key = f"earlier-{uuid.uuid4().hex}"
-    ledger.reserve(key=key, model="gpt-5-mini", tier="mini", upper_bound_nanos=nanos)
-    ledger.settle(
-        AttemptRecord(
-            key=key,
-            task_type="research_synthesis",
-            model="gpt-5-mini",
-            provider="offline",
-            usage=TokenUsage(input_tokens=1000, output_tokens=500),
-            cost_nanos=nanos,
-            latency_ms=10.0,
-            fallback_used=False,
-            ok=True,
-        )
-    )
 
 
 @pytest.fixture(scope="session")

@@ -19,11 +19,12 @@ from common.budget.businesses import Business
 from common.budget.check import get_budget_status
 from common.budget.ledger import BudgetLedger, utc_now
 from common.budget.status import ALERTS
-from common.llm.base import AttemptRecord, BudgetDenied, TokenUsage
+from common.llm.base import BudgetDenied
 from common.platform.settings import get_settings
 from common.runs import documents, events
 from common.runs.events import RunRecorder
 from tests.integration.conftest import document_paths
+from tests.spending import Clock, attempt
 
 NANOS = 1_000_000_000
 REASONS = {
@@ -34,30 +35,6 @@ REASONS = {
     "model_tier_restricted",
 }
 NOON = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
-
-
-class Clock:
-    """An injectable UTC clock."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-def attempt(key: str, cost_nanos: int, model: str = "gpt-5-mini") -> AttemptRecord:
-    return AttemptRecord(
-        key=key,
-        task_type="positioning_analysis",
-        model=model,
-        provider="offline",
-        usage=TokenUsage(input_tokens=1000, output_tokens=500),
-        cost_nanos=cost_nanos,
-        latency_ms=12.0,
-        fallback_used=False,
-        ok=True,
-    )
 
 
 def totals(business: Business, now: dt.datetime) -> counters.Totals:
@@ -151,7 +128,7 @@ def test_the_daily_budget_resets_at_utc_midnight(register: Callable[..., Busines
     clock = Clock(dt.datetime(2026, 11, 25, 23, 59, 59, tzinfo=dt.UTC))
     ledger = BudgetLedger(business, clock=clock)
     ledger.reserve(key="a", model="gpt-5-nano", tier="nano", upper_bound_nanos=NANOS // 100)
-    ledger.settle(attempt("a", NANOS // 100, "gpt-5-nano"))
+    ledger.settle(attempt("a", NANOS // 100, model="gpt-5-nano"))
     with pytest.raises(BudgetDenied) as denied:
         ledger.reserve(key="b", model="gpt-5-nano", tier="nano", upper_bound_nanos=1)
     assert denied.value.reason == "daily_budget_exceeded"
@@ -230,7 +207,7 @@ def test_at_100_percent_every_new_task_is_blocked(register: Callable[..., Busine
     business = register("spent", "basic", overrides={"daily_limit_usd": "0.01"})
     ledger = BudgetLedger(business)
     ledger.reserve(key="a", model="gpt-5-nano", tier="nano", upper_bound_nanos=NANOS // 100)
-    ledger.settle(attempt("a", NANOS // 100, "gpt-5-nano"))
+    ledger.settle(attempt("a", NANOS // 100, model="gpt-5-nano"))
     allowed, decision = check.check_budget_before_task(
         "spent", "sentence_summary", [{"role": "user", "content": "Summarize: hello"}]
     )
@@ -290,7 +267,8 @@ def test_budget_status_reports_the_seed_fields(register: Callable[..., Business]
     business = register("status", "pro")
     ledger = BudgetLedger(business, clock=Clock(NOON))
     ledger.reserve(key="a", model="gpt-5-mini", tier="mini", upper_bound_nanos=NANOS)
-    ledger.settle(attempt("a", 12 * NANOS + NANOS // 2, "gpt-5-mini"))  # above its reservation
+    # Above its reservation:
+    ledger.settle(attempt("a", 12 * NANOS + NANOS // 2, model="gpt-5-mini"))
     ledger.reserve(key="b", model="gpt-5-mini", tier="mini", upper_bound_nanos=NANOS)
     status = get_budget_status("status", now=NOON)
     assert status.tier == "pro" and status.daily_limit == 50.0

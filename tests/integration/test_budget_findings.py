@@ -21,36 +21,15 @@ from common.budget import controls, counters, usage
 from common.budget.businesses import Business, get_business
 from common.budget.check import get_budget_status
 from common.budget.ledger import BudgetLedger
-from common.llm.base import AttemptRecord, BudgetDenied, TokenUsage
+from common.llm.base import BudgetDenied
 from common.platform.settings import Settings, get_settings
 from common.platform.store import db as store_db
 from tests.faults import LostAcks, lost_acks
+from tests.spending import Clock, attempt
 
 NANOS = 1_000_000_000
 CENT = NANOS // 100
 NOON = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-def attempt(key: str, cost: int) -> AttemptRecord:
-    return AttemptRecord(
-        key=key,
-        task_type="positioning_analysis",
-        model="gpt-5-mini",
-        provider="offline",
-        usage=TokenUsage(input_tokens=1000, output_tokens=500),
-        cost_nanos=cost,
-        latency_ms=1.0,
-        fallback_used=False,
-        ok=True,
-    )
 
 
 def fresh(business_id: str, clock: Clock | None = None) -> BudgetLedger:

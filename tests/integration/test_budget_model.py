@@ -37,11 +37,12 @@ from common.budget import controls, counters, usage
 from common.budget.businesses import Business, get_business, save_business
 from common.budget.ledger import RESERVATIONS, BudgetLedger
 from common.budget.limits import day_key, month_key
-from common.llm.base import AttemptRecord, BudgetDenied, TokenUsage
+from common.llm.base import BudgetDenied
 from common.money import nanos
 from common.platform.settings import get_settings
 from common.platform.store import db
 from tests.faults import LostAcks, lost_acks
+from tests.spending import attempt
 
 CENT = nanos("0.01")
 # Each action as often as it appears: mostly money moving, now and then the world changing.
@@ -221,7 +222,7 @@ class LedgerMachine(RuleBasedStateMachine):
         key, hold, cost = self._pick(data, self.live)
         if lose:
             self.faults.arm(1)
-        self._ledger(stale=False).settle(_attempt(key, cost))
+        self._ledger(stale=False).settle(attempt(key, cost))
         self.faults.arm(0)
         state = (db().collection(RESERVATIONS).document(key).get().to_dict() or {})["state"]
         assert state == "settled", state  # still held (a sweep would have been observed)
@@ -237,7 +238,7 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         key, hold, cost = self._pick(data, self.swept)
         self.swept.pop(key)
-        self._ledger(stale=False).settle(_attempt(key, cost))
+        self._ledger(stale=False).settle(attempt(key, cost))
         state = (db().collection(RESERVATIONS).document(key).get().to_dict() or {})["state"]
         assert state == "settled_late", state
         self.settled[key] = cost
@@ -248,7 +249,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if not self.settled:
             return
         key = sorted(self.settled)[data.draw(st.integers(0, 999)) % len(self.settled)]
-        self._ledger(stale=False).settle(_attempt(key, self.settled[key]))  # counted once
+        self._ledger(stale=False).settle(attempt(key, self.settled[key]))  # counted once
 
     def advance(self, data: st.DataObject) -> None:
         seconds = data.draw(st.sampled_from([15, 45, 100, 3600, 86_400, 30 * 86_400]))
@@ -315,20 +316,6 @@ class LedgerMachine(RuleBasedStateMachine):
             period = name.split(":", 1)[1]
             field = "day" if len(period) > 7 else "month"
             assert sum(int(r["cost_nanos"]) for r in records if r[field] == period) == spent
-
-
-def _attempt(key: str, cost: int) -> AttemptRecord:
-    return AttemptRecord(
-        key=key,
-        task_type="positioning_analysis",
-        model="gpt-5-mini",
-        provider="offline",
-        usage=TokenUsage(input_tokens=10, output_tokens=10),
-        cost_nanos=cost,
-        latency_ms=1.0,
-        fallback_used=False,
-        ok=True,
-    )
 
 
 LedgerMachine.TestCase.settings = settings(

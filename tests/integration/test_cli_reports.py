@@ -13,32 +13,12 @@ import pytest
 
 from common.analysis.phases import run_phase
 from common.budget.businesses import Business
-from common.budget.ledger import BudgetLedger
-from common.llm.base import AttemptRecord, TokenUsage
 from common.models import PHASE_ORDER
 from local.cli import main
+from tests.spending import spend
 
 pytestmark = pytest.mark.emulator
 DAY1 = dt.datetime(2026, 11, 3, 10, tzinfo=dt.UTC)
-
-
-def spend(business: Business, when: dt.datetime, model: str, tier: str, cost: int) -> None:
-    ledger = BudgetLedger(business, clock=lambda: when)
-    key = f"spend-{model}-{when:%d}-{cost}"
-    ledger.reserve(key=key, model=model, tier=tier, upper_bound_nanos=cost)  # type: ignore[arg-type]
-    ledger.settle(
-        AttemptRecord(
-            key=key,
-            task_type="general",
-            model=model,
-            provider="offline",
-            usage=TokenUsage(input_tokens=100, output_tokens=50),
-            cost_nanos=cost,
-            latency_ms=1.0,
-            fallback_used=False,
-            ok=True,
-        )
-    )
 
 
 def test_usage_by_model_as_csv_sums_to_the_table_and_plots_per_day(
@@ -47,9 +27,9 @@ def test_usage_by_model_as_csv_sums_to_the_table_and_plots_per_day(
     tmp_path: Path,
 ) -> None:
     business = register("reporting", "enterprise")
-    spend(business, DAY1, "gpt-5-mini", "mini", 3_000_000)
-    spend(business, DAY1, "gpt-5", "full", 12_000_000)
-    spend(business, DAY1 + dt.timedelta(days=2), "gpt-5-mini", "mini", 1_500_000)
+    spend(business, 3_000_000, model="gpt-5-mini", tier="mini", when=DAY1)
+    spend(business, 12_000_000, model="gpt-5", tier="full", when=DAY1)
+    spend(business, 1_500_000, model="gpt-5-mini", tier="mini", when=DAY1 + dt.timedelta(days=2))
     period = ["--from", "2026-11-01", "--to", "2026-11-30"]
 
     assert main(["usage", "reporting", "--by", "model", *period]) == 0
