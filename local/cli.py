@@ -27,25 +27,20 @@ succeed exits 1; output cut short by a closed pipe (`| head`) ends quietly.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import importlib.metadata
 import json
 import os
-import shutil
-import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
 
 import google.auth.exceptions
 from google.api_core import exceptions as google_errors
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from common.analysis.launch import start_run
-from common.analysis.phases import phase_ref
 from common.analysis.report import report
 from common.backend import access, reports
 from common.budget.businesses import Business, business_ref, get_business, save_business
@@ -53,171 +48,34 @@ from common.budget.check import get_budget_status
 from common.budget.controls import set_paused
 from common.budget.usage import router_report
 from common.models import (
-    PHASE_ORDER,
-    PHASE_OUTPUTS,
     BusinessInput,
-    PhaseName,
-    RunId,
-    Slug,
-    unicode_text,
 )
 from common.money import format_usd
 from common.platform.errors import AppError, problems
 from common.platform.secrets import find_secret, redact
-from common.platform.settings import get_settings
 from common.runs import documents, lifecycle
-from common.runs.documents import Run
 from local import stack
+from local.arguments import business_id_arg, completion_script, date_arg, run_id_arg, text_arg
+from local.charts import plot_daily_cost
+from local.connection import NO_BACKEND, CliError, connect, talking_to
 from local.emulator import EmulatorError
+from local.runview import ProgressView, export, follow, print_summary, status_json
 
 SAMPLE = Path(__file__).with_name("samples") / "tidewater.json"
 WEB_USER, WEB_EMAIL, WEB_PASSWORD = "demo-owner", "owner@tidewater.example", "raptorflow"
-RESULTS_DIR = Path(".local") / "runs"
 OFFLINE_BANNER = (
     "OFFLINE MODE: no OPENAI_API_KEY or GEMINI_API_KEY is set, so a deterministic offline\n"
     "provider answers every call. Its outputs are PLACEHOLDERS built from your business\n"
     "description; costs are what the routed models would charge for the same tokens."
 )
-NO_BACKEND = (
-    "no Firestore to talk to: FIRESTORE_EMULATOR_HOST is not set and no Google Cloud "
-    "credentials were found.\n"
-    "  Here: `raptorflow run --local` starts a local stack for one run; for other commands, "
-    "set FIRESTORE_EMULATOR_HOST (and EXECUTIONS_ENDPOINT) to a stack you run.\n"
-    "  Google Cloud: `gcloud auth application-default login` and set GOOGLE_CLOUD_PROJECT."
-)
 TIERS = ["basic", "pro", "enterprise"]
 EXIT_ERROR, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED = 2, 141, 130  # 141: 128 + SIGPIPE, as a shell
-
-
-class CliError(Exception):
-    """A problem the user can fix; printed without a traceback."""
-
-
-class ProgressView:
-    """One live progress line on a terminal; a line per change when output is not a terminal."""
-
-    def __init__(self, out: TextIO | None = None) -> None:
-        self.out = out or sys.stdout
-        self.tty = self.out.isatty()
-        self.last = ""
-
-    def show(self, run: Run) -> None:
-        width = 28
-        filled = width * run.percent // 100
-        bar = "█" * filled + "░" * (width - filled)
-        eta = f"ETA {run.eta_seconds}s" if run.eta_seconds is not None else "ETA --"
-        step = run.step or run.status
-        line = redact(f"[{bar}] {run.percent:3d}%  {step}  {eta}  ${run.cost_usd:.4f}")
-        if line == self.last:
-            return
-        self.last = line
-        if self.tty:
-            columns = shutil.get_terminal_size((120, 20)).columns
-            self.out.write("\r\x1b[2K" + line[: columns - 1])
-        else:
-            self.out.write(line + "\n")
-        self.out.flush()
-
-    def close(self) -> None:
-        if self.tty and self.last:
-            self.out.write("\n")
 
 
 # --- Arguments -------------------------------------------------------------------------------
 
 
-def _checked(adapter: TypeAdapter[str], what: str) -> Callable[[str], str]:
-    """An argparse type: the text if `adapter` accepts it, else a one-line usage error."""
-
-    def check(text: str) -> str:
-        try:
-            return adapter.validate_python(text)
-        except ValidationError:
-            raise argparse.ArgumentTypeError(f"{text[:80]!r} is not {what}") from None
-
-    return check
-
-
-run_id_arg = _checked(TypeAdapter(RunId), "a run id (32 hexadecimal characters)")
-business_id_arg = _checked(
-    TypeAdapter(Slug),
-    "a business id (2-63 lower-case letters, digits, '-' or '_', starting with a letter or digit)",
-)
-
-
-def date_arg(text: str) -> dt.date:
-    """An argparse type: a date YYYY-MM-DD, else a one-line usage error."""
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a date YYYY-MM-DD") from None
-
-
-def text_arg(text: str) -> str:
-    """An argparse type for free text that is stored: Unicode (no lone surrogates from
-    undecodable bytes), at most 500 characters."""
-    try:
-        unicode_text(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    if len(text) > 500:
-        raise argparse.ArgumentTypeError("at most 500 characters")
-    return text
-
-
-# --- Where the CLI talks to --------------------------------------------------------------------
-
-
-def _reachable(address: str, what: str, variable: str) -> None:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=2):
-            return
-    except (OSError, ValueError):
-        raise CliError(
-            f"{what} answers at {address} ({variable}): start one "
-            f"(`raptorflow run --local` starts a whole stack for one run) or unset {variable}"
-        ) from None
-
-
-def connect(*, executions: bool = False) -> None:
-    """Fail now, in one line, when what the command needs is not there (instead of a client
-    retrying for minutes against a closed port); missing credentials surface as `NO_BACKEND`."""
-    emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    if emulator:
-        _reachable(emulator, "no Firestore emulator", "FIRESTORE_EMULATOR_HOST")
-    if not executions:
-        return
-    endpoint = get_settings().executions_endpoint
-    if endpoint:
-        _reachable(endpoint, "no workflow engine", "EXECUTIONS_ENDPOINT")
-    elif emulator:
-        raise CliError(
-            "FIRESTORE_EMULATOR_HOST points at a local Firestore but EXECUTIONS_ENDPOINT is not "
-            "set: set it to the local workflow engine (host:port), or use `raptorflow run --local`"
-        )
-
-
 # --- Runs ------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _talking_to(env: dict[str, str]) -> Iterator[None]:
-    """This process talks to a stack it started (its emulator, engine, project) until it stops;
-    afterwards the environment is as it was (the CLI also runs inside other programs' processes,
-    tests among them)."""
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        get_settings.cache_clear()
 
 
 def _load_business(path: Path) -> BusinessInput:
@@ -238,116 +96,6 @@ def _offline() -> bool:
     return find_secret("OPENAI_API_KEY") is None and find_secret("GEMINI_API_KEY") is None
 
 
-def _in_schema_order(phase: PhaseName, output: Any) -> Any:
-    # Firestore hands a map's fields back in an order of its own; the schema's is the one a
-    # person reads (situation before threats, week 1 before week 12).
-    try:
-        return PHASE_OUTPUTS[phase].model_validate(output).model_dump(mode="json")
-    except ValidationError:
-        return output  # stored by an older schema: as it is
-
-
-def export(run: Run) -> Path:
-    """Write the run's summary and every finished phase's output, in the schema's field order
-    and the phases' order, to .local/runs/RUN_ID.json."""
-    results: dict[str, Any] = {}
-    for name in PHASE_ORDER:
-        snapshot = phase_ref(run.run_id, name).get()
-        if snapshot.exists:
-            results[name] = _in_schema_order(name, (snapshot.to_dict() or {}).get("output"))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{run.run_id}.json"
-    summary = lifecycle.summarize(run).model_dump(mode="json")
-    path.write_text(json.dumps({"summary": summary, "results": results}, indent=2, default=str))
-    return path
-
-
-def _tokens(run: Run) -> tuple[int, int]:
-    """Input and output tokens of the phases finished so far."""
-    done = run.phases.values()
-    return (
-        sum(int(p.get("input_tokens", 0)) for p in done),
-        sum(int(p.get("output_tokens", 0)) for p in done),
-    )
-
-
-def status_json(run: Run) -> dict[str, Any]:
-    """The run's totals with its live state (phase, step, ETA, tokens) after `percent`."""
-    tokens_in, tokens_out = _tokens(run)
-    live = {
-        "phase": run.phase,
-        "step": run.step,
-        "eta_seconds": run.eta_seconds,
-        "input_tokens": tokens_in,
-        "output_tokens": tokens_out,
-        "error": run.error,
-    }
-    answer: dict[str, Any] = {}
-    for key, value in lifecycle.summarize(run).model_dump(mode="json").items():
-        answer[key] = value
-        if key == "percent":
-            answer.update(live)
-    return answer
-
-
-def headline(run: Run) -> str:
-    """What became of the run, in one line."""
-    summary = lifecycle.summarize(run)
-    if run.status not in documents.TERMINAL:
-        eta = f", ETA {run.eta_seconds} s" if run.eta_seconds is not None else ""
-        tokens_in, tokens_out = _tokens(run)
-        return (
-            f"Run {run.run_id}: {run.status.upper()} {run.percent}%, {run.step or '-'}{eta}, "
-            f"${summary.total_cost_usd:.6f} so far, tokens {tokens_in:,} in / {tokens_out:,} out"
-        )
-    if run.status == "budget_exceeded" and run.stop_reason == lifecycle.PAUSED:
-        outcome = "STOPPED: RaptorFlow is paused by an operator"
-    else:
-        outcome = summary.status.upper() + (f" ({summary.reason})" if summary.reason else "")
-    duration = f"{summary.duration_seconds:.1f} s" if summary.duration_seconds is not None else "-"
-    return f"Run {run.run_id}: {outcome} in {duration}, total cost ${summary.total_cost_usd:.6f}"
-
-
-def print_summary(run: Run, out: TextIO | None = None) -> None:
-    out = out or sys.stdout
-    summary = lifecycle.summarize(run)
-    out.write(f"\n{headline(run)}\n")
-    if run.error and summary.status != "succeeded":
-        out.write(f"  why: {lifecycle.readable_error(run.error)}\n")
-    header = f"{'phase':<12}{'model':<24}{'provider':<10}{'tokens in/out':>16}{'cost':>12}"
-    out.write(f"\n  {header}{'time':>9}\n")
-    for name, total in summary.phases.items():
-        phase = run.phases.get(name, {})
-        tokens = f"{phase.get('input_tokens', 0):,}/{phase.get('output_tokens', 0):,}"
-        seconds = f"{(total.duration_ms or 0) / 1000:.1f} s"
-        out.write(
-            f"  {name:<12}{total.model or '-':<24}{total.provider or '-':<10}{tokens:>16}"
-            f"{'$' + format(total.cost_usd, '.6f'):>12}{seconds:>9}\n"
-        )
-    out.write(f"\n  Models used: {', '.join(summary.models_used) or '-'}\n")
-    for warning in summary.warnings:
-        out.write(f"  Warning: {warning}\n")
-    out.write(
-        f"  Results: Firestore {summary.results_path} (project {get_settings().project_id})\n"
-    )
-
-
-def follow(run_id: str, out: TextIO | None = None) -> Run:
-    """Show live progress until the run ends, then the summary; returns the final state.
-
-    Raises:
-        NotFound: there is no such run (`run_not_found`).
-    """
-    documents.get_run(run_id)  # a run that never existed says so (not "was deleted")
-    view = ProgressView(out)
-    try:
-        final = documents.watch(run_id, view.show)
-    finally:
-        view.close()
-    print_summary(final, out)
-    return final
-
-
 def _run(args: argparse.Namespace) -> int:
     business = _load_business(args.business or SAMPLE)
     if not args.local:
@@ -361,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
         return _start_and_follow(business, local_note=None)
     print("Starting the local stack (Firestore emulator, functions, workflow engine)...")
     function_env = {"OFFLINE_LATENCY_MS": os.environ.get("OFFLINE_LATENCY_MS", "800")}
-    with stack.running(function_env=function_env) as local, _talking_to(local.client_env):
+    with stack.running(function_env=function_env) as local, talking_to(local.client_env):
         register_business(business.business_id, tier=args.tier or "enterprise", name=business.name)
         return _start_and_follow(business, local_note=local.firestore.host)
 
@@ -534,40 +282,11 @@ def _usage(args: argparse.Namespace) -> int:
                 f"{format_usd(row.cost_nanos):>14}"
             )
     if args.plot:
-        _plot(
+        plot_daily_cost(
             args.plot, args.business_id, reports.daily_cost_by_model(args.business_id, first, last)
         )
         print(f"Plot written to {args.plot}", file=sys.stderr if args.csv else sys.stdout)
     return 0
-
-
-def _plot(path: Path, business_id: str, days: dict[str, dict[str, int]]) -> None:
-    """Cost per day, stacked by model, as a PNG (matplotlib, without a display)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    models = sorted({model for spend in days.values() for model in spend})
-    labels = list(days)
-    figure, axes = pyplot.subplots(figsize=(max(6.0, 0.35 * len(labels)), 4.0))
-    bottom = [0.0] * len(labels)
-    for model in models:
-        heights = [days[day].get(model, 0) / 1e9 for day in labels]
-        axes.bar(labels, heights, bottom=bottom, label=model)
-        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    axes.set_title(f"{business_id}: cost per day by model (USD)")
-    axes.set_ylabel("USD")
-    axes.tick_params(axis="x", labelrotation=60, labelsize=7)
-    if models:
-        axes.legend()
-    figure.tight_layout()
-    try:
-        figure.savefig(path, format="png")
-    except OSError as error:
-        raise CliError(f"cannot write {path}: {error.strerror}") from error
-    finally:
-        pyplot.close(figure)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -589,7 +308,7 @@ def _web(args: argparse.Namespace) -> int:
     try:
         with (
             webapp.running(port=args.port, function_env=function_env) as web,
-            _talking_to(web.local.client_env),
+            talking_to(web.local.client_env),
         ):
             sample = _load_business(SAMPLE)
             web.auth.create_user(WEB_USER, WEB_EMAIL, WEB_PASSWORD)
@@ -635,36 +354,6 @@ def _resume(_args: argparse.Namespace) -> int:
 def _completion(args: argparse.Namespace) -> int:
     print(completion_script(parser()))
     return 0
-
-
-def completion_script(root: argparse.ArgumentParser) -> str:
-    """A bash completion script for `root`: its commands, then each command's options and
-    sub-commands (files where nothing else fits)."""
-    words: dict[str, list[str]] = {}
-    for action in root._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, command in action.choices.items():
-                words[name] = [o for a in command._actions for o in a.option_strings] + [
-                    sub
-                    for a in command._actions
-                    if isinstance(a, argparse._SubParsersAction)
-                    for sub in a.choices
-                ]
-    cases = "\n".join(
-        f'    {name}) COMPREPLY=($(compgen -W "{" ".join(found)}" -- "$cur")) ;;'
-        for name, found in words.items()
-    )
-    return f"""_raptorflow() {{
-  local cur="${{COMP_WORDS[COMP_CWORD]}}"
-  if [ "$COMP_CWORD" -eq 1 ]; then
-    COMPREPLY=($(compgen -W "{" ".join(words)} --version --help" -- "$cur"))
-    return
-  fi
-  case "${{COMP_WORDS[1]}}" in
-{cases}
-  esac
-}}
-complete -o default -F _raptorflow raptorflow"""
 
 
 def _version() -> str:
