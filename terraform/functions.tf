@@ -102,7 +102,7 @@ resource "google_storage_bucket_object" "source" {
   content_type = "application/zip"
 }
 
-# The code reads the API keys through Secret Manager's API (common/secrets.py), so nothing is
+# The code reads the API keys through Secret Manager's API (common/platform/secrets.py), so nothing is
 # mounted: every function has the same shape, and only its identity's grants differ (iam.tf).
 resource "google_cloudfunctions2_function" "function" {
   for_each = local.function_names
