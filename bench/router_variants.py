@@ -27,7 +27,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see tools/train_router.py
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.router import _eval_rows, _prompt
+from bench.router import _eval_rows, _percentiles, _prompt
 from common.llm import learned
 from tools import train_router
 from tools.train_router import Array, Dataset
@@ -284,20 +283,6 @@ def quality(eval_path: Path | None) -> None:
                     left_out.append(f"{curve.apgr():>19.3f} {curve.cpt(0.95) * 100:6.1f}%")
         print(f"  {name:<38} {'  '.join(within)}  {'  '.join(left_out)}", flush=True)
     print("  (APGR, CPT(95%); 'left out': trained on the other source)")
-
-
-def _percentiles(fn: Callable[[], object], iterations: int) -> tuple[float, ...]:
-    """Wall-clock and CPU time p50/p99 in ms (CPU time leaves out waiting for a core)."""
-    fn()
-    wall, cpu = [], []
-    for _ in range(iterations):
-        started, started_cpu = time.perf_counter(), time.thread_time()
-        fn()
-        cpu.append((time.thread_time() - started_cpu) * 1000)
-        wall.append((time.perf_counter() - started) * 1000)
-    cut_wall = statistics.quantiles(wall, n=100, method="inclusive")
-    cut_cpu = statistics.quantiles(cpu, n=100, method="inclusive")
-    return cut_wall[49], cut_wall[98], cut_cpu[49], cut_cpu[98]
 
 
 def latency(iterations: int) -> None:

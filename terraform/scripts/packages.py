@@ -22,6 +22,8 @@ import json
 import sys
 from pathlib import Path
 
+from generated import write_or_check
+
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / "terraform" / "packages.json"
 DEPLOYED = "common"
@@ -120,20 +122,11 @@ def render() -> str:
 def main(argv: list[str]) -> int:
     """Write the file, or with --check report whether it is current (exit 1 if not)."""
     expected = render()
-    if argv == ["--check"]:
-        current = TARGET.read_text() if TARGET.exists() else ""
-        if current != expected:
-            sys.stderr.write(
-                f"{TARGET.relative_to(ROOT)} is out of date with the functions' imports; run "
-                "`python terraform/scripts/packages.py`.\n"
-            )
-            return 1
-        return 0
-    if argv:
-        sys.stderr.write(__doc__ or "")
-        return 2
-    TARGET.write_text(expected)
-    return 0
+    stale = (
+        f"{TARGET.relative_to(ROOT)} is out of date with the functions' imports; run "
+        "`python terraform/scripts/packages.py`.\n"
+    )
+    return write_or_check(argv, TARGET, expected, stale, __doc__ or "")
 
 
 if __name__ == "__main__":

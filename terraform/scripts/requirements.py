@@ -13,6 +13,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from generated import write_or_check
+
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / "functions" / "requirements.txt"
 HEADER = (
@@ -31,20 +33,11 @@ def render(pyproject: Path = ROOT / "pyproject.toml") -> str:
 def main(argv: list[str]) -> int:
     """Write the file, or with --check report whether it is current (exit 1 if not)."""
     expected = render()
-    if argv == ["--check"]:
-        current = TARGET.read_text() if TARGET.exists() else ""
-        if current != expected:
-            sys.stderr.write(
-                f"{TARGET.relative_to(ROOT)} is out of date with pyproject.toml; run "
-                f"`python terraform/scripts/requirements.py`. Expected:\n{expected}"
-            )
-            return 1
-        return 0
-    if argv:
-        sys.stderr.write(__doc__ or "")
-        return 2
-    TARGET.write_text(expected)
-    return 0
+    stale = (
+        f"{TARGET.relative_to(ROOT)} is out of date with pyproject.toml; run "
+        f"`python terraform/scripts/requirements.py`. Expected:\n{expected}"
+    )
+    return write_or_check(argv, TARGET, expected, stale, __doc__ or "")
 
 
 if __name__ == "__main__":

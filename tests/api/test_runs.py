@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import queue
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +13,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common import models
-from common.budget.businesses import Business, save_business
+from common.budget.businesses import Business
 from common.budget.controls import set_paused
 from common.models import PHASE_ORDER, BusinessInput
 from common.platform.store import db
@@ -26,24 +25,11 @@ pytestmark = pytest.mark.emulator
 
 
 @pytest.fixture
-def stack_business(on_stack: LocalStack, people: dict[str, str]) -> Callable[..., Business]:
-    """A business of `people` on the stack's project."""
-
-    def _business(tier: str = "enterprise", **extra: Any) -> Business:
-        registered = Business.model_validate(
-            {
-                "business_id": f"api-{uuid.uuid4().hex[:10]}",
-                "name": "Tidewater Coffee",
-                "tier": tier,
-                "members": [people["owner"], people["member"]],
-                "owners": [people["owner"]],
-                **extra,
-            }
-        )
-        save_business(registered)
-        return registered
-
-    return _business
+def stack_business(
+    on_stack: LocalStack, business: Callable[..., Business]
+) -> Callable[..., Business]:
+    """A business of `people` on the stack's project (`on_stack` points Firestore there first)."""
+    return business
 
 
 def follow(path: str, until: Callable[[dict[str, Any]], bool], timeout: float = 120) -> list[Any]:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from local import emulator, stack
 from local.cli import main
 from tests.integration.conftest import document_paths
 from tests.protocol.gcp.loopback import FakeSecretManager, LoopbackServer
+from tests.protocol.llm.servers import QuietHandler, serve
 
 pytestmark = pytest.mark.emulator
 
@@ -47,7 +46,7 @@ class KeyQuotingProviders:
         self.keys_seen: list[str] = []
         providers = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -86,18 +85,9 @@ class KeyQuotingProviders:
                             }
                         },
                     )
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.send_json(status, body)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
 
     @property
     def url(self) -> str:

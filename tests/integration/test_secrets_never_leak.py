@@ -6,75 +6,29 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from google.cloud import firestore
 
 from common.analysis import launch
 from common.budget.businesses import Business, save_business
-from common.llm.providers.offline import placeholder_json
 from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.runs import documents, events, executions
 from local import emulator, stack
 from tests.integration.conftest import document_paths
 from tests.protocol.gcp.loopback import FakeSecretManager, LoopbackServer
-from tests.protocol.llm.servers import chat_completion
-
-
-class SchemaAnsweringOpenAI:
-    """Chat Completions on 127.0.0.1: answers every request with schema-valid JSON (the offline
-    provider's generator) and records the Authorization header of each request."""
-
-    def __init__(self) -> None:
-        self.authorizations: list[str] = []
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                api.authorizations.append(self.headers.get("Authorization", ""))
-                schema = body["response_format"]["json_schema"]["schema"]
-                answer = placeholder_json(schema, body["messages"])
-                prompt_tokens = len(json.dumps(body["messages"])) // 4
-                payload = json.dumps(
-                    chat_completion(
-                        answer,
-                        model=body["model"],
-                        prompt_tokens=prompt_tokens,
-                        cached_tokens=0,
-                        completion_tokens=len(answer) // 4,
-                        reasoning_tokens=0,
-                    )
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+from tests.protocol.llm.servers import SchemaAnsweringOpenAI
 
 
 @pytest.fixture
 def openai_server() -> Iterator[SchemaAnsweringOpenAI]:
-    server = SchemaAnsweringOpenAI()
+    server = SchemaAnsweringOpenAI().start()
     yield server
-    server.server.shutdown()
+    server.stop()
 
 
 @pytest.mark.emulator
@@ -123,7 +77,8 @@ def test_no_secret_appears_in_logs_documents_or_workflow_data(
     # The keys were really used: fetched from Secret Manager, sent to the provider.
     assert final.status == "succeeded" and final.providers_used == ["openai"]
     assert {request.name.split("/")[3] for request in secret_manager.requests} >= set(keys)
-    assert set(openai_server.authorizations) == {f"Bearer {keys['OPENAI_API_KEY']}"}
+    authorizations = {request.headers["authorization"] for request in openai_server.requests}
+    assert authorizations == {f"Bearer {keys['OPENAI_API_KEY']}"}
 
     places: dict[str, str] = {path.name: path.read_text() for path in logs.glob("*.log")}
     client = firestore.Client(project=project)

@@ -15,23 +15,14 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common.analysis import evidence, prompts
 from common.analysis.phases import stored_output
-from common.models import ResearchOutput
+from common.models import PHASE_ORDER, ResearchOutput
 from common.platform.store import db
 from local.stack import ROOT
 from tests.parity.production import Outcome, ParityFailure, ProductionStack
 from tests.terraform.planfile import API_FUNCTIONS, function_kind, repository_functions
 
 # The functions the workflow calls, in the order it first calls them.
-WORKFLOW_ORDER = (
-    "lifecycle",
-    "budget_check",
-    "research",
-    "positioning",
-    "icps",
-    "strategy",
-    "content",
-    "analytics",
-)
+WORKFLOW_ORDER = ("lifecycle", "budget_check", *PHASE_ORDER)
 
 
 @dataclass(frozen=True)

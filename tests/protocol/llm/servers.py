@@ -4,6 +4,7 @@ SDKs can be driven through success and every kind of fault."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -12,6 +13,36 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps test output quiet."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def send_json(self, status: int, body: Any) -> None:
+        """Answer `body` (JSON-encoded unless it is bytes, sent verbatim) with `status`."""
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """`handler` on a free port of 127.0.0.1, served from a daemon thread (`shutdown` stops it)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    return server
+
+
+def headers_of(handler: BaseHTTPRequestHandler) -> dict[str, str]:
+    return {k.lower(): v for k, v in handler.headers.items()}
 
 
 @dataclass
@@ -50,7 +81,7 @@ class FakeApi:
     def start(self) -> FakeApi:
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
@@ -58,11 +89,7 @@ class FakeApi:
                     body = json.loads(raw) if raw else None
                 except json.JSONDecodeError:
                     body = raw
-                api.requests.append(
-                    Recorded(
-                        "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
-                    )
-                )
+                api.requests.append(Recorded("POST", self.path, headers_of(self), body))
                 reply = (
                     api.replies.popleft()
                     if api.replies
@@ -70,26 +97,11 @@ class FakeApi:
                 )
                 if reply.delay_seconds:
                     time.sleep(reply.delay_seconds)
-                payload = (
-                    reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
-                )
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout test)
+                # The client may have given up (timeout test).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_json(reply.status, reply.body)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._server = serve(Handler)
         return self
 
     def stop(self) -> None:
@@ -174,41 +186,24 @@ class SchemaAnsweringOpenAI:
 
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with api._lock:
-                    api.requests.append(
-                        Recorded(
-                            "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
-                        )
-                    )
+                    api.requests.append(Recorded("POST", self.path, headers_of(self), body))
                 schema = body["response_format"]["json_schema"]["schema"]
                 answer = placeholder_json(schema, body["messages"])
-                payload = json.dumps(
-                    chat_completion(
-                        answer,
-                        model=body["model"],
-                        prompt_tokens=len(json.dumps(body["messages"])) // 4,
-                        cached_tokens=0,
-                        completion_tokens=len(answer) // 4,
-                        reasoning_tokens=0,
-                    )
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                completion = chat_completion(
+                    answer,
+                    model=body["model"],
+                    prompt_tokens=len(json.dumps(body["messages"])) // 4,
+                    cached_tokens=0,
+                    completion_tokens=len(answer) // 4,
+                    reasoning_tokens=0,
+                )
+                self.send_json(200, completion)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._server = serve(Handler)
         return self
 
     def stop(self) -> None:
