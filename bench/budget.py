@@ -26,11 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from common.budget import counters
-from common.budget.businesses import Business, save_business
 from common.budget.ledger import BudgetLedger, utc_now
-from common.llm.base import BudgetDenied
 from common.platform import store
 from common.platform.settings import get_settings
+from common.spend.ledger import BudgetDenied
+from common.tenants.businesses import Business, save_business
 from local import emulator
 from tests.faults import lost_acks
 from tests.spending import attempt

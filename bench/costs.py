@@ -20,10 +20,11 @@ import time
 
 from pydantic import BaseModel
 
-from common.llm import Call, Completion, NullLedger, Router, estimator
+from common.llm import Call, Completion, Router, estimator
 from common.llm.base import Message
 from common.llm.providers.offline import OfflineProvider
 from common.llm.tasks import TASKS
+from common.spend.ledger import NullLedger
 
 PROSE = (
     "our customers buy specialty coffee online and in two cafes; margins are 38% and repeat "

@@ -19,10 +19,10 @@ import uuid
 from pathlib import Path
 
 from common.analysis import launch
-from common.budget.businesses import Business, save_business
 from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.runs import documents
+from common.tenants.businesses import Business, save_business
 from local import stack
 
 SAMPLE = Path(__file__).resolve().parents[1] / "local" / "samples" / "tidewater.json"

@@ -42,10 +42,9 @@ from pydantic import ValidationError
 
 from common.analysis.launch import start_run
 from common.analysis.report import report
-from common.backend import access, reports
-from common.budget.businesses import Business, business_ref, get_business, save_business
-from common.budget.check import get_budget_status
-from common.budget.controls import set_paused
+from common.backend import reports
+from common.budget.operator import set_paused
+from common.budget.status import get_budget_status
 from common.budget.usage import router_report
 from common.models import (
     BusinessInput,
@@ -54,6 +53,8 @@ from common.money import format_usd
 from common.platform.errors import AppError, problems
 from common.platform.secrets import find_secret, redact
 from common.runs import documents, lifecycle
+from common.tenants import members
+from common.tenants.businesses import Business, business_ref, get_business, save_business
 from local import stack
 from local.arguments import business_id_arg, completion_script, date_arg, run_id_arg, text_arg
 from local.charts import plot_daily_cost
@@ -161,8 +162,8 @@ def _budget(args: argparse.Namespace) -> int:
         return 0
     print(f"Business {status.business_id} ({status.tier} tier)")
     print(
-        f"  today:  ${status.today_spent:.6f} spent + ${status.today_reserved:.6f} reserved by "
-        f"calls under way; ${status.today_remaining:.6f} left of ${status.daily_limit:.2f} "
+        f"  today:  ${status.today_spent:.6f} spent + ${status.today_reserved:.6f} held by "
+        f"work in flight; ${status.today_remaining:.6f} left of ${status.daily_limit:.2f} "
         f"({status.percent_used:.0f}% used)"
     )
     month_left = status.month_remaining
@@ -250,15 +251,15 @@ def _members(args: argparse.Namespace) -> int:
         try:
             # Adding an owner again keeps them an owner unless they are demoted on purpose.
             owner = args.owner or args.uid in business.owners
-            change = access.MemberChange(uid=args.uid, owner=owner)
+            change = members.MemberChange(uid=args.uid, owner=owner)
         except ValidationError as error:
             raise CliError(_problem(error)) from error
-        members = access.add_member(business.business_id, change)
+        found = members.add_member(business.business_id, change)
     elif args.action == "remove":
-        members = access.remove_member(business.business_id, args.uid)
+        found = members.remove_member(business.business_id, args.uid)
     else:
-        members = access.members_of(business)
-    listed = [f"{uid} (owner)" if uid in members.owners else uid for uid in members.members]
+        found = members.members_of(business)
+    listed = [f"{uid} (owner)" if uid in found.owners else uid for uid in found.members]
     print(f"Members of {business.business_id}: {', '.join(listed) or 'none'}")
     return 0
 

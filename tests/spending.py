@@ -6,9 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from common.budget.businesses import Business
 from common.budget.ledger import BudgetLedger, utc_now
-from common.llm.base import AttemptRecord, TokenUsage
+from common.spend.records import AttemptRecord, TokenUsage
+from common.tenants.businesses import Business
 
 
 class Clock:

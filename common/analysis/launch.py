@@ -9,13 +9,13 @@ from google.api_core import exceptions
 from google.cloud.workflows import executions_v1
 
 from common.analysis.preflight import require_room
-from common.budget.businesses import get_business
 from common.models import BusinessInput
 from common.platform import log
 from common.platform.errors import PaymentRequired
 from common.platform.secrets import redact
 from common.runs import documents
 from common.runs.executions import start_execution
+from common.tenants.businesses import get_business
 
 logger = logging.getLogger(__name__)
 

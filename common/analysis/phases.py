@@ -23,10 +23,9 @@ from google.cloud import firestore
 from pydantic import BaseModel, Field, create_model
 
 from common.analysis import evidence, prompts
-from common.budget.businesses import Business, get_business
 from common.budget.ledger import BudgetLedger
 from common.llm import Completion, Router, get_router
-from common.llm.base import FAILURE_TEXT, AllProvidersFailed, BudgetBusy, BudgetDenied, Message
+from common.llm.base import FAILURE_TEXT, AllProvidersFailed, Message
 from common.models import (
     PHASE_OUTPUTS,
     BusinessInput,
@@ -42,7 +41,9 @@ from common.platform.errors import AppError, Busy, Conflict, PaymentRequired
 from common.platform.settings import get_settings
 from common.platform.store import db
 from common.runs import documents, events
-from common.runs.events import RunRecorder
+from common.runs.events import record_warning
+from common.spend.ledger import BudgetBusy, BudgetDenied
+from common.tenants.businesses import Business, get_business
 
 LEASES = "leases"
 logger = logging.getLogger(__name__)
@@ -294,18 +295,19 @@ def _ask(
     router: Router, prepared: Prepared, business: Business, messages: list[Message]
 ) -> Completion[Strict]:
     spec = prepared.spec
+    ledger = BudgetLedger(
+        business,
+        run_id=prepared.run_id,
+        phase=spec.name,
+        on_warning=lambda warning: record_warning(prepared.run_id, warning, spec.name),
+    )
     try:
         return router.execute(
             spec.task_type,
             messages,
             schema=prepared.schema,
             allowed_tiers=business.limits.model_tiers,
-            ledger=BudgetLedger(
-                business,
-                run_id=prepared.run_id,
-                phase=spec.name,
-                recorder=RunRecorder(prepared.run_id, spec.name),
-            ),
+            ledger=ledger,
             call_key=f"{prepared.run_id}:{spec.name}",
         )
     except BudgetDenied as denied:
@@ -322,6 +324,8 @@ def _ask(
             raise AppError(str(failed), code="providers_refused_key") from failed
         _show(prepared.run_id, f"{spec.title}: {causes}; the workflow retries")
         raise Busy(str(failed), code="providers_unavailable") from failed
+    finally:
+        ledger.close()  # blocks this request took and no longer uses go back now
 
 
 def _show(run_id: str, step: str) -> None:
@@ -362,7 +366,13 @@ def _store(
         kind="phase_completed",
         step=f"{spec.title}: done",
         data={**summary, "cost_usd": usd(completion.cost_nanos)},
-        updates={f"phases.{spec.name}": {**summary, "status": "completed"}},
+        updates={
+            f"phases.{spec.name}": {**summary, "status": "completed"},
+            # The live totals (the final summary is summed from the usage records).
+            "cost_nanos": firestore.Increment(completion.cost_nanos),
+            "models_used": firestore.ArrayUnion([completion.model_used]),
+            "providers_used": firestore.ArrayUnion([completion.provider]),
+        },
         batch=batch,
     )
     snapshot = phase_ref(run_id, spec.name).get()

@@ -20,8 +20,7 @@ from common.analysis import launch
 from common.analysis.phases import phase_ref
 from common.backend import access, auth, openapi, ratelimit, reports
 from common.backend.routes import Call, Query, Reply, Route, match
-from common.budget.check import get_budget_status
-from common.budget.status import BudgetStatus
+from common.budget.status import BudgetStatus, get_budget_status
 from common.models import (
     PHASE_ORDER,
     AnalyticsOutput,
@@ -37,6 +36,7 @@ from common.platform import http, log
 from common.platform.errors import AppError, InvalidInput, NotFound
 from common.platform.settings import get_settings
 from common.runs import documents, events, lifecycle
+from common.tenants import members
 
 MAX_BODY_BYTES = 64 * 1024
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class Results(BaseModel):
 class Me(BaseModel):
     uid: str
     email: str | None
-    businesses: list[access.Membership]
+    businesses: list[members.Membership]
 
 
 # --- Handlers ----------------------------------------------------------------------------------
@@ -138,7 +138,9 @@ def _member_run(call: Call) -> documents.Run:
 
 def me(call: Call) -> Reply:
     assert call.user is not None
-    return Reply(Me(uid=call.uid, email=call.user.email, businesses=access.businesses_of(call.uid)))
+    return Reply(
+        Me(uid=call.uid, email=call.user.email, businesses=members.businesses_of(call.uid))
+    )
 
 
 def start(call: Call) -> Reply:
@@ -228,14 +230,14 @@ def _wants_csv(request: flask.Request) -> bool:
 
 
 def list_members(call: Call) -> Reply:
-    return Reply(access.members_of(access.owned_business(call.uid, call.params["business_id"])))
+    return Reply(members.members_of(access.owned_business(call.uid, call.params["business_id"])))
 
 
 def add_member(call: Call) -> Reply:
     business_id = call.params["business_id"]
     access.owned_business(call.uid, business_id)
-    change = http.validate(_body(call.request), access.MemberChange)
-    return Reply(access.add_member(business_id, change))
+    change = http.validate(_body(call.request), members.MemberChange)
+    return Reply(members.add_member(business_id, change))
 
 
 def remove_member(call: Call) -> Reply:
@@ -244,7 +246,7 @@ def remove_member(call: Call) -> Reply:
     uid = call.request.args.get("uid", "")
     if not uid:
         raise InvalidInput("name the member to remove: ?uid=...", code="missing_field", field="uid")
-    return Reply(access.remove_member(business_id, uid))
+    return Reply(members.remove_member(business_id, uid))
 
 
 def openapi_document(call: Call) -> Reply:
@@ -333,7 +335,7 @@ ROUTES: list[Route] = [
         list_members,
         "listMembers",
         "The business's members and owners (owners only)",
-        access.Members,
+        members.Members,
     ),
     Route(
         "POST",
@@ -341,8 +343,8 @@ ROUTES: list[Route] = [
         add_member,
         "addMember",
         "Add a member, or change whether they are an owner (owners only)",
-        access.Members,
-        body=access.MemberChange,
+        members.Members,
+        body=members.MemberChange,
         errors=(409,),
     ),
     Route(
@@ -351,7 +353,7 @@ ROUTES: list[Route] = [
         remove_member,
         "removeMember",
         "Remove a member (owners only; the last owner stays)",
-        access.Members,
+        members.Members,
         query=(Query("uid", "the member to remove", {"type": "string"}),),
         errors=(400, 404, 409),
     ),

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel
 
-from common.budget.usage import USAGE
+from common.budget.usage import CHARGED, USAGE
 from common.platform.errors import InvalidInput
 from common.platform.store import db
 
@@ -109,7 +109,9 @@ def _records(business_id: str, first: dt.date, last: dt.date) -> Iterator[dict[s
         .where(filter=FieldFilter("day", "<=", last.isoformat()))
     )
     for snapshot in query.stream():
-        yield snapshot.to_dict() or {}
+        record = snapshot.to_dict() or {}
+        if record.get("state") in CHARGED:  # holds in flight and void ones are not spending
+            yield record
 
 
 def daily_cost_by_model(
@@ -120,7 +122,7 @@ def daily_cost_by_model(
     days: dict[str, dict[str, int]] = {(first + dt.timedelta(days=n)).isoformat(): {} for n in span}
     for record in _records(business_id, first, last):
         models: dict[str, int] = days.setdefault(record["day"], {})
-        models[record["model"]] = models.get(record["model"], 0) + int(record["cost_nanos"])
+        models[record["model"]] = models.get(record["model"], 0) + int(record["charged_nanos"])
     return days
 
 
@@ -133,7 +135,7 @@ def usage_report(business_id: str, first: dt.date, last: dt.date, group_by: Grou
         row[0] += 1
         row[1] += int(record.get("input_tokens", 0))
         row[2] += int(record.get("output_tokens", 0))
-        row[3] += int(record.get("cost_nanos", 0))
+        row[3] += int(record.get("charged_nanos", 0))
     groups = [_group(name, *sums[name]) for name in sorted(sums)]
     total = _group("total", *(sum(group[i] for group in sums.values()) for i in range(4)))
     return UsageReport(

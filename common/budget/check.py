@@ -1,23 +1,19 @@
-"""Questions about a business's budget, which reserve nothing: would a task fit right now, and
-where does the business stand."""
+"""Would a task fit in a business's budget right now? A question: it reserves nothing and writes
+nothing, and reads everything it needs in one round trip (the business, the platform controls,
+its day and month, the platform's shards)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
 
 from pydantic import BaseModel
 
-from common.budget import counters
-from common.budget.businesses import Business, get_business
-from common.budget.controls import paused_refusal, platform_limit
-from common.budget.counters import Scope, Totals
-from common.budget.ledger import expired_holds, no_room, release_expired, utc_now
-from common.budget.limits import day_key, month_key
-from common.budget.status import BudgetStatus, refresh
+from common.budget.clock import server_clock
+from common.budget.room import read_room
 from common.llm import Call, estimator
-from common.llm.base import BudgetDenied, Message
+from common.llm.base import Message
 from common.money import format_usd, usd
+from common.spend.ledger import BudgetDenied
 
 
 class BudgetDecision(BaseModel):
@@ -51,32 +47,6 @@ class BudgetDecision(BaseModel):
         )
 
 
-def headroom(business: Business, scopes: list[Scope], now: dt.datetime) -> dict[str, Totals]:
-    """What each scope could still commit, read without writing anything: a period not used yet
-    has its whole limit, and holds past their TTL count as free (the next reservation releases
-    them)."""
-    found = counters.read(scopes)
-    expired = expired_holds(business.business_id, now)
-    room = {}
-    for scope in scopes:
-        totals = found.get(scope.name)
-        if totals is None:
-            source = (
-                business.model_dump(mode="json")
-                if scope.kind != "platform"
-                else (scope.source.get().to_dict() or {})
-            )
-            totals = Totals(
-                headroom=scope.limit_of(source).nanos, limit=scope.limit_of(source).nanos
-            )
-        period = month_key(now) if scope.kind == "month" else day_key(now)
-        freed = sum(h.amount for h in expired if period in (h.day, h.month))
-        room[scope.name] = replace(
-            totals, headroom=totals.headroom + freed, reserved=totals.reserved - freed
-        )
-    return room
-
-
 def check_budget_before_task(
     business_id: str,
     task_type: str,
@@ -102,8 +72,9 @@ def check_budget_before_task(
     Raises:
         NotFound: the business is not registered (code `unknown_business`).
     """
-    business = get_business(business_id)
-    now = now or utc_now()
+    now = now or server_clock.now()
+    room, _ = read_room(business_id, now)
+    business = room.business
     call = Call(
         task_type,
         messages,
@@ -113,31 +84,13 @@ def check_budget_before_task(
     )
     decision, bound = estimator().bounded(call)
     estimate = bound if amount_nanos is None else amount_nanos
-    scopes = business.scopes(now)
-    room = headroom(business, scopes, now)
-    platform = platform_limit(scopes[2].source.get().to_dict() or {})
-    denial = paused_refusal() if platform.paused else None
-    denial = denial or next(
-        (
-            no_room(
-                scope,
-                room[scope.name].headroom,
-                room[scope.name].limit,
-                estimate,
-                room[scope.name].reserved,
-            )
-            for scope in scopes
-            if room[scope.name].headroom < estimate
-        ),
-        None,
-    )
+    denial = room.refusal(estimate)
     if decision.downgraded_from and not allow_downgrade:
         denial = BudgetDenied(
             "model_tier_restricted",
             f"{task_type} needs {decision.downgraded_from}, "
             f"which the {business.tier} tier may not use",
         )
-    day, month = scopes[0], scopes[1]
     result = BudgetDecision(
         allowed=denial is None,
         reason=denial.reason if denial else None,
@@ -150,19 +103,7 @@ def check_budget_before_task(
         model=decision.model,
         downgraded_from=decision.downgraded_from,
         estimate_usd=usd(estimate),
-        today_remaining_usd=usd(max(room[day.name].headroom, 0)),
-        month_remaining_usd=usd(max(room[month.name].headroom, 0)),
+        today_remaining_usd=usd(max(room.day.limit_room, 0)),
+        month_remaining_usd=usd(max(room.month.limit_room, 0)),
     )
     return result.allowed, result
-
-
-def get_budget_status(business_id: str, *, now: dt.datetime | None = None) -> BudgetStatus:
-    """Where a business stands against its daily and monthly limits (and publish it).
-
-    Raises:
-        NotFound: the business is not registered (code `unknown_business`).
-    """
-    business = get_business(business_id)
-    now = now or utc_now()
-    release_expired(business_id, now)
-    return refresh(business, now)

@@ -2,27 +2,42 @@
 and the platform-wide daily cap (`daily_cap_nanos`, all businesses together), with a `version`
 every change increments.
 
-Both reach the budget through the platform scope's shards (`common.budget.counters.sync`): a
-change is applied to every shard of the open platform scopes at once, and every reservation
-reads the pause flag from its own shard in the same write that takes its amount, so nothing is
-granted once `set_paused` has returned.
+Every process re-reads them at least every `budget_cache_seconds` (`common.budget.sources`), so a
+pause, a lower cap or a higher one reaches every instance within that time; a block taken under
+an older version stops granting once its instance has seen the new one (`common.budget.escrow`).
+The operator's commands are in `common.budget.operator`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
 from google.cloud import firestore
-from pydantic import TypeAdapter
 
-from common.budget import counters
-from common.budget.counters import Limit, Scope
-from common.budget.limits import Money, day_key, default_platform_cap_nanos, platform_limits
-from common.llm.base import BudgetDenied
-from common.money import nanos
 from common.platform.store import db
+from common.spend.ledger import BudgetDenied
+from common.tenants.tiers import default_platform_cap_nanos
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The platform controls as stored (defaults where the document is missing)."""
+
+    paused: bool
+    reason: str
+    cap_nanos: int
+    version: int
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Controls:
+        cap = data.get("daily_cap_nanos")
+        return cls(
+            paused=bool(data.get("paused", False)),
+            reason=str(data.get("reason", "")),
+            cap_nanos=int(cap) if cap is not None else default_platform_cap_nanos(),
+            version=int(data.get("version", 0)),
+        )
 
 
 def controls_ref() -> firestore.DocumentReference:
@@ -30,54 +45,30 @@ def controls_ref() -> firestore.DocumentReference:
     return ref
 
 
-def platform_limit(data: dict[str, Any]) -> Limit:
-    """The platform day's limit as `platform/controls` states it (`data`)."""
-    cap = data.get("daily_cap_nanos")
-    return Limit(
-        nanos=int(cap) if cap is not None else default_platform_cap_nanos(),
-        version=int(data.get("version", 0)),
-        paused=bool(data.get("paused", False)),
-    )
+def read_controls() -> Controls:
+    return Controls.of(controls_ref().get().to_dict() or {})
 
 
-def platform_scope(now: dt.datetime) -> Scope:
-    return Scope(
-        f"platform:{day_key(now)}",
-        "platform",
-        platform_limits().counter_shards,
-        "platform_cap_reached",
-        controls_ref(),
-        platform_limit,
-    )
-
-
-def paused_refusal() -> BudgetDenied:
-    data = controls_ref().get().to_dict() or {}
+def paused_refusal(controls: Controls) -> BudgetDenied:
     return BudgetDenied(
-        "platform_paused", f"RaptorFlow is paused by an operator: {data.get('reason', '')}"
+        "platform_paused", f"RaptorFlow is paused by an operator: {controls.reason}"
     )
 
 
-def set_paused(is_paused: bool, reason: str = "") -> None:
-    """Pause or resume every business: while paused, every reservation and check is refused."""
-    _change({"paused": is_paused, "reason": reason})
+def change(fields: dict[str, Any]) -> Controls:
+    """Apply `fields` to the controls under the next version; returns the controls after."""
 
+    @firestore.transactional
+    def write(transaction: firestore.Transaction) -> Controls:
+        snapshot = controls_ref().get(transaction=transaction)
+        data = snapshot.to_dict() or {}
+        version = int(data.get("version", 0)) + 1
+        transaction.set(
+            controls_ref(),
+            {**fields, "version": version, "updated_at": firestore.SERVER_TIMESTAMP},
+            merge=True,
+        )
+        return Controls.of({**data, **fields, "version": version})
 
-def set_platform_cap(usd: Decimal | str) -> int:
-    """Set the platform-wide daily cap (validated money); returns it in nanos."""
-    cap = nanos(TypeAdapter(Money).validate_python(Decimal(str(usd))))
-    _change({"daily_cap_nanos": cap})
-    return cap
-
-
-def _change(fields: dict[str, Any]) -> None:
-    controls_ref().set(
-        {**fields, "version": firestore.Increment(1), "updated_at": firestore.SERVER_TIMESTAMP},
-        merge=True,
-    )
-    # Every platform day from yesterday on (instances' clocks may be a little ahead or behind);
-    # a day created later reads the controls when it is made.
-    since = day_key(dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
-    for name in counters.open_scopes("platform", since):
-        day = dt.datetime.strptime(name.split(":", 1)[1], "%Y-%m-%d").replace(tzinfo=dt.UTC)
-        counters.sync(platform_scope(day))
+    result: Controls = write(db().transaction())
+    return result

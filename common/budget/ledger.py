@@ -1,61 +1,54 @@
-"""The ledger every model call reserves on before it runs and settles on after it.
+"""The ledger every paid call reserves on before it runs and settles on after it.
 
-A reservation is a document `reservations/{key}` that moves through states, each move one atomic
-batch whose precondition is the document's previous version, so that it happens exactly once
-however often the batch is delivered:
+A reservation is granted from this process's escrow (`common.budget.escrow`: a block of the
+business's day and month, taken ahead), then made durable as the call's usage record,
+`usage/{key}`, in state `held` with its upper bound. Its settle turns that same document into the
+call's record (`settled`, charged its cost). That document is the only place a cost is written:
+blocks move money into the periods from what their holds settled at, and a block whose owner
+vanished is closed from its documents.
 
-    held --settle--> settled            (usage/{key} created; the cost replaces the hold)
-    held --give back / sweep--> released | expired  (the hold returns to the headroom)
-    released | expired --late settle--> settled_late  (the money was spent all the same)
-    released --place again--> held       (after an unknown outcome, see below)
+    held --settle--> settled                 (charged its cost)
+    held --owner cannot vouch for it--> void (never called: charged nothing)
+    held --block reconciled--> abandoned     (charged its upper bound: it may have been billed)
+    abandoned --late settle--> settled_late  (charged its cost; the difference goes back)
 
-Reserve takes the amount from one shard of each scope (`common.budget.counters`) in the batch
-that creates the document; it is granted if every shard stayed non-negative and the platform is
-not paused (read from the same shard in the same write). Otherwise it is given back, headroom is
-gathered into one shard, and it is placed again; it is refused, with the reason of the scope
-that has no room, when that scope as a whole has too little. A commit whose answer was lost and
-whose retry then finds its own write (AlreadyExists, FailedPrecondition) has an unknown
-outcome: the hold is given back and placed again, so no grant is ever guessed.
+Every write is conditional on the document's version (or its absence), carries an `op` id, and
+goes out through the process's group writer, so one round trip carries many threads' writes and
+a write whose acknowledgement was lost is recognised by its op. Once `reserve` returns, the hold
+is durable: whatever happens to this process, the money stays counted until the call settles.
 
-A hold lasts `reservation_ttl_seconds`, derived from the LLM call timeout, so it outlives the
-call it pays for; `release_expired` returns the holds whose holder died. A holder that was frozen
-past its TTL and settles afterwards is charged truthfully (`usage_settled_late`, an ERROR): that
-is the one way to spend above a limit, by at most that reservation (docs/decisions/006).
-
-The ledger knows nothing of runs: a caller that records the spend elsewhere in the same batch
-(the run document) passes a `Recorder`.
+The ledger knows nothing of runs: `on_warning` hears of the 75/90/100% thresholds its own calls
+crossed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any
 
-from google.api_core import exceptions
 from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
 
-from common.budget import counters, status, usage
-from common.budget.businesses import Business
+from common.budget import blocks, sources
+from common.budget.blocks import block_ref, usage_ref
+from common.budget.clock import server_clock
 from common.budget.controls import paused_refusal
-from common.budget.counters import PAUSED, Scope, Stored, moved, transformed
-from common.budget.limits import day_key, month_key
-from common.llm.base import AttemptRecord, BudgetBusy, BudgetDenied, ModelTier
-from common.money import format_usd, usd
+from common.budget.escrow import Allowance, escrow
+from common.budget.periods import day_key, month_key, scope_name, scope_ref
+from common.budget.status import BudgetWarning, published
+from common.money import usd
 from common.platform import log
-from common.platform.settings import get_settings
 from common.platform.store import db
+from common.platform.writes import Written, group_writer
+from common.spend.ledger import BudgetBusy, BudgetDenied
+from common.spend.records import AttemptRecord, ModelTier
+from common.tenants.businesses import Business
 
-RESERVATIONS = "reservations"
-# Firestore's TTL policy deletes reservation documents at `purge_at`, long after both periods a
-# reservation counts in have ended, so a TTL deletion can never leak budget.
-PURGE_AFTER = dt.timedelta(days=40)
 Clock = Callable[[], dt.datetime]
-State = Literal["held", "settled", "released", "expired", "settled_late"]
 logger = logging.getLogger(__name__)
 
 
@@ -63,111 +56,32 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Recorder(status.WarningRecorder, Protocol):
-    """What a caller records in the batch of each settle (and of each budget warning)."""
-
-    def on_settle(self, batch: firestore.WriteBatch, attempt: AttemptRecord) -> None: ...
-
-
-def no_room(
-    scope: Scope, headroom: int, limit: int, amount: int, reserved: int = 0
-) -> BudgetDenied:
-    """The refusal for a scope without room, saying how much of what is missing is only held
-    by calls under way (it comes back when they settle)."""
-    label = {"day": "daily budget", "month": "monthly budget", "platform": "platform daily cap"}
-    held = f"; {format_usd(reserved)} is held by calls under way" if reserved > 0 else ""
-    return BudgetDenied(
-        scope.reason,
-        f"{label[scope.kind]} exceeded: {format_usd(amount)} needed, "
-        f"{format_usd(max(headroom, 0))} of {format_usd(limit, 2)} left{held} ({scope.name})",
-    )
-
-
-def _ref(key: str) -> firestore.DocumentReference:
-    ref: firestore.DocumentReference = db().collection(RESERVATIONS).document(key)
-    return ref
+class UnknownAttempt(Exception):
+    """A settle for an attempt this business never reserved (a caller's bug: nothing is
+    recorded)."""
 
 
 @dataclass(frozen=True)
-class Held:
-    """A reservation as last written: its amount, its shards and periods, its version."""
+class Hold:
+    """A durable hold, as this ledger last wrote it."""
 
     key: str
-    amount: int
-    counters: list[str]
-    state: State
+    bound: int
+    block_id: str
     update_time: Any
-    day: str
-    month: str
-    op: str | None = None
-
-    @classmethod
-    def from_snapshot(cls, snapshot: firestore.DocumentSnapshot[Any]) -> Held:
-        data = snapshot.to_dict() or {}
-        return cls(
-            key=snapshot.id,
-            amount=int(data["amount_nanos"]),
-            counters=list(data["counters"]),
-            state=data.get("state", "held"),
-            update_time=snapshot.update_time,
-            day=data["day"],
-            month=data["month"],
-            op=data.get("op"),
-        )
-
-    @classmethod
-    def read(cls, key: str) -> Held | None:
-        snapshot = _ref(key).get()
-        return cls.from_snapshot(snapshot) if snapshot.exists else None
+    allowance: Allowance | None
 
 
-def _end(
-    held: Held,
-    state: State,
-    change: dict[str, Any],
-    also: Callable[[firestore.WriteBatch], None] | None = None,
-) -> bool | None:
-    """Move `held` to `state`, applying `change` to its shards, in one batch with `also`'s writes.
-
-    Returns:
-        True if this call moved it (also when its acknowledgement was lost and the library's
-        retry then found it moved), False if the reservation had moved on before, and None if a
-        write of `also` found its document already there (a settle delivered twice).
-    """
-    op = uuid.uuid4().hex
-    batch = db().batch()
-    batch.update(
-        _ref(held.key),
-        {
-            "state": state,
-            "op": op,
-            "expires_at": firestore.DELETE_FIELD,
-            "ended_at": firestore.SERVER_TIMESTAMP,
-        },
-        option=db().write_option(last_update_time=held.update_time),
-    )
-    for counter in held.counters:
-        batch.update(db().collection(counters.COUNTERS).document(counter), change)
-    if also is not None:
-        also(batch)
-    try:
-        counters.retrying(batch.commit, what=f"ending reservation {held.key}")
-    except (exceptions.FailedPrecondition, exceptions.NotFound, exceptions.AlreadyExists) as error:
-        now = Held.read(held.key)
-        if now is not None and now.op == op:
-            return True  # applied; only its acknowledgement was lost
-        return None if isinstance(error, exceptions.AlreadyExists) else False
-    return True
-
-
-def give_back(held: Held, state: State = "released") -> bool:
-    """End a held reservation without spending it (False if it had moved on before)."""
-    change = moved(headroom=held.amount, reserved=-held.amount)
-    return bool(_end(held, state, change))
+def usage_fields(attempt: AttemptRecord) -> dict[str, Any]:
+    """The settled attempt's fields on its usage record."""
+    return {
+        **attempt.model_dump(mode="json", exclude={"usage"}),
+        **attempt.usage.model_dump(),
+    }
 
 
 class BudgetLedger:
-    """The `Ledger` of one business's model calls (within one run phase, when `run_id` is set)."""
+    """The `Ledger` of one business's paid calls (within one run phase, when `run_id` is set)."""
 
     def __init__(
         self,
@@ -175,259 +89,208 @@ class BudgetLedger:
         *,
         run_id: str | None = None,
         phase: str | None = None,
-        clock: Clock = utc_now,
-        recorder: Recorder | None = None,
+        clock: Clock | None = None,
+        on_warning: Callable[[BudgetWarning], None] | None = None,
     ) -> None:
-        self.business = business
+        self.business_id = business.business_id
         self.run_id = run_id
         self.phase = phase
-        self.clock = clock
-        self.recorder = recorder
-        # What this ledger reserved and has not settled: settling it needs no extra read.
-        self._held: dict[str, Held] = {}
+        self.clock = clock or server_clock.now
+        self.on_warning = on_warning
+        self._held: dict[str, Hold] = {}
+        self.settled_nanos = 0  # what this ledger's settles charged (its share of the records)
 
     # --- reserve ---------------------------------------------------------------------------
 
-    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> float:
+    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> None:
         """Hold `upper_bound_nanos` for attempt `key` on `model` (of `tier`) against every limit.
 
-        Returns:
-            How many seconds the hold is sure to last.
-
         Raises:
-            BudgetDenied: no room (the scope's reason), the platform is paused, the tier may not
-                use the model, or this attempt was settled before (`attempt_settled`).
-            BudgetBusy: the budget stayed too contended to answer.
+            BudgetDenied: no room (the period's reason), the platform is paused, the business's
+                tier (as this process last read it, at most `budget_cache_seconds` ago) may not
+                use the model, or the key was used before (`attempt_in_use`,
+                `attempt_settled`).
+            BudgetBusy: room exists only once work in flight settles, or contention.
         """
         if not isinstance(upper_bound_nanos, int) or upper_bound_nanos < 0:
             raise ValueError(
                 f"a reservation must be a whole number of nanos, not {upper_bound_nanos!r}"
             )
-        if tier not in self.business.limits.model_tiers:
-            raise BudgetDenied(
-                "model_tier_restricted",
-                f"the {self.business.tier} tier may not use {model} ({tier} models)",
-            )
-        started = self.clock()
-        scopes = self.business.scopes(started)
-        stored = counters.prepare(scopes, max_age=get_settings().budget_cache_seconds)
-        shards = {
-            scope.name: counters.random_shard(s.shards)
-            for scope, s in zip(scopes, stored, strict=True)
-        }
-        previous: Held | None = None  # the document to place on again, if there is one
-        swept = False
-        for _ in range(12):
-            placed = self._place(key, model, upper_bound_nanos, scopes, stored, shards, previous)
-            if isinstance(placed, Held):
-                self._held[key] = placed
-                ttl = get_settings().reservation_ttl_seconds
-                return ttl - (self.clock() - started).total_seconds()
-            outcome, previous = placed
-            if outcome == "paused":
-                raise paused_refusal()
-            if outcome == "again":
-                continue
-            scope = next(s for s in scopes if s.name == outcome)
-            # A plain read first: when the scope as a whole has no room, no transaction is
-            # needed to say so (under a burst most callers are in that case).
-            totals = counters.read([scope])[scope.name]
-            if totals.headroom >= upper_bound_nanos:
-                after = counters.sync(scope, gather=(shards[scope.name], upper_bound_nanos))
-                if after.headroom is not None and after.headroom >= upper_bound_nanos:
-                    continue  # the shard now holds the amount: place again
-            if not swept:
-                swept = True  # holds whose holder died may be all that stands in the way
-                if release_expired(self.business.business_id, started):
-                    continue
-            totals = counters.read([scope])[scope.name]
-            if totals.headroom >= upper_bound_nanos:
-                continue  # room came back meanwhile (a settle below its hold): try again
-            raise no_room(scope, totals.headroom, totals.limit, upper_bound_nanos, totals.reserved)
+        for _ in range(4):
+            found = sources.current(self.business_id)
+            business = found.business
+            if tier not in business.limits.model_tiers:
+                raise BudgetDenied(
+                    "model_tier_restricted",
+                    f"the {business.tier} tier may not use {model} ({tier} models)",
+                )
+            if found.controls.paused:
+                raise paused_refusal(found.controls)
+            now = self.clock()
+            allowance = escrow.grant(found, day_key(now), month_key(now), upper_bound_nanos)
+            hold = self._hold(key, model, tier, upper_bound_nanos, allowance, business)
+            if hold is not None:
+                self._held[key] = hold
+                return
         raise BudgetBusy("budget_contention", f"could not place reservation {key}; try again")
 
-    def _place(
+    def _hold(
         self,
         key: str,
         model: str,
-        amount: int,
-        scopes: list[Scope],
-        stored: list[Stored],
-        shards: dict[str, int],
-        previous: Held | None,
-    ) -> Held | tuple[str, Held | None]:
-        """Take `amount` from the chosen shard of each scope in the batch that writes the
-        reservation. Returns the hold if granted; else (having given it back) why not -- the
-        name of the first scope without room, "paused", or "again" -- and the document to place
-        on next."""
-        now = self.clock()
-        placement = uuid.uuid4().hex
-        counter_ids = [scope.ref(shards[scope.name]).id for scope in scopes]
+        tier: ModelTier,
+        bound: int,
+        allowance: Allowance,
+        business: Business,
+    ) -> Hold | None:
+        """Write the hold; None if its block turned out to be gone (the caller tries again)."""
+        block = allowance.block
+        op = uuid.uuid4().hex
         fields = {
-            "business_id": self.business.business_id,
+            "key": key,
+            "business_id": business.business_id,
+            "tier": business.tier,
             "run_id": self.run_id,
             "phase": self.phase,
             "model": model,
-            "amount_nanos": amount,
-            "counters": counter_ids,
-            "day": day_key(now),
-            "month": month_key(now),
+            "model_tier": tier,
             "state": "held",
-            "op": placement,
-            "created_at": now,
-            "expires_at": now + dt.timedelta(seconds=get_settings().reservation_ttl_seconds),
-            "purge_at": now + PURGE_AFTER,
+            "bound_nanos": bound,
+            "charged_nanos": 0,
+            "cost_nanos": 0,
+            "block": block.block_id,
+            "day": block.day,
+            "month": block.month,
+            "op": op,
+            "created_at": firestore.SERVER_TIMESTAMP,
         }
-        batch = db().batch()
-        if previous is None:
-            batch.create(_ref(key), fields)
-        else:
-            batch.update(
-                _ref(key), fields, option=db().write_option(last_update_time=previous.update_time)
-            )
-        changes = []
-        for scope in scopes:
-            change = moved(headroom=-amount, reserved=amount)
-            if scope.kind == "platform":
-                change[PAUSED] = firestore.Increment(0)  # reads the pause flag in this write
-            batch.update(scope.ref(shards[scope.name]), change)
-            changes.append(change)
+        ref = usage_ref(key)
         try:
-            results = counters.retrying(batch.commit, what=f"placing reservation {key}")
-        except (exceptions.AlreadyExists, exceptions.FailedPrecondition):
-            return self._unknown(key, placement, scopes)
-        held = Held(key, amount, counter_ids, "held", results[0].update_time, *_periods(now))
-        for scope, change, result in zip(scopes, changes, results[1:], strict=True):
-            if scope.kind == "platform" and transformed(result, change, PAUSED):
-                return "paused", self._given_back(held)
-        for scope, change, result in zip(scopes, changes, results[1:], strict=True):
-            if transformed(result, change, counters.HEADROOM) < 0:
-                return scope.name, self._given_back(held)
-        return held
+            written = group_writer(db()).write(ref, lambda batch: batch.create(ref, fields))
+            if written.exists:
+                written = self._place_again(key, op, fields)
+        except BaseException:
+            escrow.ungrant(allowance, bound)
+            raise
+        server_clock.observe(written.update_time)
+        if time.monotonic() > allowance.fence_until and not _still_open(block.block_id):
+            # Written after the database may have let the block expire: it may not have been
+            # seen by whoever closed it, so it must not stand.
+            self._void(key, bound, written.update_time)
+            escrow.ungrant(allowance, bound)
+            escrow.lost(allowance)
+            return None
+        return Hold(key, bound, block.block_id, written.update_time, allowance)
 
-    def _unknown(
-        self, key: str, placement: str, scopes: list[Scope]
-    ) -> Held | tuple[str, Held | None]:
-        """After a placement whose outcome is unknown (its answer lost, the library's retry
-        finding its own write): decide it from its shards as they are now, or refuse a key that
-        is not ours to hold.
-
-        Our write took the amount at some instant; its shards, read now in one consistent
-        snapshot, say whether the take holds now. Keeping it is the same as giving it back and
-        taking it again at the instant of the read, which is granted exactly when every shard is
-        still non-negative: no grant is guessed."""
-        current = Held.read(key)
-        if current is None:
-            return "again", None
-        if current.state == "held" and current.op == placement:
-            rows = [
-                snapshot.to_dict() or {}
-                for snapshot in db().get_all(
-                    [db().collection(counters.COUNTERS).document(c) for c in current.counters]
-                )
-            ]
-            if any(int(row.get(PAUSED, 0)) for row in rows):
-                return "paused", self._given_back(current)
-            for row in rows:
-                if int(row.get(counters.HEADROOM, 0)) < 0:
-                    name = str(row.get("scope", ""))
-                    short = next((s.name for s in scopes if s.name == name), scopes[0].name)
-                    return short, self._given_back(current)
-            return current
-        if current.state in ("released", "expired"):
-            return "again", current
-        if current.state == "held":
+    def _place_again(self, key: str, op: str, fields: dict[str, Any]) -> Written:
+        """The key's document exists: ours (a lost acknowledgement), a hold voided before (place
+        it again), or someone else's."""
+        ref = usage_ref(key)
+        snapshot = ref.get()
+        data = snapshot.to_dict() or {}
+        if data.get("op") == op:
+            return Written(0, update_time=snapshot.update_time)
+        if data.get("business_id") == self.business_id and data.get("state") == "void":
+            again = group_writer(db()).write(
+                ref,
+                lambda batch: batch.update(
+                    ref, fields, option=db().write_option(last_update_time=snapshot.update_time)
+                ),
+            )
+            if again.ok:
+                return again
+        if data.get("state") == "held":
             raise BudgetDenied("attempt_in_use", f"attempt {key} is already holding a reservation")
         raise BudgetDenied("attempt_settled", f"attempt {key} was settled before: make a new one")
 
-    @staticmethod
-    def _given_back(held: Held) -> Held | None:
-        give_back(held)
-        return Held.read(held.key)
+    def _void(self, key: str, bound: int, update_time: Any) -> None:
+        """Our own hold, never used: charged nothing (or, if frozen first, settled at 0)."""
+        ref = usage_ref(key)
+        written = group_writer(db()).write(
+            ref,
+            lambda batch: batch.update(
+                ref,
+                {"state": "void", "charged_nanos": 0, "ended_at": firestore.SERVER_TIMESTAMP},
+                option=db().write_option(last_update_time=update_time),
+            ),
+        )
+        if not written.ok:
+            settle_late(key, bound, None)
 
     # --- settle ----------------------------------------------------------------------------
 
     def settle(self, attempt: AttemptRecord) -> None:
-        """Turn the reservation of `attempt.key` into its actual cost, exactly once."""
-        held = self._held.pop(attempt.key, None) or Held.read(attempt.key)
+        """Turn the hold of `attempt.key` into its actual cost, exactly once.
+
+        Raises:
+            UnknownAttempt: this business holds no reservation for the key.
+        """
+        hold = self._held.pop(attempt.key, None) or self._read_hold(attempt.key)
+        if hold is None:
+            return  # counted once already
+        ref = usage_ref(attempt.key)
         for _ in range(4):
-            if held is None:
-                self._settle_unreserved(attempt)
-                return
-            if held.state in ("settled", "settled_late"):
-                return  # counted once already
-            late = held.state != "held"
-            cost = attempt.cost_nanos
-            change = (
-                moved(headroom=-cost, spent=cost)
-                if late
-                else moved(headroom=held.amount - cost, reserved=-held.amount, spent=cost)
-            )
-            periods = (held.day, held.month)
+            op = uuid.uuid4().hex
+            fields = {
+                **usage_fields(attempt),
+                "state": "settled",
+                "charged_nanos": attempt.cost_nanos,
+                "op": op,
+                "settled_at": firestore.SERVER_TIMESTAMP,
+            }
+            option = db().write_option(last_update_time=hold.update_time)
 
-            def record(batch: firestore.WriteBatch, periods: tuple[str, str] = periods) -> None:
-                self._record(batch, attempt, *periods)
+            def update(batch: Any, fields: dict[str, Any] = fields, option: Any = option) -> None:
+                batch.update(ref, fields, option=option)
 
-            outcome = _end(held, "settled_late" if late else "settled", change, record)
-            if outcome is None:
-                return  # its usage record exists: settled before
-            if outcome:
-                self._log_settled(attempt, held, late)
+            written = group_writer(db()).write(ref, update)
+            if written.ok:
+                self._settled(attempt, hold, late=False)
                 return
-            held = Held.read(attempt.key)  # it moved meanwhile (swept): look again
+            snapshot = ref.get()
+            data = snapshot.to_dict() or {}
+            if data.get("op") == op:
+                self._settled(attempt, hold, late=False)
+                return
+            state = data.get("state")
+            if state in ("settled", "settled_late"):
+                return
+            if state == "abandoned":
+                settle_late(attempt.key, hold.bound, attempt)
+                self._settled(attempt, hold, late=True)
+                return
+            hold = Hold(hold.key, hold.bound, hold.block_id, snapshot.update_time, hold.allowance)
         raise BudgetBusy("budget_contention", f"could not settle {attempt.key}; try again")
 
-    def _record(
-        self, batch: firestore.WriteBatch, attempt: AttemptRecord, day: str, month: str
-    ) -> None:
-        batch.create(
-            usage.usage_ref(attempt.key),
-            usage.usage_document(
-                attempt,
-                business_id=self.business.business_id,
-                tier=self.business.tier,
-                run_id=self.run_id,
-                phase=self.phase,
-                day=day,
-                month=month,
-                now=self.clock(),
-            ),
+    def _read_hold(self, key: str) -> Hold | None:
+        """A hold this ledger did not place (another ledger of this process, or one that
+        restarted): read it. None if it was settled before."""
+        snapshot = usage_ref(key).get()
+        data = snapshot.to_dict() or {}
+        if not snapshot.exists or data.get("business_id") != self.business_id:
+            logger.error(
+                "settle without a reservation",
+                extra=log.fields(event="settle_unreserved", business_id=self.business_id, key=key),
+            )
+            raise UnknownAttempt(f"{self.business_id} holds no reservation for attempt {key}")
+        if data.get("state") in ("settled", "settled_late", "void"):
+            return None
+        block_id = str(data.get("block"))
+        return Hold(
+            key, int(data["bound_nanos"]), block_id, snapshot.update_time, escrow.find(block_id)
         )
-        if self.recorder is not None:
-            self.recorder.on_settle(batch, attempt)
 
-    def _settle_unreserved(self, attempt: AttemptRecord) -> None:
-        """A cost without any reservation document (purged, or never made): charged to the
-        current periods, once (the usage record's create is the guard)."""
-        now = self.clock()
-        scopes = self.business.scopes(now)
-        counters.prepare(scopes)
-        batch = db().batch()
-        self._record(batch, attempt, *_periods(now))
-        change = moved(headroom=-attempt.cost_nanos, spent=attempt.cost_nanos)
-        for scope in scopes:
-            batch.update(scope.ref(0), change)
-        try:
-            counters.retrying(batch.commit, what=f"settling {attempt.key}")
-        except exceptions.AlreadyExists:
-            return
-        self._log_settled(attempt, None, late=True)
-
-    def _log_settled(self, attempt: AttemptRecord, held: Held | None, late: bool) -> None:
-        reserved = held.amount if held and not late else 0
-        over = attempt.cost_nanos > reserved
-        event = "usage_settled_late" if late else "usage_settled"
-        message = {
-            "usage_settled_late": "usage settled after its reservation had ended",
-            "usage_settled": "usage settled above its reservation" if over else "usage settled",
-        }[event]
+    def _settled(self, attempt: AttemptRecord, hold: Hold, *, late: bool) -> None:
+        self.settled_nanos += attempt.cost_nanos
+        over = attempt.cost_nanos > hold.bound
+        if hold.allowance is not None and not late:
+            escrow.settled(hold.allowance, hold.bound, attempt.cost_nanos)
         logger.log(
-            logging.ERROR if late or over else logging.INFO,
-            message,
+            logging.ERROR if over else logging.INFO,
+            "usage settled above its reservation" if over else "usage settled",
             extra=log.fields(
-                event=event,
-                business_id=self.business.business_id,
-                tier=self.business.tier,
+                event="usage_settled_late" if late else "usage_settled",
+                business_id=self.business_id,
                 run_id=self.run_id,
                 phase=self.phase,
                 task_type=attempt.task_type,
@@ -435,50 +298,71 @@ class BudgetLedger:
                 provider=attempt.provider,
                 key=attempt.key,
                 cost_usd=usd(attempt.cost_nanos),
-                reserved_usd=usd(held.amount if held else 0),
+                reserved_usd=usd(hold.bound),
                 latency_ms=attempt.latency_ms,
                 ok=attempt.ok,
                 fallback_used=attempt.fallback_used,
             ),
         )
-        if attempt.cost_nanos and status.refresh_due(self.business.business_id):
-            status.refresh(self.business, self.clock(), recorder=self.recorder)
+        if self.on_warning is not None:
+            for warning in published(self.business_id):
+                self.on_warning(warning)
+
+    def close(self) -> None:
+        """Give back this process's idle blocks of the business now (the end of a request)."""
+        escrow.release(self.business_id)
 
 
-def _periods(now: dt.datetime) -> tuple[str, str]:
-    return day_key(now), month_key(now)
+def _still_open(block_id: str) -> bool:
+    snapshot = block_ref(block_id).get()
+    return snapshot.exists and (snapshot.to_dict() or {}).get("state") == "open"
 
 
-def release_expired(business_id: str, now: dt.datetime) -> int:
-    """Release the reservations of `business_id` whose holder did not settle before their TTL.
-    (Only held reservations carry `expires_at`.)"""
-    query = (
-        db()
-        .collection(RESERVATIONS)
-        .where(filter=FieldFilter("business_id", "==", business_id))
-        .where(filter=FieldFilter("expires_at", "<", now))
-        .limit(100)
-    )
-    released = 0
-    for snapshot in query.stream():
-        if give_back(Held.from_snapshot(snapshot), "expired"):
-            released += 1
-            logger.warning(
-                "expired reservation released",
-                extra=log.fields(
-                    event="reservation_expired", business_id=business_id, key=snapshot.id
-                ),
-            )
-    return released
-
-
-def expired_holds(business_id: str, now: dt.datetime) -> list[Held]:
-    """The held reservations past their TTL, without releasing them (a check writes nothing)."""
-    query = (
-        db()
-        .collection(RESERVATIONS)
-        .where(filter=FieldFilter("business_id", "==", business_id))
-        .where(filter=FieldFilter("expires_at", "<", now))
-        .limit(100)
-    )
-    return [Held.from_snapshot(snapshot) for snapshot in query.stream()]
+def settle_late(key: str, bound: int, attempt: AttemptRecord | None) -> None:
+    """Settle a hold that was frozen at its upper bound by a reconciled block: its record gets
+    the actual cost (nothing, with no `attempt`) and its periods get the difference back, once
+    the block is closed (so the reconciler's sum and this change never overlap)."""
+    ref = usage_ref(key)
+    cost = attempt.cost_nanos if attempt is not None else 0
+    for attempt_number in range(40):
+        snapshot = ref.get()
+        data = snapshot.to_dict() or {}
+        if data.get("state") != "abandoned":
+            return  # settled meanwhile
+        block = block_ref(str(data["block"])).get().to_dict() or {}
+        if block.get("state") != "closed":
+            blocks.reconcile(str(data["block"]))  # finish it (it may have stalled)
+            time.sleep(min(0.05 * 2**attempt_number, 1.0))
+            continue
+        fields: dict[str, Any] = {
+            "state": "settled_late",
+            "charged_nanos": cost,
+            "ended_at": firestore.SERVER_TIMESTAMP,
+        }
+        if attempt is not None:
+            fields.update(usage_fields(attempt))
+        change = {
+            "spent_nanos": firestore.Increment(cost - bound),
+            "updated_at": firestore.SERVER_TIMESTAMP,
+        }
+        batch = db().batch()
+        batch.update(ref, fields, option=db().write_option(last_update_time=snapshot.update_time))
+        for period in (data["day"], data["month"]):
+            batch.update(scope_ref(scope_name(str(data["business_id"]), period)), change)
+        try:
+            batch.commit()
+        except Exception as error:
+            logger.info("late settle retried", extra=log.fields(key=key, error=str(error)))
+            continue
+        logger.error(
+            "usage settled after its block was reconciled",
+            extra=log.fields(
+                event="usage_settled_late",
+                business_id=data.get("business_id"),
+                key=key,
+                cost_usd=usd(cost),
+                reserved_usd=usd(bound),
+            ),
+        )
+        return
+    raise BudgetBusy("budget_contention", f"could not settle {key} late; try again")

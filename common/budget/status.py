@@ -1,25 +1,33 @@
-"""What a business sees of its budget: `budget_status/{business_id}`, and the 75/90/100%
-warnings of its day and month, each recorded once per period."""
+"""What a business sees of its budget: `budget_status/{business_id}` (clients listen to it), the
+status computed on demand, and the 75/90/100% warnings of its day and month, each recorded once
+per period (`budget_alerts/{scope}:{level}`).
+
+The published document is rewritten after every change to the business's periods that a block
+makes (taken, flushed, closed): from a read made after that change, on the condition that nobody
+rewrote it since that read, so the last writer always wrote from the newest read.
+"""
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import logging
+import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import firestore
 from pydantic import BaseModel, Field
 
-from common.budget import counters, usage
-from common.budget.businesses import Business
-from common.budget.counters import Scope
+from common.budget.clock import server_clock
+from common.budget.controls import Controls
+from common.budget.periods import Period, scope_name
+from common.budget.room import Room, read_room
 from common.money import format_usd, usd
 from common.platform import log
-from common.platform.process import Throttle
-from common.platform.settings import get_settings
 from common.platform.store import db
+from common.tenants.businesses import Business
 
 ALERTS = "budget_alerts"
 STATUS = "budget_status"  # what clients may read: one document per business
@@ -37,23 +45,20 @@ class BudgetWarning:
     message: str
 
 
-class WarningRecorder(Protocol):
-    """What a caller records in the batch of a budget warning (e.g. an event on its run)."""
-
-    def on_warning(self, batch: firestore.WriteBatch, warning: BudgetWarning) -> None: ...
-
-
 class LimitChange(BaseModel):
-    """A limit of a period changed (a new tier, an override, the platform cap)."""
+    """A limit of a period changed (a new tier, an override)."""
 
-    period: str  # the scope, e.g. "acme:2026-11-25"
+    period: str  # the scope, e.g. "business:acme:2026-11-25"
     version: int
     from_usd: float
     to_usd: float
 
 
 class BudgetStatus(BaseModel):
-    """A business's budget right now (the seed's `get_budget_status`), amounts in USD."""
+    """A business's budget right now (the seed's `get_budget_status`), amounts in USD.
+
+    `*_reserved` is what blocks of work in flight hold (their calls' upper bounds and headroom
+    taken ahead); it comes back as they settle and close."""
 
     business_id: str
     tier: str
@@ -78,117 +83,171 @@ def warning_level(used: int, limit: int) -> int | None:
     return next((level for level in reversed(WARNING_LEVELS) if percent >= level), None)
 
 
-_refreshes = Throttle()
+def projected_month(spent_usd: float, now: dt.datetime) -> float:
+    """Month-to-date spend extrapolated to the whole month at the month-to-date daily rate
+    (the first day counts as a whole day, so an early spike is not multiplied by 30 000)."""
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    elapsed_days = max((now - start).total_seconds() / 86400, 1.0)
+    return spent_usd * calendar.monthrange(now.year, now.month)[1] / elapsed_days
 
 
-def refresh_due(business_id: str) -> bool:
-    """At most one refresh per business per `budget_refresh_seconds` in this process, so that
-    busy businesses do not pay a read of every counter shard on every settle."""
-    return _refreshes.due((db().project, business_id), get_settings().budget_refresh_seconds)
-
-
-def refresh(
-    business: Business,
-    now: dt.datetime,
-    *,
-    recorder: WarningRecorder | None = None,
+def compute(
+    business: Business, day: Period, month: Period, controls: Controls, now: dt.datetime
 ) -> BudgetStatus:
-    """Compute the business's budget status, publish it to `budget_status/{business_id}` for its
-    clients, and record each 75/90/100% threshold of the day and month once per period (an
-    alert document, what `recorder` records with it, a WARNING log line)."""
-    scopes = business.scopes(now)
-    day, month = scopes[0], scopes[1]
-    stored = counters.prepare([day, month])
-    totals = counters.read([day, month])
-    today, this_month = totals[day.name], totals[month.name]
+    """The status of `business` from its periods as read."""
     levels = [
         level
-        for level in (
-            warning_level(today.spent, today.limit),
-            warning_level(this_month.spent, this_month.limit),
-        )
+        for level in (warning_level(day.spent, day.limit), warning_level(month.spent, month.limit))
         if level is not None
     ]
-    controls = scopes[2].source.get().to_dict() or {}
-    status = BudgetStatus(
+    return BudgetStatus(
         business_id=business.business_id,
         tier=business.tier,
-        daily_limit=usd(today.limit),
-        today_spent=usd(today.spent),
-        today_reserved=usd(today.reserved),
-        today_remaining=usd(max(today.headroom, 0)),
-        percent_used=round(100 * (today.limit - today.headroom) / max(today.limit, 1), 2),
+        daily_limit=usd(day.limit),
+        today_spent=usd(day.spent),
+        today_reserved=usd(day.allocated),
+        today_remaining=usd(max(day.limit_room, 0)),
+        percent_used=round(100 * (day.spent + day.allocated) / max(day.limit, 1), 2),
         warning_level=max(levels) if levels else None,
-        month_spent=usd(this_month.spent),
-        month_reserved=usd(this_month.reserved),
-        monthly_limit=usd(this_month.limit),
-        month_remaining=usd(max(this_month.headroom, 0)),
-        projected_monthly=round(usage.projected_month(usd(this_month.spent), now), 6),
-        platform_paused=bool(controls.get("paused")),
-        paused_reason=controls.get("reason") if controls.get("paused") else None,
+        month_spent=usd(month.spent),
+        month_reserved=usd(month.allocated),
+        monthly_limit=usd(month.limit),
+        month_remaining=usd(max(month.limit_room, 0)),
+        projected_monthly=round(projected_month(usd(month.spent), now), 6),
+        platform_paused=controls.paused,
+        paused_reason=controls.reason if controls.paused else None,
         limit_changes=[
-            LimitChange(period=scope.name, **change)
-            for scope, kept in zip((day, month), stored, strict=True)
-            for change in kept.changes
+            LimitChange(period=period.name, **change)
+            for period in (day, month)
+            for change in period.changes
         ],
     )
-    db().collection(STATUS).document(business.business_id).set(
-        {**status.model_dump(mode="json"), "updated_at": firestore.SERVER_TIMESTAMP}
-    )
-    for scope in (day, month):
-        spent, limit = totals[scope.name].spent, totals[scope.name].limit
-        for level in WARNING_LEVELS:
-            if 100 * spent >= level * limit:
-                _record_warning(business, scope, limit, level, spent, recorder)
+
+
+def read_status(
+    business_id: str, *, now: dt.datetime | None = None
+) -> tuple[BudgetStatus, Room, Any]:
+    """The business's status from one read of its documents (with the published document, for
+    a conditional rewrite)."""
+    now = now or server_clock.now()
+    ref = db().collection(STATUS).document(business_id)
+    room, found = read_room(business_id, now, shards=False, also=[ref])
+    status = compute(room.business, room.day, room.month, room.controls, now)
+    return status, room, found[ref.path]
+
+
+def get_budget_status(business_id: str, *, now: dt.datetime | None = None) -> BudgetStatus:
+    """Where a business stands against its daily and monthly limits (one read; writes nothing).
+
+    Raises:
+        NotFound: the business is not registered (code `unknown_business`).
+    """
+    return read_status(business_id, now=now)[0]
+
+
+_warnings: dict[tuple[str, str], list[BudgetWarning]] = {}
+_warnings_lock = threading.Lock()
+
+
+def publish(business_id: str) -> BudgetStatus:
+    """Rewrite `budget_status/{business_id}` from a fresh read and record the thresholds the
+    day and month crossed (each once per period)."""
+    for _ in range(8):
+        status, room, published_doc = read_status(business_id)
+        ref = db().collection(STATUS).document(business_id)
+        data = {**status.model_dump(mode="json"), "updated_at": firestore.SERVER_TIMESTAMP}
+        try:
+            if published_doc.exists:
+                ref.update(
+                    data, option=db().write_option(last_update_time=published_doc.update_time)
+                )
+            else:
+                ref.create(data)
+        except (exceptions.FailedPrecondition, exceptions.AlreadyExists, exceptions.NotFound):
+            continue  # someone rewrote it after our read: read again
+        break
+    found = record_warnings(status.tier, room.day, room.month)
+    if found:
+        with _warnings_lock:
+            _warnings.setdefault((db().project, business_id), []).extend(found)
     return status
 
 
-def _record_warning(
-    business: Business,
-    scope: Scope,
-    limit: int,
-    level: int,
-    spent: int,
-    recorder: WarningRecorder | None,
-) -> None:
-    bid = business.business_id
-    period = "today" if scope.kind == "day" else "this month"
-    budget_name = "daily budget" if scope.kind == "day" else "monthly budget"
+def published(business_id: str) -> list[BudgetWarning]:
+    """The warnings this process recorded for `business_id` since it last asked."""
+    with _warnings_lock:
+        return _warnings.pop((db().project, business_id), [])
+
+
+def record_warnings(tier: str, day: Period, month: Period) -> list[BudgetWarning]:
+    """Record each 75/90/100% threshold `day` and `month` have reached, once per period (an
+    alert document and a WARNING log line). Returns the ones recorded now."""
+    found = []
+    for period in (day, month):
+        for level in WARNING_LEVELS:
+            if 100 * period.spent >= level * period.limit:
+                warning = _record_warning(tier, period, level)
+                if warning is not None:
+                    found.append(warning)
+    return found
+
+
+def _record_warning(tier: str, period: Period, level: int) -> BudgetWarning | None:
+    bid = period.business_id
+    when = "today" if period.kind == "day" else "this month"
+    budget_name = "daily budget" if period.kind == "day" else "monthly budget"
     message = (
-        f"{bid} passed {level}% of its {budget_name} {period}: "
-        f"{format_usd(spent, 4)} of {format_usd(limit, 2)} spent"
+        f"{bid} passed {level}% of its {budget_name} {when}: "
+        f"{format_usd(period.spent, 4)} of {format_usd(period.limit, 2)} spent"
         + ("; new tasks are blocked until the period rolls over" if level == 100 else "")
     )
-    batch = db().batch()
-    batch.create(
-        db().collection(ALERTS).document(f"{scope.name}:{level}"),
-        {
-            "business_id": bid,
-            "scope": scope.name,
-            "kind": scope.kind,
-            "level": level,
-            "spent_nanos": spent,
-            "limit_nanos": limit,
-            "message": message,
-            "at": firestore.SERVER_TIMESTAMP,
-        },
-    )
-    if recorder is not None:
-        recorder.on_warning(
-            batch, BudgetWarning(f"{scope.name}.{level}", scope.kind, level, message)
-        )
     try:
-        batch.commit()
+        db().collection(ALERTS).document(f"{period.name}:{level}").create(
+            {
+                "business_id": bid,
+                "scope": period.name,
+                "kind": period.kind,
+                "level": level,
+                "spent_nanos": period.spent,
+                "limit_nanos": period.limit,
+                "message": message,
+                "at": firestore.SERVER_TIMESTAMP,
+            }
+        )
     except exceptions.AlreadyExists:
-        return  # recorded once per period already
+        return None  # recorded once per period already
     logger.warning(
         message,
         extra=log.fields(
             event="budget_warning",
             business_id=bid,
-            tier=business.tier,
-            scope=scope.name,
-            kind=scope.kind,
+            tier=tier,
+            scope=period.name,
+            kind=period.kind,
             level=level,
         ),
     )
+    return BudgetWarning(f"{period.name}.{level}", period.kind, level, message)
+
+
+def alerts(business_id: str, periods: list[str]) -> list[BudgetWarning]:
+    """The warnings recorded for the business's `periods` (days or months), in one read,
+    lowest level first."""
+    refs = [
+        db().collection(ALERTS).document(f"{scope_name(business_id, period)}:{level}")
+        for period in periods
+        for level in WARNING_LEVELS
+    ]
+    found = {snap.id: snap for snap in db().get_all(refs)}
+    warnings = []
+    for ref in refs:
+        snapshot = found.get(ref.id)
+        if snapshot is not None and snapshot.exists:
+            data = snapshot.to_dict() or {}
+            scope, level = ref.id.rsplit(":", 1)
+            warnings.append(
+                BudgetWarning(
+                    f"{scope}.{level}", str(data["kind"]), int(level), str(data["message"])
+                )
+            )
+    return sorted(warnings, key=lambda warning: warning.level)

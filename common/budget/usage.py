@@ -1,12 +1,12 @@
-"""Usage records (`usage/{attempt_key}`, one per physical model call) and analytics over them.
-
-Records are written by `common.budget.ledger` inside the settle batch, so a record exists exactly
-when its cost was counted. Analytics read Firestore, not memory: function instances are ephemeral.
+"""Analytics over usage records (`usage/{attempt_key}`, one per physical paid call, written by
+`common.budget.ledger`): what was charged, by phase, task, day, model and outcome. Each record's
+`charged_nanos` is what its business was charged (its cost, or its upper bound for a call whose
+holder vanished); the periods' totals are sums of exactly these. Analytics read Firestore, not
+memory: function instances are ephemeral.
 """
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -15,84 +15,69 @@ from typing import Any, get_args
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from common.llm.base import AttemptRecord, ModelTier, Outcome
+from common.budget.blocks import USAGE as USAGE
+from common.budget.status import projected_month
 from common.llm.catalogue import TIERS
 from common.money import NANOS_PER_USD
 from common.platform.store import db
+from common.spend.records import ModelTier, Outcome
 
-USAGE = "usage"
-
-
-def usage_ref(key: str) -> firestore.DocumentReference:
-    return db().collection(USAGE).document(key)
-
-
-def usage_document(
-    attempt: AttemptRecord,
-    *,
-    business_id: str,
-    tier: str,
-    run_id: str | None,
-    phase: str | None,
-    day: str,
-    month: str,
-    now: dt.datetime,
-) -> dict[str, Any]:
-    """The stored form of one settled attempt, counted in `day` and `month` (its
-    reservation's periods, whenever it settles)."""
-    return {
-        **attempt.model_dump(mode="json", exclude={"usage"}),
-        **attempt.usage.model_dump(),
-        "business_id": business_id,
-        "tier": tier,
-        "run_id": run_id,
-        "phase": phase,
-        "day": day,
-        "month": month,
-        "created_at": now,
-    }
+# What a record may be in (see `common.budget.ledger`): these are charged to the business.
+CHARGED = ("settled", "settled_late", "abandoned")
 
 
 def _records(**equals: str) -> list[dict[str, Any]]:
+    """The charged usage records matching `equals` (holds in flight and void ones left out)."""
     query: firestore.Query = db().collection(USAGE)  # type: ignore[assignment]
     for field, value in equals.items():
         query = query.where(filter=FieldFilter(field, "==", value))
-    return [snap.to_dict() or {} for snap in query.stream()]
+    found = (snap.to_dict() or {} for snap in query.stream())
+    return [record for record in found if record.get("state") in CHARGED]
 
 
-def run_cost_by_phase(run_id: str) -> dict[str, int]:
-    """Nano-dollars spent per phase of a run (every physical attempt, fallbacks included)."""
-    totals: dict[str, int] = defaultdict(int)
+@dataclass(frozen=True)
+class RunTotals:
+    """What a run was charged, from its usage records: per phase, and the models and providers
+    that answered."""
+
+    cost_by_phase: dict[str, int]
+    models: list[str]
+    providers: list[str]
+
+    @property
+    def cost_nanos(self) -> int:
+        return sum(self.cost_by_phase.values())
+
+
+def run_totals(run_id: str) -> RunTotals:
+    """Every charged attempt of a run counts (fallbacks and failed ones included)."""
+    costs: dict[str, int] = defaultdict(int)
+    models, providers = set(), set()
     for record in _records(run_id=run_id):
-        totals[record["phase"]] += int(record["cost_nanos"])
-    return dict(totals)
+        costs[record["phase"]] += int(record["charged_nanos"])
+        if record.get("ok"):
+            models.add(str(record["model"]))
+            providers.add(str(record["provider"]))
+    return RunTotals(dict(costs), sorted(models), sorted(providers))
 
 
 def get_cost_by_task(business_id: str, month: str) -> dict[str, float]:
     """USD spent per task type by a business in a month (``YYYY-MM``)."""
     totals: dict[str, int] = defaultdict(int)
     for record in _records(business_id=business_id, month=month):
-        totals[record["task_type"]] += int(record["cost_nanos"])
+        totals[record.get("task_type") or "unknown"] += int(record["charged_nanos"])
     return {task: nanos / 1e9 for task, nanos in totals.items()}
 
 
 def get_daily_cost(business_id: str, day: str) -> float:
     """USD spent by a business on a UTC day (``YYYY-MM-DD``)."""
-    return sum(int(r["cost_nanos"]) for r in _records(business_id=business_id, day=day)) / 1e9
-
-
-def projected_month(spent_usd: float, now: dt.datetime) -> float:
-    """Month-to-date spend extrapolated to the whole month at the month-to-date daily rate
-    (the first day counts as a whole day, so an early spike is not multiplied by 30 000)."""
-    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    elapsed_days = max((now - start).total_seconds() / 86400, 1.0)
-    return spent_usd * calendar.monthrange(now.year, now.month)[1] / elapsed_days
+    return sum(int(r["charged_nanos"]) for r in _records(business_id=business_id, day=day)) / 1e9
 
 
 def project_monthly_cost(business_id: str, now: dt.datetime) -> float:
     """USD a business will have spent by the end of `now`'s month at its current rate."""
     records = _records(business_id=business_id, month=now.strftime("%Y-%m"))
-    return projected_month(sum(int(r["cost_nanos"]) for r in records) / 1e9, now)
+    return projected_month(sum(int(r["charged_nanos"]) for r in records) / 1e9, now)
 
 
 def model_distribution(business_id: str, month: str) -> dict[str, float]:
@@ -193,7 +178,7 @@ def router_report(
         group = (attempts[0]["task_type"], attempts[0]["model_tier"])
         counts, cost = rows.get(group, (Counter(), 0))
         counts[answered[-1] if answered else "failed"] += 1
-        rows[group] = (counts, cost + sum(int(r["cost_nanos"]) for r in attempts))
+        rows[group] = (counts, cost + sum(int(r["charged_nanos"]) for r in attempts))
     return RouterReport(
         rows=[
             CallOutcomes(

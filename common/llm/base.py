@@ -5,38 +5,23 @@ Money is an integer number of nano-dollars (`common.money`).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 # pydantic needs typing_extensions' TypedDict on Python < 3.12 to validate `list[Message]`.
 from typing_extensions import TypedDict
 
 from common.platform.secrets import redact
+from common.spend.records import TokenUsage
 
 Complexity = Literal["simple", "balanced", "complex"]
-ModelTier = Literal["nano", "mini", "full"]
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
-# How a call's answer came about, as its attempts record it (AttemptRecord.outcome).
-Outcome = Literal["first_try", "repaired", "fell_back", "failed"]
 
 
 class Message(TypedDict):
     role: Literal["system", "user", "assistant"]
     content: str
-
-
-class TokenUsage(BaseModel):
-    """Tokens as the provider reported them. `output_tokens` excludes reasoning tokens;
-    both are billed at the output price."""
-
-    model_config = ConfigDict(frozen=True)
-
-    input_tokens: int = Field(ge=0)
-    cached_input_tokens: int = Field(default=0, ge=0)  # part of input_tokens
-    output_tokens: int = Field(default=0, ge=0)
-    reasoning_tokens: int = Field(default=0, ge=0)
 
 
 class ProviderRequest(BaseModel):
@@ -155,70 +140,3 @@ class AllProvidersFailed(Exception):
     def refused_keys(self) -> bool:
         """Whether every provider refused our credentials: trying again cannot help."""
         return all(isinstance(failure, ProviderAuthError) for failure in self.failures)
-
-
-# --- The budget side of a call -------------------------------------------------------------
-
-
-class BudgetDenied(Exception):
-    """The budget refused a reservation; `reason` is one of the budget's reason codes."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-class BudgetBusy(Exception):
-    """The budget could not answer now (contention, or a hold too short for the call); nothing
-    was spent: try again later. `reason` is a code such as `budget_contention`."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-class AttemptRecord(BaseModel):
-    """One physical provider call, as the ledger settles it and as the usage record stores it."""
-
-    key: str  # idempotency key: unique per physical attempt
-    task_type: str
-    model: str
-    provider: str
-    usage: TokenUsage
-    cost_nanos: int = Field(ge=0)
-    latency_ms: float = Field(ge=0)
-    fallback_used: bool
-    ok: bool
-    error_code: str | None = None
-    # Feedback for the router's next training (`raptorflow router-report`); None on records
-    # made before these existed. The logical call this attempt belongs to, its model's tier,
-    # and the outcome: first_try (the call's first attempt gave a valid answer), repaired (the
-    # repair of an invalid answer did), fell_back (a later model of the chain did), failed
-    # (this attempt gave no usable answer; the chain may go on).
-    call_key: str | None = None
-    model_tier: ModelTier | None = None
-    outcome: Outcome | None = None
-
-
-class Ledger(Protocol):
-    """Reserve before every provider attempt, settle after it (also when it failed: the cost of
-    any billed tokens, else 0, which releases the reservation). `common.budget.ledger` is one."""
-
-    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> float:
-        """Hold `upper_bound_nanos` for attempt `key` on `model` (of `tier`) and say for how many
-        seconds the hold is sure to last; or raise `BudgetDenied` (or `BudgetBusy`)."""
-        ...
-
-    def settle(self, attempt: AttemptRecord) -> None:
-        """Release the reservation of `attempt.key` and record its actual cost, exactly once."""
-        ...
-
-
-class NullLedger:
-    """A ledger that allows everything and records nothing (unit tests, benchmarks)."""
-
-    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> float:
-        return math.inf
-
-    def settle(self, attempt: AttemptRecord) -> None:
-        return None

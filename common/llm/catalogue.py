@@ -18,9 +18,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from common.llm.base import ModelTier, TokenUsage
 from common.money import NANOS_PER_USD
 from common.platform.errors import problems
+from common.spend.records import ModelTier, TokenUsage
 
 ProviderName = Literal["openai", "gemini"]
 TIERS: tuple[ModelTier, ...] = ("nano", "mini", "full")

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import common.llm.learned as learned
-from common.llm.base import Complexity, Message, ModelTier
+from common.llm.base import Complexity, Message
 from common.platform.settings import get_settings
+from common.spend.records import ModelTier
 
 # The same mapping as router.COMPLEXITY_TIER (which imports this module, so it cannot be used here).
 TIER: dict[Complexity, ModelTier] = {"simple": "nano", "balanced": "mini", "complex": "full"}

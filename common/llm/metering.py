@@ -11,22 +11,19 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from common.llm.base import (
-    AttemptRecord,
-    BudgetBusy,
     InvalidOutput,
     InvalidRequest,
-    Ledger,
     Message,
-    Outcome,
     Provider,
     ProviderError,
     ProviderRequest,
     ProviderResponse,
-    TokenUsage,
 )
 from common.llm.catalogue import ModelSpec
 from common.llm.routing import attempt_upper_bound
 from common.platform.errors import problems
+from common.spend.ledger import Ledger
+from common.spend.records import AttemptRecord, Outcome, TokenUsage
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
@@ -74,10 +71,8 @@ class Metered:
         task_type: str,
         routed_model: str,
         records: list[AttemptRecord],
-        deadline_seconds: float,
     ):
         self.name = provider.name
-        self._deadline = deadline_seconds
         self._provider = provider
         self._spec = spec
         self._schema = schema
@@ -92,18 +87,10 @@ class Metered:
         request = request.model_copy(update={"max_output_tokens": limit})
         key = f"{self._call_key}:{uuid.uuid4().hex}"
         bound = attempt_upper_bound(self._spec, self._provider.name, request)
-        held_for = self._ledger.reserve(
+        self._ledger.reserve(
             key=key, model=self._spec.name, tier=self._spec.tier, upper_bound_nanos=bound
         )
         started = time.perf_counter()
-        if held_for < self._deadline:
-            # The call could outlive its hold (a slow reservation): never start it.
-            self._settle(key, None, "reservation_too_short", started)
-            raise BudgetBusy(
-                "reservation_too_short",
-                f"the budget held {held_for:.0f} s for a call that may take "
-                f"{self._deadline:.0f} s; try again",
-            )
         usage: TokenUsage | None = None
         error_code: str | None = "internal_error"
         try:

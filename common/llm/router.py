@@ -16,22 +16,13 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from common.llm.base import (
-    AttemptRecord,
-    Complexity,
-    InvalidRequest,
-    Ledger,
-    Message,
-    ModelTier,
-    NullLedger,
-    Provider,
-    ReasoningEffort,
-    TokenUsage,
-)
+from common.llm.base import Complexity, InvalidRequest, Message, Provider, ReasoningEffort
 from common.llm.catalogue import Catalogue, ProviderName, default_catalogue
 from common.llm.fallback import CircuitBreaker, FallbackProvider, Target
 from common.llm.metering import Metered, Repairing, parse_answer
 from common.llm.routing import Call, RoutingDecision, attempt_upper_bound, plan, request_for
+from common.spend.ledger import Ledger, NullLedger
+from common.spend.records import AttemptRecord, ModelTier, TokenUsage
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -67,8 +58,6 @@ class Router:
             (the offline provider may stand in for any of them).
         catalogue: models and prices; the bundled catalogue when None.
         timeout_seconds: per-attempt timeout.
-        deadline_seconds: the longest one attempt may take, timeout included: no attempt starts
-            on a budget hold that lasts less (default: the timeout and 10 s).
         breaker: the circuit breaker shared by every call of this router.
     """
 
@@ -78,7 +67,6 @@ class Router:
         *,
         catalogue: Catalogue | None = None,
         timeout_seconds: float = 60.0,
-        deadline_seconds: float | None = None,
         breaker: CircuitBreaker | None = None,
     ):
         self.catalogue = catalogue or default_catalogue()
@@ -87,7 +75,6 @@ class Router:
         if not self._order:
             raise ValueError(f"no provider configured for any of {self.catalogue.provider_order}")
         self._timeout = timeout_seconds
-        self._deadline = deadline_seconds if deadline_seconds is not None else timeout_seconds + 10
         self.breaker = breaker or CircuitBreaker()
 
     @property
@@ -197,7 +184,6 @@ class Router:
                 task_type=task_type,
                 routed_model=decision.model,
                 records=records,
-                deadline_seconds=self._deadline,
             )
             targets.append(Target(model=model, provider=Repairing(metered)))
         chain = FallbackProvider(targets, self.breaker)

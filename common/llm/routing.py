@@ -15,20 +15,14 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
-from common.llm.base import (
-    Complexity,
-    InvalidRequest,
-    Message,
-    ModelTier,
-    ProviderRequest,
-    ReasoningEffort,
-)
+from common.llm.base import Complexity, InvalidRequest, Message, ProviderRequest, ReasoningEffort
 from common.llm.catalogue import TIERS, Catalogue, ModelSpec, ProviderName
 from common.llm.complexity import classify
 from common.llm.schema import JsonSchema, response_schema, schema_name
 from common.llm.tasks import DEFAULT_REASONING_EFFORT, task_profile
 from common.llm.thinking import thinking_budget
 from common.llm.tokens import PromptCount, count_prompt
+from common.spend.records import ModelTier
 
 ComplexitySource = Literal["explicit", "task", "classifier"]
 COMPLEXITY_TIER: dict[Complexity, ModelTier] = {

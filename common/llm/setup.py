@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
-from common.llm.base import Complexity, Message, ModelTier, Provider
+from common.llm.base import Complexity, Message, Provider
 from common.llm.catalogue import ProviderName, default_catalogue
 from common.llm.fallback import CircuitBreaker
 from common.llm.providers.offline import OfflineProvider
@@ -17,6 +17,7 @@ from common.llm.routing import Estimator
 from common.platform.process import per_settings
 from common.platform.secrets import find_secret
 from common.platform.settings import Settings, get_settings
+from common.spend.records import ModelTier
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,6 @@ def build_router(settings: Settings | None = None) -> Router:
         providers,
         catalogue=catalogue,
         timeout_seconds=timeout,
-        deadline_seconds=settings.llm_call_deadline_seconds,
         breaker=CircuitBreaker(cooldown_seconds=settings.llm_circuit_cooldown_seconds),
     )
     logger.info(

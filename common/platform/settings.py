@@ -58,10 +58,19 @@ class Settings(BaseSettings):
     router_quality_target: float = Field(default=0.90, ge=0.5, le=1.0)
     router_model_path: Path | None = None
 
-    # How long a process may reuse what it read of budget limits and the kill switch, and how
-    # often it refreshes a business's published status and warnings while settling.
+    # Budget escrow (common/budget, docs/decisions/006). How long a process may reuse what it
+    # read of a business's limits and the platform controls: the time within which a lowered
+    # limit, a tier change, a pause or a new cap reaches every instance.
     budget_cache_seconds: float = Field(default=1.0, ge=0, le=60)
-    budget_refresh_seconds: float = Field(default=1.0, ge=0, le=60)
+    # A block is granted from for this long after it was taken; closed when idle this long;
+    # its settled spending is moved into the periods in steps of this share of the day's limit
+    # (at most once a second). Its TTL (the database's) is derived: `budget_block_ttl_seconds`.
+    budget_block_active_seconds: float = Field(default=30.0, gt=0, le=3600)
+    budget_idle_seconds: float = Field(default=5.0, gt=0, le=3600)
+    budget_flush_percent: int = Field(default=1, ge=1, le=50)
+    # Past a block's TTL, how long others wait before reconciling it (clock rates, not offsets:
+    # every expiry is measured on the database's clock).
+    budget_reconcile_grace_seconds: float = Field(default=5.0, ge=0, le=600)
     # Overrides the platform-wide daily cap of common/budget/tiers.yaml (all businesses together).
     platform_daily_cap_usd: Decimal | None = Field(
         default=None, ge=Decimal("0.01"), le=Decimal("1000000"), decimal_places=9
@@ -122,9 +131,14 @@ class Settings(BaseSettings):
         return self.llm_timeout_seconds + self.deadline_margin_seconds
 
     @property
-    def reservation_ttl_seconds(self) -> float:
-        """How long a budget hold lasts: longer than the call it pays for, always."""
-        return self.llm_call_deadline_seconds + self.deadline_margin_seconds
+    def budget_block_ttl_seconds(self) -> float:
+        """How long a budget block lasts by the database's clock: its active window, then
+        long enough for the last call granted in it to settle."""
+        return (
+            self.budget_block_active_seconds
+            + self.llm_call_deadline_seconds
+            + self.deadline_margin_seconds
+        )
 
     @property
     def phase_deadline_seconds(self) -> float:

@@ -7,10 +7,18 @@ anonymous credentials; nothing here changes for local runs.
 from __future__ import annotations
 
 import functools
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
+from google.api_core import exceptions
 from google.cloud import firestore
 
+from common.platform.errors import Busy
 from common.platform.settings import get_settings
+
+T = TypeVar("T")
 
 
 @functools.cache
@@ -22,3 +30,20 @@ def db(project_id: str | None = None) -> firestore.Client:
     """The Firestore client for `project_id` (default: the configured project)."""
     settings = get_settings()
     return _client(project_id or settings.project_id, settings.firestore_database)
+
+
+def transact(operation: Callable[[], T], *, what: str, attempts: int = 8) -> T:
+    """`operation()` (a transaction, or a write), again after a jittered pause while Firestore
+    aborts it for contention; `Busy` (503, worth retrying) if it never gets through.
+
+    A transaction's own retries all aborting surface as a ValueError caused by `Aborted`."""
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except exceptions.Aborted:
+            pass
+        except ValueError as exhausted:
+            if not isinstance(exhausted.__cause__, exceptions.Aborted):
+                raise
+        time.sleep(random.uniform(0, min(0.02 * 2**attempt, 1.0)))
+    raise Busy(f"{what}: too many concurrent changes, try again", code="contention")

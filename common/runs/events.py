@@ -8,6 +8,7 @@ phases cannot make it go backwards.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from typing import Any
@@ -16,7 +17,6 @@ from google.api_core import exceptions
 from google.cloud import firestore
 
 from common.budget.status import BudgetWarning
-from common.llm.base import FAILURE_TEXT, AttemptRecord
 from common.platform import log
 from common.platform.store import db
 from common.runs.documents import eta_seconds, run_ref
@@ -115,33 +115,26 @@ def events(run_id: str) -> list[dict[str, Any]]:
     return [{"id": snap.id, **(snap.to_dict() or {})} for snap in query.stream()]
 
 
-class RunRecorder:
-    """What a run records in the budget's batches: each settled attempt's cost and model on the
-    run document, and each budget warning as an event and in the run's warnings."""
+def add_warning(
+    batch: firestore.WriteBatch, run_id: str, warning: BudgetWarning, phase: str | None = None
+) -> None:
+    """Record a budget warning on the run in `batch`: an event (once per threshold and period:
+    the batch fails with AlreadyExists if it is there) and a line of the run's warnings."""
+    add_event(
+        batch,
+        run_id,
+        f"budget.{warning.key}",
+        "budget_warning",
+        phase=phase,
+        percent=0,
+        data={"level": warning.level, "kind": warning.kind, "message": warning.message},
+    )
+    batch.update(run_ref(run_id), {"warnings": firestore.ArrayUnion([warning.message])})
 
-    def __init__(self, run_id: str, phase: str | None = None) -> None:
-        self.run_id = run_id
-        self.phase = phase
 
-    def on_settle(self, batch: firestore.WriteBatch, attempt: AttemptRecord) -> None:
-        fields: dict[str, Any] = {"cost_nanos": firestore.Increment(attempt.cost_nanos)}
-        if attempt.ok:
-            fields["models_used"] = firestore.ArrayUnion([attempt.model])
-            fields["providers_used"] = firestore.ArrayUnion([attempt.provider])
-        else:
-            # Shown live: a failed attempt is followed by a repair, the next model or a retry.
-            failed = FAILURE_TEXT.get(attempt.error_code or "", "failed")
-            fields["step"] = f"{self.phase or 'call'}: {attempt.provider} {attempt.model} {failed}"
-        batch.update(run_ref(self.run_id), fields)
-
-    def on_warning(self, batch: firestore.WriteBatch, warning: BudgetWarning) -> None:
-        add_event(
-            batch,
-            self.run_id,
-            f"budget.{warning.key}",
-            "budget_warning",
-            phase=self.phase,
-            percent=0,
-            data={"level": warning.level, "kind": warning.kind, "message": warning.message},
-        )
-        batch.update(run_ref(self.run_id), {"warnings": firestore.ArrayUnion([warning.message])})
+def record_warning(run_id: str, warning: BudgetWarning, phase: str | None = None) -> None:
+    """`add_warning` in a batch of its own (nothing happens if the run has it already)."""
+    batch = db().batch()
+    add_warning(batch, run_id, warning, phase)
+    with contextlib.suppress(exceptions.AlreadyExists):
+        batch.commit()

@@ -20,7 +20,7 @@ from google.cloud import firestore
 from pydantic import AfterValidator, BaseModel
 
 from common.budget import status, usage
-from common.budget.businesses import get_business
+from common.budget.periods import day_key, month_key
 from common.models import PHASE_ORDER, CleanedText, Code, RunId, Strict
 from common.money import usd
 from common.platform import log
@@ -28,7 +28,7 @@ from common.platform.errors import Busy, Conflict
 from common.platform.secrets import redact
 from common.platform.store import db
 from common.runs.documents import PHASES, RUNS, TERMINAL, Run, RunStatus, get_run, run_from, run_ref
-from common.runs.events import RunRecorder, add_event
+from common.runs.events import add_event, record_warning
 
 Transition = Literal["start", "succeed", "cancel", "budget_exceeded", "fail"]
 FINAL_STATUS: dict[Transition, RunStatus] = {
@@ -88,7 +88,8 @@ class RunSummary(BaseModel):
 
 def summarize(run: Run) -> RunSummary:
     """Totals of a run: every settled model call counts, per phase and overall."""
-    cost_by_phase = usage.run_cost_by_phase(run.run_id)
+    totals = usage.run_totals(run.run_id)
+    cost_by_phase = totals.cost_by_phase
     phases = {
         name: PhaseTotal(
             model=run.phases.get(name, {}).get("model"),
@@ -104,10 +105,10 @@ def summarize(run: Run) -> RunSummary:
         status=run.status,
         percent=run.percent,
         reason=run.stop_reason,
-        total_cost_usd=usd(run.cost_nanos),
+        total_cost_usd=usd(totals.cost_nanos),
         duration_seconds=run.duration_seconds,
-        models_used=sorted(run.models_used),
-        providers_used=sorted(run.providers_used),
+        models_used=totals.models,
+        providers_used=totals.providers,
         phases=phases,
         warnings=run.warnings,
         results_path=f"{RUNS}/{run.run_id}/{PHASES}",
@@ -226,11 +227,15 @@ def transition(
         if change is None:
             return summarize(run)
         if not looked:
-            # A last look at the business's budget before the final event, so that warnings a
-            # throttled settle skipped come before it (a watcher stops at the final event).
-            status.refresh(get_business(run.business_id), now, recorder=RunRecorder(run_id))
+            # A last look at the business's budget warnings before the final event, so that
+            # thresholds crossed by other work come before it (a watcher stops at that event).
             looked = True
-            continue  # the look may have added warnings to the run: read it again
+            found = status.alerts(run.business_id, [day_key(now), month_key(now)])
+            missing = [warning for warning in found if warning.message not in run.warnings]
+            for warning in missing:
+                record_warning(run_id, warning)
+            if missing:
+                continue  # the run has new warnings: read it again
         event_id, kind, fields = change
         batch = db().batch()
         batch.update(

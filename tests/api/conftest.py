@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
-from common.budget.businesses import Business, save_business
 from common.platform.settings import get_settings
+from common.tenants.businesses import Business, save_business
 from local import stack
 from tests.integration.conftest import (  # noqa: F401  (fixtures used by these tests)
     business_input,

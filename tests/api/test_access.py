@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from common.budget.businesses import Business, get_business
 from common.models import BusinessInput
 from common.runs import documents
+from common.tenants.businesses import Business, get_business
 from tests.api.conftest import Api
 
 pytestmark = pytest.mark.emulator

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from common.backend.app import ROUTES
-from common.budget.businesses import Business
 from common.platform.settings import get_settings
+from common.tenants.businesses import Business
 from tests.api.conftest import Api, Token, make_key
 
 pytestmark = pytest.mark.emulator

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from common.budget.businesses import Business
+from common.tenants.businesses import Business
 from tests.api.conftest import Api
 
 pytestmark = pytest.mark.emulator

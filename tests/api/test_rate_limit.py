@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from common.budget.businesses import Business
 from common.models import BusinessInput
 from common.platform.settings import get_settings
+from common.tenants.businesses import Business
 from tests.api.conftest import Api
 
 pytestmark = pytest.mark.emulator

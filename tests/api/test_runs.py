@@ -13,11 +13,11 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common import models
-from common.budget.businesses import Business
-from common.budget.controls import set_paused
+from common.budget.operator import set_paused
 from common.models import PHASE_ORDER, BusinessInput
 from common.platform.store import db
 from common.runs import documents
+from common.tenants.businesses import Business
 from local.stack import LocalStack
 from tests.api.conftest import Api
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from common.budget.businesses import Business
+from common.tenants.businesses import Business
 from tests.api.conftest import Api
 
 pytestmark = pytest.mark.emulator
@@ -29,6 +29,8 @@ def record(business_id: str, day: str, model: str, task: str, nanos: int, **extr
         "input_tokens": 1000,
         "output_tokens": 200,
         "cost_nanos": nanos,
+        "charged_nanos": nanos,
+        "state": "settled",
         "ok": True,
         "day": day,
         "month": day[:7],

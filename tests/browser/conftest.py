@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from common.budget.businesses import Business, save_business
 from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.runs import documents
+from common.tenants.businesses import Business, save_business
 from local import webapp
 from tests.spending import spend
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from common.budget.controls import set_paused
+from common.budget.operator import set_paused
 from common.platform.settings import get_settings
 from local import webapp
 from tests.browser.conftest import People, shoot, sign_in

@@ -28,11 +28,11 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from common.analysis.preflight import PhaseCheck, TaskCheck
-from common.budget.businesses import Business, save_business
-from common.budget.controls import set_paused
+from common.budget.operator import set_paused
 from common.models import PHASE_ORDER, BusinessInput, RunId, Slug
 from common.runs import documents, lifecycle
 from common.runs.lifecycle import LifecycleRequest
+from common.tenants.businesses import Business, save_business
 from local import stack
 
 pytestmark = pytest.mark.emulator

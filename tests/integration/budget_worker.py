@@ -14,9 +14,10 @@ import random
 import sys
 import time
 
-from common.budget.businesses import get_business
 from common.budget.ledger import BudgetLedger
-from common.llm.base import AttemptRecord, BudgetBusy, BudgetDenied, TokenUsage
+from common.spend.ledger import BudgetBusy, BudgetDenied
+from common.spend.records import AttemptRecord, TokenUsage
+from common.tenants.businesses import get_business
 
 AMOUNT = 50_000_000  # $0.05 per task
 HOLD_SECONDS = 0.6  # how long the "model call" takes

@@ -12,11 +12,11 @@ import functions_framework
 import pytest
 from google.cloud import firestore
 
-from common.budget.businesses import Business, save_business
-from common.budget.limits import TierName
 from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.runs import documents, lifecycle
+from common.tenants.businesses import Business, save_business
+from common.tenants.tiers import TierName
 from local import emulator, stack
 
 SAMPLE = Path(__file__).resolve().parents[2] / "local" / "samples" / "tidewater.json"

@@ -15,14 +15,14 @@ import pytest
 from google.cloud import firestore
 
 from common.budget import check, controls, counters, limits, usage
-from common.budget.businesses import Business
 from common.budget.check import get_budget_status
 from common.budget.ledger import BudgetLedger, utc_now
 from common.budget.status import ALERTS
-from common.llm.base import BudgetDenied
 from common.platform.settings import get_settings
 from common.runs import documents, events
 from common.runs.events import RunRecorder
+from common.spend.ledger import BudgetDenied
+from common.tenants.businesses import Business
 from tests.integration.conftest import document_paths
 from tests.spending import Clock, attempt
 

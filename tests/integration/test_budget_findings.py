@@ -18,12 +18,12 @@ import pytest
 from google.cloud import firestore
 
 from common.budget import controls, counters, usage
-from common.budget.businesses import Business, get_business
 from common.budget.check import get_budget_status
 from common.budget.ledger import BudgetLedger
-from common.llm.base import BudgetDenied
 from common.platform.settings import Settings, get_settings
 from common.platform.store import db as store_db
+from common.spend.ledger import BudgetDenied
+from common.tenants.businesses import Business, get_business
 from tests.faults import LostAcks, lost_acks
 from tests.spending import Clock, attempt
 

@@ -34,13 +34,13 @@ from hypothesis.stateful import (
 )
 
 from common.budget import controls, counters, usage
-from common.budget.businesses import Business, get_business, save_business
 from common.budget.ledger import RESERVATIONS, BudgetLedger
-from common.budget.limits import day_key, month_key
-from common.llm.base import BudgetDenied
 from common.money import nanos
 from common.platform.settings import get_settings
 from common.platform.store import db
+from common.spend.ledger import BudgetDenied
+from common.tenants.businesses import Business, get_business, save_business
+from common.tenants.tiers import day_key, month_key
 from tests.faults import LostAcks, lost_acks
 from tests.spending import attempt
 

@@ -24,10 +24,10 @@ import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common.budget import counters, usage
-from common.budget.businesses import Business, get_business
 from common.budget.ledger import RESERVATIONS, release_expired
 from common.platform.settings import get_settings
 from common.platform.store import db
+from common.tenants.businesses import Business, get_business
 from local.emulator import FirestoreEmulator
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from common.analysis.launch import start_run
-from common.budget.businesses import business_ref, get_business
 from common.budget.ledger import BudgetLedger
 from common.models import BusinessInput
 from common.money import nanos
 from common.platform.settings import get_settings
 from common.runs import documents
+from common.tenants.businesses import business_ref, get_business
 from local import stack
 from local.cli import main
 from local.stack import LocalStack

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from common.analysis.phases import run_phase
-from common.budget.businesses import Business
 from common.models import PHASE_ORDER
+from common.tenants.businesses import Business
 from local.cli import main
 from tests.spending import spend
 

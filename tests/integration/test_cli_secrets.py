@@ -19,10 +19,10 @@ import pytest
 import requests
 from google.cloud import firestore
 
-from common.budget.businesses import Business, save_business
 from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.runs import documents, events, executions, lifecycle
+from common.tenants.businesses import Business, save_business
 from local import emulator, stack
 from local.cli import main
 from tests.integration.conftest import document_paths

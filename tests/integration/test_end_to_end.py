@@ -17,11 +17,11 @@ from google.cloud.workflows import executions_v1
 
 from common.analysis import launch
 from common.analysis.phases import stored_output
-from common.budget.businesses import Business, save_business
 from common.models import PHASE_ORDER, BusinessInput
 from common.platform.errors import PaymentRequired
 from common.platform.store import db
 from common.runs import documents, events, executions, lifecycle
+from common.tenants.businesses import Business, save_business
 from local.stack import LocalStack
 
 

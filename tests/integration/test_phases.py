@@ -10,7 +10,7 @@ from google.cloud import firestore
 
 from common.analysis.phases import PHASES, phase_ref, run_phase, stored_output
 from common.budget import usage
-from common.budget.counters import COUNTERS
+from common.budget.blocks import USAGE
 from common.models import PHASE_ORDER, PHASE_OUTPUTS, PhaseName
 from common.platform.errors import Conflict, NotFound
 from common.runs import documents, events, lifecycle
@@ -59,7 +59,7 @@ def test_replaying_a_phase_returns_the_stored_result_and_charges_nothing(
     run_id = new_run()
     first = run_phase(run_id, "research")
     cost_before = documents.get_run(run_id).cost_nanos
-    spent_before = {s.id: s.to_dict() for s in db.collection(COUNTERS).stream()}
+    records_before = {s.id: s.to_dict() for s in db.collection(USAGE).stream()}
     events_before = len(events.events(run_id))
 
     replay = run_phase(run_id, "research")
@@ -67,9 +67,9 @@ def test_replaying_a_phase_returns_the_stored_result_and_charges_nothing(
     assert first.replayed is False and replay.replayed is True
     assert replay.model_dump(exclude={"replayed"}) == first.model_dump(exclude={"replayed"})
     assert documents.get_run(run_id).cost_nanos == cost_before > 0
-    assert {s.id: s.to_dict() for s in db.collection(COUNTERS).stream()} == spent_before
+    assert {s.id: s.to_dict() for s in db.collection(USAGE).stream()} == records_before
     assert len(events.events(run_id)) == events_before
-    assert sum(usage.run_cost_by_phase(run_id).values()) == cost_before
+    assert usage.run_totals(run_id).cost_nanos == cost_before
 
 
 @pytest.mark.emulator

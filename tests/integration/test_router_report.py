@@ -8,11 +8,12 @@ from collections.abc import Callable
 import pytest
 
 from common.budget import usage
-from common.budget.businesses import Business
 from common.budget.ledger import BudgetLedger
 from common.llm import AllProvidersFailed, CircuitBreaker, Router
-from common.llm.base import AttemptRecord, Message, RateLimited, TokenUsage
+from common.llm.base import Message, RateLimited
 from common.models import SelectedPositioning
+from common.spend.records import AttemptRecord, TokenUsage
+from common.tenants.businesses import Business
 from local.cli import main
 from tests.unit.llm.doubles import ScriptedProvider, business_messages, failure
 

@@ -14,10 +14,10 @@ import pytest
 from google.cloud import firestore
 
 from common.analysis import launch
-from common.budget.businesses import Business, save_business
 from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.runs import documents, events, executions
+from common.tenants.businesses import Business, save_business
 from local import emulator, stack
 from tests.integration.conftest import document_paths
 from tests.protocol.gcp.loopback import FakeSecretManager, LoopbackServer

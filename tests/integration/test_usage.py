@@ -8,10 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from common.budget import usage
-from common.budget.businesses import Business
 from common.budget.ledger import BudgetLedger
 from common.llm import default_catalogue
-from common.llm.base import AttemptRecord, TokenUsage
+from common.spend.records import AttemptRecord, TokenUsage
+from common.tenants.businesses import Business
 
 
 def settle(

@@ -31,9 +31,9 @@ from pathlib import Path
 from google.cloud.workflows.executions_v1 import Execution
 
 from common.analysis import launch
-from common.budget.businesses import Business, save_business
 from common.models import BusinessInput
 from common.runs import documents, executions
+from common.tenants.businesses import Business, save_business
 from local import emulator, stack
 from tests.parity.deployment import Deployment, FunctionDeployment
 from tests.parity.iam import Check, Grant, Policy

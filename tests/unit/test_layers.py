@@ -1,6 +1,7 @@
 """The layering rule of README's architecture section, checked over every import in the code.
 
-    local, functions  →  analysis → runs → budget → llm → search → platform  →  models, money
+    local → functions → backend → analysis → runs → budget → tenants → llm → search → spend
+          → platform → models, money
 
 A module may import its own package and any layer to its right, never one to its left; nothing in
 `common` or `functions` imports `local` (developer tools are not deployed), and no two modules
@@ -21,8 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS = (
     ("common.models", "common.money"),
     ("common.platform",),
+    ("common.spend",),
     ("common.search",),
     ("common.llm",),
+    ("common.tenants",),
     ("common.budget",),
     ("common.runs",),
     ("common.analysis",),
@@ -130,3 +133,26 @@ def test_the_checker_sees_the_modules(name: str) -> None:
     """Guard against a checker that passes because it found nothing to check."""
     assert name in graph()
     assert graph()[name], f"{name} seems to import nothing of ours"
+
+
+def defined_names(package: str) -> dict[str, str]:
+    """Every class and function a package's modules define at their top level, by name."""
+    found = {}
+    for path in (ROOT / Path(*package.split("."))).rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef | ast.FunctionDef):
+                found[node.name] = module_name(path)
+    return found
+
+
+def test_spend_and_tenants_live_in_their_own_layers() -> None:
+    """The budget's protocol and errors are in `common.spend` (below `llm` and `search`, which
+    only see the protocol), and tenants in `common.tenants` (below `budget`)."""
+    spend_types = {"Ledger", "NullLedger", "BudgetDenied", "BudgetBusy", "AttemptRecord"}
+    assert spend_types <= defined_names("common.spend").keys()
+    assert not spend_types & defined_names("common.llm").keys()
+    tenant_names = {"Business", "get_business", "save_business", "add_member", "remove_member"}
+    assert tenant_names <= defined_names("common.tenants").keys()
+    assert not tenant_names & defined_names("common.budget").keys()
+    assert RANK["common.spend"] < RANK["common.search"] < RANK["common.llm"]
+    assert RANK["common.tenants"] < RANK["common.budget"]

@@ -39,11 +39,11 @@ from common.llm.base import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
-    TokenUsage,
 )
 from common.llm.schema import gemini_schema
 from common.llm.thinking import thinking_budget
 from common.platform.secrets import redact
+from common.spend.records import TokenUsage
 
 PROVIDER = "gemini"
 _TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)

@@ -17,14 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.llm.base import (
-    InvalidRequest,
-    Message,
-    ProviderRequest,
-    ProviderResponse,
-    TokenUsage,
-)
+from common.llm.base import InvalidRequest, Message, ProviderRequest, ProviderResponse
 from common.llm.tokens import count_message_tokens, count_tokens, encoding
+from common.spend.records import TokenUsage
 
 PROVIDER = "offline"
 MARK = "[offline]"

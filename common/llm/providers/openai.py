@@ -29,11 +29,11 @@ from common.llm.base import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
-    TokenUsage,
 )
 from common.llm.schema import openai_schema
 from common.llm.tokens import count_message_tokens, count_tokens
 from common.platform.secrets import redact
+from common.spend.records import TokenUsage
 
 PROVIDER = "openai"
 logger = logging.getLogger(__name__)

@@ -19,11 +19,11 @@ from common.llm.base import (
     ProviderUnavailable,
     RateLimited,
     ReasoningEffort,
-    TokenUsage,
 )
 from common.llm.providers.gemini import GeminiProvider
 from common.llm.schema import gemini_schema, response_schema
 from common.models import AnalyticsOutput
+from common.spend.records import TokenUsage
 from tests.protocol.llm.conftest import GEMINI_KEY, SLOW_REPLY_SECONDS, TIMEOUT_SECONDS
 from tests.protocol.llm.servers import (
     FakeApi,

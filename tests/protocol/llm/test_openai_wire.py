@@ -15,11 +15,11 @@ from common.llm.base import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
-    TokenUsage,
 )
 from common.llm.providers.openai import OpenAIProvider
 from common.llm.schema import openai_schema, response_schema
 from common.models import StrategyOutput
+from common.spend.records import TokenUsage
 from tests.protocol.llm.conftest import OPENAI_KEY, SLOW_REPLY_SECONDS, TIMEOUT_SECONDS
 from tests.protocol.llm.servers import FakeApi, Reply, chat_completion, closed_port, openai_error
 

@@ -10,13 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from common.llm import (
-    AllProvidersFailed,
-    CircuitBreaker,
-    InvalidRequest,
-    Router,
-    get_router,
-)
+from common.llm import AllProvidersFailed, CircuitBreaker, InvalidRequest, Router, get_router
 from common.llm.providers.gemini import GeminiProvider
 from common.llm.providers.openai import OpenAIProvider
 from common.llm.setup import build_router

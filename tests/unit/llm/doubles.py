@@ -6,22 +6,14 @@ own logic is driven by a provider that replays a script.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from common.llm.base import (
-    AttemptRecord,
-    BudgetDenied,
-    Message,
-    ModelTier,
-    ProviderError,
-    ProviderRequest,
-    ProviderResponse,
-    TokenUsage,
-)
+from common.llm.base import Message, ProviderError, ProviderRequest, ProviderResponse
 from common.models import BusinessInput
+from common.spend.ledger import BudgetDenied
+from common.spend.records import AttemptRecord, ModelTier, TokenUsage
 
 BUSINESS = BusinessInput(
     business_id="acme-analytics",
@@ -54,22 +46,19 @@ class Reservation:
 
 @dataclass
 class RecordingLedger:
-    """Records every reserve and settle; `deny_after` reservations succeed, then BudgetDenied;
-    each hold lasts `hold_seconds`."""
+    """Records every reserve and settle; `deny_after` reservations succeed, then BudgetDenied."""
 
     deny_after: int | None = None
-    hold_seconds: float = math.inf
     reservations: list[Reservation] = field(default_factory=list)
     settled: list[AttemptRecord] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
 
-    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> float:
+    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> None:
         if self.deny_after is not None and len(self.reservations) >= self.deny_after:
             self.events.append(f"denied:{model}")
             raise BudgetDenied("daily_budget_exceeded", "daily budget exceeded")
         self.reservations.append(Reservation(key, model, upper_bound_nanos))
         self.events.append(f"reserve:{model}")
-        return self.hold_seconds
 
     def settle(self, attempt: AttemptRecord) -> None:
         self.settled.append(attempt)

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from common.llm import get_router
-from common.llm.base import TokenUsage
 from common.llm.catalogue import CatalogueError, UnpricedModel, load_catalogue
+from common.spend.records import TokenUsage
 
 CATALOGUE = load_catalogue()
 # 1M prompt tokens of which 200k cached, 300k visible output, 100k reasoning.

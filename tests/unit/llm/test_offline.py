@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel, Field, create_model
 
 from common.analysis.phases import PHASE_TASKS
-from common.llm import NullLedger, Router, get_router
+from common.llm import Router, get_router
 from common.llm.base import ProviderRequest
 from common.llm.providers.offline import OfflineProvider, business_from, placeholder_json
 from common.llm.schema import response_schema
@@ -23,6 +23,7 @@ from common.models import (
     PhaseName,
     ResearchOutput,
 )
+from common.spend.ledger import NullLedger
 from tests.unit.llm.doubles import BUSINESS, RecordingLedger, business_messages
 
 PHASES = list(PHASE_OUTPUTS.items())

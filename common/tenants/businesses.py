@@ -8,20 +8,15 @@ may also manage the members."""
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 from google.cloud import firestore
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from common.budget import counters
-from common.budget.controls import platform_scope
-from common.budget.counters import Limit, Scope
-from common.budget.limits import Limits, Overrides, TierName, day_key, limits_for, month_key, tiers
 from common.models import Slug
 from common.platform.errors import Conflict, NotFound, problems
-from common.platform.store import db
+from common.platform.store import db, transact
+from common.tenants.tiers import Limits, Overrides, TierName, limits_for, tiers
 
 BUSINESSES = "businesses"
 
@@ -48,41 +43,6 @@ class Business(BaseModel):
     def limits(self) -> Limits:
         return limits_for(self.tier, self.overrides)
 
-    def scopes(self, now: dt.datetime) -> list[Scope]:
-        """Its day, its month and the platform's day at `now`."""
-        ref = business_ref(self.business_id)
-        shards = self.limits.counter_shards
-        return [
-            Scope(
-                f"{self.business_id}:{day_key(now)}",
-                "day",
-                shards,
-                "daily_budget_exceeded",
-                ref,
-                _limit_of(self.business_id, "daily"),
-                self.limits_version,
-            ),
-            Scope(
-                f"{self.business_id}:{month_key(now)}",
-                "month",
-                shards,
-                "monthly_budget_exceeded",
-                ref,
-                _limit_of(self.business_id, "monthly"),
-                self.limits_version,
-            ),
-            platform_scope(now),
-        ]
-
-
-def _limit_of(business_id: str, period: str) -> Callable[[dict[str, Any]], Limit]:
-    def limit(data: dict[str, Any]) -> Limit:
-        stored = Business.model_validate({"business_id": business_id, **data})
-        amount = getattr(stored.limits, f"{period}_limit_nanos")
-        return Limit(nanos=amount, version=stored.limits_version)
-
-    return limit
-
 
 def business_ref(business_id: str) -> firestore.DocumentReference:
     ref: firestore.DocumentReference = db().collection(BUSINESSES).document(business_id)
@@ -91,7 +51,16 @@ def business_ref(business_id: str) -> firestore.DocumentReference:
 
 def get_business(business_id: str) -> Business:
     """The business, or `NotFound` with code `unknown_business`."""
-    snapshot = business_ref(business_id).get()
+    return business_of(business_id, business_ref(business_id).get())
+
+
+def business_of(business_id: str, snapshot: firestore.DocumentSnapshot[Any]) -> Business:
+    """The business a read of its document found.
+
+    Raises:
+        NotFound: there is none (code `unknown_business`).
+        Conflict: the document is not a valid business (`unknown_tier`, `invalid_business`).
+    """
     if not snapshot.exists:
         raise NotFound(
             f"business {business_id} is not registered",
@@ -132,15 +101,7 @@ def save_business(business: Business) -> Business:
         transaction.set(ref, {**data, "updated_at": firestore.SERVER_TIMESTAMP})
         return saved
 
-    saved: Business = counters.retrying(
+    saved: Business = transact(
         lambda: write(db().transaction()), what=f"saving business {business.business_id}"
     )
-    # Every open period of the business, from yesterday's month on (instances' clocks may be
-    # a little ahead or behind); a period created later reads the business when it is made.
-    since = month_key(dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
-    for name in counters.open_scopes(saved.business_id, since):
-        period = name.rsplit(":", 1)[1]
-        when = dt.datetime.strptime(period if len(period) > 7 else f"{period}-01", "%Y-%m-%d")
-        day, month, _ = saved.scopes(when.replace(tzinfo=dt.UTC))
-        counters.sync(day if len(period) > 7 else month)
     return saved

@@ -1,5 +1,5 @@
-"""Subscription tiers (from `tiers.yaml`), a business's effective limits, and the periods they
-count in (UTC days, calendar months).
+"""Subscription tiers (from `tiers.yaml`) and a business's effective limits (per UTC day and
+calendar month).
 
 Limits are money people type: `Money` is from $0.01 to $1,000,000 with at most 9 decimals (a
 whole number of nano-dollars), and a business's effective daily limit may not exceed its
@@ -8,7 +8,6 @@ effective monthly one.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 from decimal import Decimal
 from pathlib import Path
@@ -17,9 +16,9 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.llm.base import ModelTier
 from common.money import nanos
 from common.platform.settings import get_settings
+from common.spend.records import ModelTier
 
 TierName = Literal["basic", "pro", "enterprise"]
 Money = Annotated[
@@ -38,7 +37,6 @@ class Limits(BaseModel):
     monthly_limit_usd: Money
     max_icps: int = Field(ge=3, le=9)
     model_tiers: frozenset[ModelTier]
-    counter_shards: int = Field(ge=1, le=64)
 
     @model_validator(mode="after")
     def _daily_within_monthly(self) -> Limits:
@@ -72,7 +70,9 @@ class PlatformLimits(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     daily_cap_usd: Money
-    counter_shards: int = Field(ge=1, le=64)
+    # How many documents the day's cap is split over (each written only when a business's day
+    # takes a share of the cap; production sustains about one write per second per document).
+    shards: int = Field(ge=1, le=256)
 
     @property
     def daily_cap_nanos(self) -> int:
@@ -107,14 +107,6 @@ def limits_for(tier: TierName, overrides: Overrides | None = None) -> Limits:
         return base
     # Validated again: overrides may be fine alone and not together with the tier's values.
     return Limits.model_validate({**base.model_dump(), **overrides.model_dump(exclude_none=True)})
-
-
-def day_key(now: dt.datetime) -> str:
-    return now.strftime("%Y-%m-%d")
-
-
-def month_key(now: dt.datetime) -> str:
-    return now.strftime("%Y-%m")
 
 
 def default_platform_cap_nanos() -> int:

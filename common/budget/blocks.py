@@ -1,0 +1,679 @@
+"""Blocks: headroom a process takes from a business's day and month at once, and gives back.
+
+Everything here is an optimistic commit: the documents are read, the new state is computed, and
+one atomic commit writes it on the condition that each document read is still at the version
+read (`update_time` preconditions). Nothing holds a lock, so a process frozen between its read
+and its commit stops nobody, and when it resumes its commit fails instead of writing from stale
+state. Commits that only move money this process owns (`flush`, `close`) use server-side
+increments and a precondition on the block document alone.
+
+    take      read day, month, (platform shards) -> create the block, add it to both periods
+    flush     move what the block has spent into both periods (at most 1 % steps, >= 1 s apart)
+    close     move the rest of its spending in and give back the unused amount
+    reconcile a block whose owner vanished (expired by the database's clock): freeze its holds
+              still unsettled (charged at their upper bound), sum its usage records, close it
+
+A block's time is the database's: `taken_at` is the commit time of its take, and only a reader
+comparing it with the database's read time decides that it expired. Its owner counts down from
+before it sent the take (`escrow`), so it always stops before the database would say so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.api_core import exceptions
+from google.cloud import firestore
+from google.cloud.firestore_v1 import aggregation
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from common.budget.controls import Controls
+from common.budget.periods import (
+    SCOPES,
+    OpenBlock,
+    Period,
+    Shard,
+    home_shard,
+    scope_name,
+    scope_ref,
+    shard_name,
+    split,
+)
+from common.money import format_usd, usd
+from common.platform import log
+from common.platform.settings import get_settings
+from common.platform.store import db
+from common.platform.writes import group_writer
+from common.spend.ledger import BudgetBusy, BudgetDenied
+from common.tenants.businesses import Business
+from common.tenants.tiers import platform_limits
+
+BLOCKS = "budget_blocks"
+USAGE = "usage"
+logger = logging.getLogger(__name__)
+
+
+def block_ref(block_id: str) -> firestore.DocumentReference:
+    ref: firestore.DocumentReference = db().collection(BLOCKS).document(block_id)
+    return ref
+
+
+def usage_ref(key: str) -> firestore.DocumentReference:
+    ref: firestore.DocumentReference = db().collection(USAGE).document(key)
+    return ref
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block this process holds: its amount now (less what was flushed) and the version of
+    its document after this process's last write to it."""
+
+    block_id: str
+    business_id: str
+    day: str
+    month: str
+    amount: int
+    ttl_seconds: float
+    limits_version: int
+    controls_version: int
+    update_time: Any
+
+    @property
+    def day_scope(self) -> str:
+        return scope_name(self.business_id, self.day)
+
+    @property
+    def month_scope(self) -> str:
+        return scope_name(self.business_id, self.month)
+
+
+class Stale(Exception):
+    """The block is no longer this process's to write: someone reconciled it."""
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _read(refs: Sequence[firestore.DocumentReference]) -> tuple[dict[str, Any], dt.datetime]:
+    """The snapshots of `refs` by path, and the database's time of the read."""
+    snapshots = {snap.reference.path: snap for snap in db().get_all(list(refs))}
+    read_time = max(snap.read_time for snap in snapshots.values())
+    return snapshots, read_time
+
+
+def _period(
+    snapshot: firestore.DocumentSnapshot[Any], business: Business, kind: str, period: str
+) -> Period:
+    limits = business.limits
+    limit = limits.daily_limit_nanos if kind == "day" else limits.monthly_limit_nanos
+    if snapshot.exists:
+        found = Period.of(snapshot, "day" if kind == "day" else "month")
+    else:
+        found = Period(
+            name=snapshot.id,
+            kind="day" if kind == "day" else "month",
+            business_id=business.business_id,
+            period=period,
+            limit=limit,
+            version=business.limits_version,
+        )
+    return found.with_limit(limit, business.limits_version)
+
+
+def _write(batch: firestore.WriteBatch, period: Period, op: str) -> None:
+    fields = {**period.fields(), "last_op": op}
+    if period.exists:
+        batch.update(
+            scope_ref(period.name),
+            fields,
+            option=db().write_option(last_update_time=period.update_time),
+        )
+    else:
+        batch.create(scope_ref(period.name), fields)
+
+
+def _write_shard(batch: firestore.WriteBatch, shard: Shard, day: str, op: str) -> None:
+    fields = {
+        "kind": "platform",
+        "period": day,
+        "shard": shard.index,
+        "allotted_nanos": shard.allotted,
+        "last_op": op,
+        "updated_at": firestore.SERVER_TIMESTAMP,
+    }
+    if shard.exists:
+        batch.update(
+            scope_ref(shard.name),
+            fields,
+            option=db().write_option(last_update_time=shard.update_time),
+        )
+    else:
+        batch.create(scope_ref(shard.name), fields)
+
+
+def _applied(name: str, op: str) -> bool:
+    """Whether the commit carrying `op` was applied (its acknowledgement lost, the library's
+    retry then failing its own precondition)."""
+    snapshot = scope_ref(name).get()
+    return snapshot.exists and (snapshot.to_dict() or {}).get("last_op") == op
+
+
+# --- sizing --------------------------------------------------------------------------------
+
+# Below this many of the requested amount left, a block is exactly the request: at the margin
+# every reservation goes through a commit on the period, so nothing idles in other blocks.
+MARGIN_REQUESTS = 8
+# Far from the limit a block takes at most this share of what is left, so other instances can
+# always take blocks too.
+SHARE = 4
+
+
+def block_size(need: int, want: int, room: int) -> int:
+    """How much a block takes: `need` at least; up to `want` far from the limit."""
+    if room < need * MARGIN_REQUESTS:
+        return need
+    return max(need, min(want, room // SHARE))
+
+
+def _platform_chunk(day: Period, short: int) -> int:
+    """How much of the platform's cap a day takes when it needs `short` more: as much again
+    as it holds (at least a sixteenth of its limit), never more than its limit allows."""
+    grow = max(day.platform, day.limit // 16)
+    return max(short, min(grow, day.limit - day.platform))
+
+
+# --- take ----------------------------------------------------------------------------------
+
+
+def take(
+    business: Business,
+    controls: Controls,
+    day: str,
+    month: str,
+    *,
+    need: int,
+    want: int,
+    owner: str,
+) -> Block:
+    """Take a block of at least `need` nanos (up to `want`) from the business's `day` and
+    `month`, topping the day's share of the platform's cap up first if it is short.
+
+    Raises:
+        BudgetDenied: a limit has less than `need` left even counting what blocks hold
+            (`daily_budget_exceeded`, `monthly_budget_exceeded`, `platform_cap_reached`).
+        BudgetBusy: there is room only once work in flight settles (`budget_held`), or the
+            periods stayed too contended to commit (`budget_contention`).
+    """
+    settings = get_settings()
+    ttl = settings.budget_block_ttl_seconds
+    shards = platform_limits().shards
+    home = home_shard(business.business_id, shards)
+    day_ref, month_ref = (
+        scope_ref(scope_name(business.business_id, day)),
+        scope_ref(scope_name(business.business_id, month)),
+    )
+    reconciled: set[str] = set()
+    for attempt in range(12):
+        snapshots, now = _read([day_ref, month_ref, scope_ref(shard_name(day, home))])
+        day_p = _period(snapshots[day_ref.path], business, "day", day)
+        month_p = _period(snapshots[month_ref.path], business, "month", month)
+        home_s = Shard.of(snapshots[scope_ref(shard_name(day, home)).path], home)
+        touched: dict[int, Shard] = {}
+        if controls.version > day_p.platform_version:
+            # The cap changed since the day took its share: give back what it does not use,
+            # then take again under the new cap.
+            day_p, touched = _give_back_platform(day_p, {home: home_s}, day)
+            day_p = dataclasses.replace(day_p, platform_version=controls.version)
+        room = min(day_p.limit_room, month_p.limit_room)
+        if room < need:
+            expired = [
+                block_id
+                for period in (day_p, month_p)
+                for block_id, entry in period.blocks.items()
+                if entry.expired(now, settings.budget_reconcile_grace_seconds)
+                and block_id not in reconciled
+            ]
+            if expired:
+                for block_id in expired:
+                    reconciled.add(block_id)
+                    reconcile(block_id)
+                continue
+            raise no_room(day_p if day_p.limit_room < need else month_p, need)
+        size = block_size(need, want, room)
+        free_share = day_p.platform - day_p.spent - day_p.allocated
+        if free_share < size:
+            chunk = _platform_chunk(day_p, size - free_share)
+            day_p, touched, got = _take_platform(day_p, home_s, touched, chunk, controls, day)
+            if day_p.platform - day_p.spent - day_p.allocated < need:
+                short = need - (day_p.platform - day_p.spent - day_p.allocated) - got
+                day_p, touched = _gather_platform(day_p, touched, short, controls, day)
+            size = min(size, day_p.platform - day_p.spent - day_p.allocated)
+            if size < need:
+                raise _platform_refusal(need, day)
+        block_id = uuid.uuid4().hex
+        entry = OpenBlock(size, None, ttl)
+        day_p = dataclasses.replace(
+            day_p, allocated=day_p.allocated + size, blocks={**day_p.blocks, block_id: entry}
+        )
+        month_p = dataclasses.replace(
+            month_p, allocated=month_p.allocated + size, blocks={**month_p.blocks, block_id: entry}
+        )
+        op = uuid.uuid4().hex
+        batch = db().batch()
+        _write(batch, day_p, op)
+        _write(batch, month_p, op)
+        for shard in touched.values():
+            _write_shard(batch, shard, day, op)
+        batch.create(
+            block_ref(block_id),
+            {
+                "business_id": business.business_id,
+                "owner": owner,
+                "day": day,
+                "month": month,
+                "amount_nanos": size,
+                "taken_nanos": size,
+                "flushed_nanos": 0,
+                "ttl_seconds": ttl,
+                "limits_version": business.limits_version,
+                "controls_version": controls.version,
+                "state": "open",
+                "taken_at": firestore.SERVER_TIMESTAMP,
+                "last_op": op,
+            },
+        )
+        try:
+            results = batch.commit()
+        except (exceptions.FailedPrecondition, exceptions.AlreadyExists, exceptions.Aborted):
+            if _applied(day_p.name, op):
+                results = None
+            else:
+                _pause(attempt)
+                continue
+        update_time = (
+            block_ref(block_id).get().update_time if results is None else results[-1].update_time
+        )
+        logger.info(
+            "budget block taken",
+            extra=log.fields(
+                event="budget_block_taken",
+                business_id=business.business_id,
+                block=block_id,
+                amount_usd=usd(size),
+                day=day,
+            ),
+        )
+        return Block(
+            block_id,
+            business.business_id,
+            day,
+            month,
+            size,
+            ttl,
+            business.limits_version,
+            controls.version,
+            update_time,
+        )
+    raise BudgetBusy("budget_contention", "the budget is too busy right now, try again")
+
+
+def _pause(attempt: int) -> None:
+    import random
+
+    time.sleep(random.uniform(0, min(0.01 * 2**attempt, 0.5)))
+
+
+def no_room(period: Period, need: int) -> BudgetDenied | BudgetBusy:
+    """The answer when `period` has less than `need` left: busy (retry) when enough is only
+    out in blocks of work in flight, refused when even that would not make room."""
+    label = "daily budget" if period.kind == "day" else "monthly budget"
+    reason = "daily_budget_exceeded" if period.kind == "day" else "monthly_budget_exceeded"
+    left = max(period.limit - period.spent - period.allocated, 0)
+    held = f"; {format_usd(period.allocated)} is held by work in flight" if period.allocated else ""
+    message = (
+        f"{label} exceeded: {format_usd(need)} needed, {format_usd(left)} of "
+        f"{format_usd(period.limit, 2)} left{held} ({period.name})"
+    )
+    if period.limit - period.spent >= need:
+        return BudgetBusy("budget_held", message.replace("exceeded", "held", 1))
+    return BudgetDenied(reason, message)
+
+
+def _platform_refusal(need: int, day: str) -> BudgetDenied:
+    return BudgetDenied(
+        "platform_cap_reached",
+        f"platform daily cap reached: {format_usd(need)} needed ({day})",
+    )
+
+
+def _shard_ref(day: str, index: int) -> firestore.DocumentReference:
+    return scope_ref(shard_name(day, index))
+
+
+def _take_platform(
+    day_p: Period,
+    home: Shard,
+    touched: dict[int, Shard],
+    chunk: int,
+    controls: Controls,
+    day: str,
+) -> tuple[Period, dict[int, Shard], int]:
+    """Up to `chunk` of the home shard's free part of the cap, for the day."""
+    shards = platform_limits().shards
+    shard = touched.get(home.index, home)
+    free = split(controls.cap_nanos, shards)[home.index] - shard.allotted
+    got = max(0, min(chunk, free))
+    if got == 0:
+        return day_p, touched, 0
+    shard = dataclasses.replace(shard, allotted=shard.allotted + got)
+    day_p = dataclasses.replace(
+        day_p,
+        platform=day_p.platform + got,
+        platform_from={
+            **day_p.platform_from,
+            home.index: day_p.platform_from.get(home.index, 0) + got,
+        },
+        platform_version=max(day_p.platform_version, controls.version),
+    )
+    return day_p, {**touched, home.index: shard}, got
+
+
+def _gather_platform(
+    day_p: Period, touched: dict[int, Shard], short: int, controls: Controls, day: str
+) -> tuple[Period, dict[int, Shard]]:
+    """`short` more of the cap from every shard that has some (near the cap, rarely)."""
+    shards = platform_limits().shards
+    limits = split(controls.cap_nanos, shards)
+    snapshots, _ = _read([_shard_ref(day, i) for i in range(shards) if i not in touched])
+    found = {
+        **{
+            i: Shard.of(snapshots[_shard_ref(day, i).path], i)
+            for i in range(shards)
+            if i not in touched
+        },
+        **touched,
+    }
+    platform_from = dict(day_p.platform_from)
+    got = 0
+    for index in sorted(found, key=lambda i: limits[i] - found[i].allotted, reverse=True):
+        if got >= short:
+            break
+        shard = found[index]
+        take_here = max(0, min(short - got, limits[index] - shard.allotted))
+        if take_here:
+            found[index] = dataclasses.replace(shard, allotted=shard.allotted + take_here)
+            platform_from[index] = platform_from.get(index, 0) + take_here
+            touched = {**touched, index: found[index]}
+            got += take_here
+    day_p = dataclasses.replace(day_p, platform=day_p.platform + got, platform_from=platform_from)
+    return day_p, touched
+
+
+def _give_back_platform(
+    day_p: Period, known: dict[int, Shard], day: str
+) -> tuple[Period, dict[int, Shard]]:
+    """Give back what the day holds of the cap and does not use (spent and out in blocks)."""
+    unused = max(0, day_p.platform - day_p.spent - day_p.allocated)
+    if unused == 0:
+        return day_p, {}
+    wanted = [i for i in day_p.platform_from if i not in known]
+    if wanted:
+        snapshots, _ = _read([_shard_ref(day, i) for i in wanted])
+        known = {**known, **{i: Shard.of(snapshots[_shard_ref(day, i).path], i) for i in wanted}}
+    platform_from = dict(day_p.platform_from)
+    touched: dict[int, Shard] = {}
+    left = unused
+    for index, held in sorted(platform_from.items(), key=lambda item: -item[1]):
+        back = min(held, left)
+        if back <= 0:
+            continue
+        shard = known[index]
+        touched[index] = dataclasses.replace(shard, allotted=max(0, shard.allotted - back))
+        platform_from[index] = held - back
+        left -= back
+    platform_from = {i: n for i, n in platform_from.items() if n > 0}
+    day_p = dataclasses.replace(
+        day_p, platform=day_p.platform - (unused - left), platform_from=platform_from
+    )
+    return day_p, touched
+
+
+def return_platform(day: str, controls: Controls) -> int:
+    """After a lower cap: every business day of `day` gives back what it holds of the cap and
+    does not use (each in its own optimistic commit). Returns how many days gave some back."""
+    query = (
+        db()
+        .collection(SCOPES)
+        .where(filter=FieldFilter("kind", "==", "day"))
+        .where(filter=FieldFilter("period", "==", day))
+    )
+    returned = 0
+    for snapshot in query.stream():
+        for attempt in range(8):
+            current = scope_ref(snapshot.id).get()
+            day_p = Period.of(current, "day")
+            if day_p.platform <= day_p.spent + day_p.allocated:
+                break
+            day_p, touched = _give_back_platform(day_p, {}, day)
+            day_p = dataclasses.replace(
+                day_p, platform_version=max(day_p.platform_version, controls.version)
+            )
+            op = uuid.uuid4().hex
+            batch = db().batch()
+            _write(batch, day_p, op)
+            for shard in touched.values():
+                _write_shard(batch, shard, day, op)
+            try:
+                batch.commit()
+            except (exceptions.FailedPrecondition, exceptions.AlreadyExists, exceptions.Aborted):
+                if not _applied(day_p.name, op):
+                    _pause(attempt)
+                    continue
+            returned += 1
+            break
+    return returned
+
+
+# --- owner's commits -----------------------------------------------------------------------
+
+
+def _moved(block: Block, spent: int, released: int) -> dict[str, Any]:
+    """A period's fields after `spent` nanos of the block were spent and `released` nanos of
+    its amount leave it (spent included)."""
+    return {
+        "spent_nanos": firestore.Increment(spent),
+        "allocated_nanos": firestore.Increment(-released),
+        "updated_at": firestore.SERVER_TIMESTAMP,
+    }
+
+
+def _commit_owned(block: Block, batch: firestore.WriteBatch, op: str) -> Any:
+    """Commit the owner's `batch` (whose last write is the block's, under its precondition)."""
+    try:
+        return batch.commit()
+    except (exceptions.FailedPrecondition, exceptions.NotFound):
+        snapshot = block_ref(block.block_id).get()
+        if snapshot.exists and (snapshot.to_dict() or {}).get("last_op") == op:
+            return None  # applied; only its acknowledgement was lost
+        raise Stale(block.block_id) from None
+
+
+def flush(block: Block, spent: int) -> Block:
+    """Move `spent` nanos the block has spent into its day and month (its amount shrinks by as
+    much). Raises `Stale` if the block was reconciled meanwhile."""
+    op = uuid.uuid4().hex
+    fields = _moved(block, spent, spent)
+    batch = db().batch()
+    for scope in (block.day_scope, block.month_scope):
+        batch.update(
+            scope_ref(scope),
+            {**fields, f"blocks.{block.block_id}.amount_nanos": firestore.Increment(-spent)},
+        )
+    batch.update(
+        block_ref(block.block_id),
+        {
+            "amount_nanos": firestore.Increment(-spent),
+            "flushed_nanos": firestore.Increment(spent),
+            "last_op": op,
+        },
+        option=db().write_option(last_update_time=block.update_time),
+    )
+    results = _commit_owned(block, batch, op)
+    update_time = (
+        results[-1].update_time if results else block_ref(block.block_id).get().update_time
+    )
+    after = dataclasses.replace(block, amount=block.amount - spent, update_time=update_time)
+    return after
+
+
+def close(block: Block, spent: int) -> None:
+    """Close the block: move the `spent` nanos not flushed yet into its day and month and give
+    back the rest of its amount. Raises `Stale` if it was reconciled meanwhile."""
+    op = uuid.uuid4().hex
+    fields = _moved(block, spent, block.amount)
+    batch = db().batch()
+    for scope in (block.day_scope, block.month_scope):
+        batch.update(
+            scope_ref(scope), {**fields, f"blocks.{block.block_id}": firestore.DELETE_FIELD}
+        )
+    batch.update(
+        block_ref(block.block_id),
+        {
+            "state": "closed",
+            "closed_by": "owner",
+            "charged_nanos": firestore.Increment(0),
+            "closed_spent_nanos": spent,
+            "closed_at": firestore.SERVER_TIMESTAMP,
+            "last_op": op,
+        },
+        option=db().write_option(last_update_time=block.update_time),
+    )
+    _commit_owned(block, batch, op)
+    logger.info(
+        "budget block closed",
+        extra=log.fields(
+            event="budget_block_closed",
+            business_id=block.business_id,
+            block=block.block_id,
+            spent_usd=usd(spent),
+            returned_usd=usd(block.amount - spent),
+        ),
+    )
+
+
+# --- reconciling what a vanished owner left ------------------------------------------------
+
+
+def reconcile(block_id: str) -> bool:
+    """Close a block whose owner did not (expired by the database's clock), from its usage
+    records: holds still unsettled are frozen and charged at their upper bound (their calls may
+    have been billed; a late settle turns that into the actual cost), settled ones at their
+    cost. Safe to run by anyone, any number of times, and to resume. Returns True if the block
+    is closed afterwards."""
+    settings = get_settings()
+    for attempt in range(8):
+        snapshot = block_ref(block_id).get()
+        if not snapshot.exists:
+            return False
+        data = snapshot.to_dict() or {}
+        if data.get("state") == "closed":
+            return True
+        if data.get("state") == "open":
+            taken_at = data.get("taken_at")
+            expiry = float(data["ttl_seconds"]) + settings.budget_reconcile_grace_seconds
+            if taken_at is None or snapshot.read_time <= taken_at + dt.timedelta(seconds=expiry):
+                return False
+            try:
+                block_ref(block_id).update(
+                    {"state": "closing", "closing_at": firestore.SERVER_TIMESTAMP},
+                    option=db().write_option(last_update_time=snapshot.update_time),
+                )
+            except (exceptions.FailedPrecondition, exceptions.NotFound):
+                _pause(attempt)
+                continue
+            snapshot = block_ref(block_id).get()
+            data = snapshot.to_dict() or {}
+        _freeze_holds(block_id)
+        query = db().collection(USAGE).where(filter=FieldFilter("block", "==", block_id))
+        totals = aggregation.AggregationQuery(query)
+        totals.sum("charged_nanos", alias="charged")
+        rows: Any = totals.get()
+        charged = int(rows[0][0].value or 0)
+        flushed = int(data.get("flushed_nanos", 0))
+        amount = int(data["amount_nanos"])
+        spent = charged - flushed
+        fields = {
+            "spent_nanos": firestore.Increment(spent),
+            "allocated_nanos": firestore.Increment(-amount),
+            f"blocks.{block_id}": firestore.DELETE_FIELD,
+            "updated_at": firestore.SERVER_TIMESTAMP,
+        }
+        batch = db().batch()
+        for period in (data["day"], data["month"]):
+            batch.update(scope_ref(scope_name(data["business_id"], period)), fields)
+        batch.update(
+            block_ref(block_id),
+            {
+                "state": "closed",
+                "closed_by": "reconciler",
+                "closed_spent_nanos": spent,
+                "charged_nanos": charged,
+                "closed_at": firestore.SERVER_TIMESTAMP,
+            },
+            option=db().write_option(last_update_time=snapshot.update_time),
+        )
+        try:
+            batch.commit()
+        except (exceptions.FailedPrecondition, exceptions.NotFound):
+            _pause(attempt)
+            continue  # someone else finished it (or is finishing): look again
+        logger.warning(
+            "budget block reconciled",
+            extra=log.fields(
+                event="budget_block_reconciled",
+                business_id=data["business_id"],
+                block=block_id,
+                charged_usd=usd(charged),
+                returned_usd=usd(amount - spent),
+            ),
+        )
+        return True
+    return False
+
+
+def _freeze_holds(block_id: str) -> None:
+    """Every hold of the block still unsettled becomes `abandoned`, charged its upper bound; a
+    settle that lands first wins (each freeze is conditional on the hold's version)."""
+    writer = group_writer(db())
+    for _ in range(8):
+        query = (
+            db()
+            .collection(USAGE)
+            .where(filter=FieldFilter("block", "==", block_id))
+            .where(filter=FieldFilter("state", "==", "held"))
+        )
+        held = list(query.stream())
+        if not held:
+            return
+        for snapshot in held:
+            bound = int((snapshot.to_dict() or {}).get("bound_nanos", 0))
+
+            def freeze(batch: Any, snapshot: Any = snapshot, bound: int = bound) -> None:
+                batch.update(
+                    snapshot.reference,
+                    {
+                        "state": "abandoned",
+                        "charged_nanos": bound,
+                        "ended_at": firestore.SERVER_TIMESTAMP,
+                    },
+                    option=db().write_option(last_update_time=snapshot.update_time),
+                )
+
+            writer.write(snapshot.reference, freeze)

@@ -1,0 +1,324 @@
+"""This process's escrow: the blocks it holds, one per business day, granted from in memory.
+
+A reservation takes its amount from the business day's live block under a lock, with no round
+trip. When the block cannot serve it (too little left, past its active window, taken under
+limits or controls this process has since seen change), one thread takes a new block while the
+others wait for it; the old block retires and closes as soon as its last hold settles. Settled
+money goes back to the day and month (`blocks.flush`) in steps of at least `budget_flush_percent`
+of the day's limit, at most once a second per block; a block idle for `budget_idle_seconds`, or
+past its active window with nothing in flight, is closed and its unused amount given back. A
+background thread does that housekeeping; `release` does it at once (the end of a request).
+
+Time here is this process's monotonic clock, counted from before the take was sent: a block is
+granted from only within `budget_block_active_seconds` of that, and the database cannot consider
+it expired before `fence_until` (its TTL counted from an instant no later than its commit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from common.budget import blocks, status
+from common.budget.blocks import Block, Stale
+from common.budget.sources import Sources
+from common.platform.settings import get_settings
+from common.platform.store import db
+
+logger = logging.getLogger(__name__)
+# Who this process is, on the blocks it takes (for the logs and the operator).
+INSTANCE = uuid.uuid4().hex[:12]
+# Far from the limit, a block is taken for at least this many reservations of the size asked.
+BLOCK_REQUESTS = 128
+
+
+@dataclass(eq=False)
+class Allowance:
+    """A block as this process grants from it."""
+
+    block: Block
+    project: str
+    day_limit: int
+    fence_until: float
+    active_until: float
+    committed: int = 0  # holds at their upper bound, and settled costs not flushed yet
+    unflushed: int = 0  # settled costs not flushed yet
+    inflight: int = 0
+    last_grant: float = field(default_factory=time.monotonic)
+    last_flush: float = field(default_factory=time.monotonic)
+    retiring: bool = False
+    closed: bool = False
+    io: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def free(self) -> int:
+        return self.block.amount - self.committed
+
+
+class Escrow:
+    """The process's blocks (module-level `escrow`)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._live: dict[tuple[str, str, str], Allowance] = {}
+        self._all: dict[str, Allowance] = {}
+        self._taking: set[tuple[str, str, str]] = set()
+        self._sizes: dict[tuple[str, str, str], int] = {}
+        self._thread: threading.Thread | None = None
+
+    # --- granting ----------------------------------------------------------------------------
+
+    def grant(self, sources: Sources, day: str, month: str, amount: int) -> Allowance:
+        """Take `amount` from the business day's block, taking a new block if needed.
+
+        Raises:
+            BudgetDenied, BudgetBusy: from `blocks.take` when no block can be had.
+        """
+        business = sources.business
+        key = (db().project, business.business_id, day)
+        while True:
+            retired: list[Allowance] = []
+            with self._cond:
+                live = self._live.get(key)
+                if live is not None:
+                    if self._usable(live, sources, amount):
+                        live.committed += amount
+                        live.inflight += 1
+                        live.last_grant = time.monotonic()
+                        return live
+                    self._learn(key, live)
+                    self._retire(live, retired)
+                if key in self._taking:
+                    self._cond.wait(timeout=1.0)
+                    continue
+                self._taking.add(key)
+                want = max(amount * BLOCK_REQUESTS, self._sizes.get(key, 0))
+            self._close_all(retired)
+            try:
+                started = time.monotonic()
+                block = blocks.take(
+                    business,
+                    sources.controls,
+                    day,
+                    month,
+                    need=amount,
+                    want=want,
+                    owner=INSTANCE,
+                )
+            finally:
+                with self._cond:
+                    self._taking.discard(key)
+                    self._cond.notify_all()
+            settings = get_settings()
+            allowance = Allowance(
+                block=block,
+                project=key[0],
+                day_limit=business.limits.daily_limit_nanos,
+                fence_until=started + block.ttl_seconds,
+                active_until=started + settings.budget_block_active_seconds,
+            )
+            with self._cond:
+                previous = self._live.get(key)
+                if previous is not None:
+                    self._retire(previous, retired)
+                self._live[key] = allowance
+                self._all[block.block_id] = allowance
+                self._cond.notify_all()
+            self._close_all(retired)
+            self._publish(block.business_id)
+            self._start_housekeeping()
+
+    def _learn(self, key: tuple[str, str, str], allowance: Allowance) -> None:
+        """Size the next block of `key` from how fast `allowance` was used (holding the lock):
+        one used up within its active window asks for what that rate needs for a whole window;
+        one that lasted asks for the floor again."""
+        window = get_settings().budget_block_active_seconds
+        elapsed = max(time.monotonic() - (allowance.active_until - window), 0.05)
+        used = allowance.block.amount - max(allowance.free, 0)
+        if elapsed < window and used > 0:
+            self._sizes[key] = int(used / elapsed * window)
+        else:
+            self._sizes.pop(key, None)
+
+    @staticmethod
+    def _usable(allowance: Allowance, sources: Sources, amount: int) -> bool:
+        block = allowance.block
+        return (
+            not allowance.retiring
+            and allowance.free >= amount
+            and time.monotonic() < allowance.active_until
+            and block.limits_version >= sources.business.limits_version
+            and block.controls_version >= sources.controls.version
+        )
+
+    def _retire(self, allowance: Allowance, retired: list[Allowance]) -> None:
+        """Stop granting from `allowance` (holding the lock); collect it for closing if nothing
+        is in flight on it."""
+        key = (allowance.project, allowance.block.business_id, allowance.block.day)
+        if self._live.get(key) is allowance:
+            del self._live[key]
+        allowance.retiring = True
+        if allowance.inflight == 0 and not allowance.closed:
+            retired.append(allowance)
+
+    def ungrant(self, allowance: Allowance, amount: int) -> None:
+        """Give back a grant whose hold was never written (or was voided)."""
+        retired: list[Allowance] = []
+        with self._cond:
+            allowance.committed -= amount
+            allowance.inflight -= 1
+            if allowance.retiring and allowance.inflight == 0 and not allowance.closed:
+                retired.append(allowance)
+        self._close_all(retired)
+
+    def settled(self, allowance: Allowance, bound: int, cost: int) -> None:
+        """A hold of `bound` on `allowance` settled at `cost`."""
+        retired: list[Allowance] = []
+        flush = False
+        with self._cond:
+            allowance.committed += cost - bound
+            allowance.unflushed += cost
+            allowance.inflight -= 1
+            if allowance.retiring and allowance.inflight == 0 and not allowance.closed:
+                retired.append(allowance)
+            else:
+                flush = self._flush_due(allowance)
+        if retired:
+            self._close_all(retired)
+        elif flush:
+            self._flush(allowance)
+
+    def find(self, block_id: str) -> Allowance | None:
+        """This process's allowance of `block_id`, if it holds it."""
+        with self._cond:
+            return self._all.get(block_id)
+
+    def lost(self, allowance: Allowance) -> None:
+        """The block was reconciled by someone else: nothing more is granted or written here."""
+        with self._cond:
+            allowance.closed = True
+            allowance.retiring = True
+            key = (allowance.project, allowance.block.business_id, allowance.block.day)
+            if self._live.get(key) is allowance:
+                del self._live[key]
+            self._all.pop(allowance.block.block_id, None)
+
+    # --- giving back -------------------------------------------------------------------------
+
+    def _flush_due(self, allowance: Allowance) -> bool:
+        settings = get_settings()
+        step = max(1, allowance.day_limit * settings.budget_flush_percent // 100)
+        return (
+            not allowance.closed
+            and allowance.unflushed >= step
+            and time.monotonic() - allowance.last_flush >= 1.0
+        )
+
+    def _flush(self, allowance: Allowance) -> None:
+        with allowance.io:
+            with self._cond:
+                if allowance.closed or allowance.unflushed == 0:
+                    return
+                amount = allowance.unflushed
+                block = allowance.block
+            try:
+                after = blocks.flush(block, amount)
+            except Stale:
+                self.lost(allowance)
+                return
+            with self._cond:
+                allowance.block = after
+                allowance.unflushed -= amount
+                allowance.committed -= amount
+                allowance.last_flush = time.monotonic()
+        self._publish(block.business_id)
+
+    def _close_all(self, allowances: list[Allowance]) -> None:
+        for allowance in allowances:
+            self._close(allowance)
+
+    def _close(self, allowance: Allowance) -> None:
+        with allowance.io:
+            with self._cond:
+                if allowance.closed or allowance.inflight:
+                    return
+                allowance.closed = True
+                self._all.pop(allowance.block.block_id, None)
+                spent = allowance.unflushed
+            try:
+                blocks.close(allowance.block, spent)
+            except Stale:
+                return  # reconciled meanwhile: its usage records were counted there
+        self._publish(allowance.block.business_id)
+
+    @staticmethod
+    def _publish(business_id: str) -> None:
+        with contextlib.suppress(Exception):  # the status is a view; the money is settled
+            status.publish(business_id)
+
+    def release(self, business_id: str | None = None) -> None:
+        """Close every block with nothing in flight now (of `business_id`, or all), in this
+        process's current project: the end of a request, or of the process."""
+        project = db().project
+        retired: list[Allowance] = []
+        with self._cond:
+            for allowance in list(self._all.values()):
+                if allowance.project != project:
+                    continue
+                if business_id is not None and allowance.block.business_id != business_id:
+                    continue
+                self._retire(allowance, retired)
+        self._close_all(retired)
+
+    # --- housekeeping ------------------------------------------------------------------------
+
+    def _start_housekeeping(self) -> None:
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(
+                target=self._housekeep, name="budget-escrow", daemon=True
+            )
+            self._thread.start()
+
+    def _housekeep(self) -> None:
+        while True:
+            time.sleep(0.5)
+            with contextlib.suppress(Exception):  # a failed round is retried at the next one
+                self.tidy()
+
+    def tidy(self) -> None:
+        """One round of housekeeping: close idle and expired blocks, flush what is due, and
+        reconcile this process's blocks whose holds outlived the fence."""
+        settings = get_settings()
+        now = time.monotonic()
+        project = db().project
+        retired: list[Allowance] = []
+        flushes: list[Allowance] = []
+        stuck: list[Allowance] = []
+        with self._cond:
+            for allowance in list(self._all.values()):
+                if allowance.project != project or allowance.closed:
+                    continue
+                idle = now - allowance.last_grant > settings.budget_idle_seconds
+                if allowance.inflight == 0 and (idle or now >= allowance.active_until):
+                    self._retire(allowance, retired)
+                elif allowance.inflight and now > allowance.fence_until:
+                    stuck.append(allowance)
+                elif self._flush_due(allowance):
+                    flushes.append(allowance)
+        self._close_all(retired)
+        for allowance in flushes:
+            self._flush(allowance)
+        for allowance in stuck:
+            # Holds that outlived the block (settled by another process, or a call slower
+            # than its deadline): the block is closed from its records.
+            if blocks.reconcile(allowance.block.block_id):
+                self.lost(allowance)
+
+
+escrow = Escrow()

@@ -1,0 +1,108 @@
+"""A business's budget as one read finds it: the business, the platform controls, its day and
+month, and (for questions about the platform's cap) the platform's shards."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from common.budget.blocks import no_room
+from common.budget.controls import Controls, controls_ref, paused_refusal
+from common.budget.periods import (
+    Period,
+    Shard,
+    day_key,
+    month_key,
+    scope_name,
+    scope_ref,
+    shard_name,
+    split,
+)
+from common.money import format_usd
+from common.platform.store import db
+from common.spend.ledger import BudgetBusy, BudgetDenied
+from common.tenants.businesses import Business, business_of, business_ref
+from common.tenants.tiers import platform_limits
+
+
+@dataclass(frozen=True)
+class Room:
+    """A business's periods and the platform's shards, as one read found them."""
+
+    business: Business
+    controls: Controls
+    day: Period
+    month: Period
+    shards: list[Shard]
+
+    @property
+    def platform(self) -> int:
+        """What the day may still take of the platform's cap: its unused share and what the
+        shards have not given out."""
+        if not self.shards:
+            return max(self.day.platform - self.day.spent - self.day.allocated, 0)
+        limits = split(self.controls.cap_nanos, len(self.shards))
+        free = sum(
+            max(limit - shard.allotted, 0) for limit, shard in zip(limits, self.shards, strict=True)
+        )
+        return max(self.day.platform - self.day.spent - self.day.allocated, 0) + free
+
+    def refusal(self, estimate: int) -> BudgetDenied | BudgetBusy | None:
+        """Why `estimate` would not fit now (None if it would)."""
+        if self.controls.paused:
+            return paused_refusal(self.controls)
+        for period in (self.day, self.month):
+            if period.limit_room < estimate:
+                return no_room(period, estimate)
+        if self.platform < estimate:
+            return BudgetDenied(
+                "platform_cap_reached",
+                f"platform daily cap reached: {format_usd(estimate)} needed ({self.day.period})",
+            )
+        return None
+
+
+def read_room(
+    business_id: str, now: dt.datetime, *, shards: bool = True, also: list[Any] | None = None
+) -> tuple[Room, dict[str, Any]]:
+    """The business's budget at `now`, in one read (the platform's shards too, with `shards`;
+    the snapshots of `also`'s documents are returned by path, read in the same round trip).
+
+    Raises:
+        NotFound: the business is not registered (code `unknown_business`).
+    """
+    day, month = day_key(now), month_key(now)
+    count = platform_limits().shards if shards else 0
+    refs = [
+        business_ref(business_id),
+        controls_ref(),
+        scope_ref(scope_name(business_id, day)),
+        scope_ref(scope_name(business_id, month)),
+        *(scope_ref(shard_name(day, index)) for index in range(count)),
+    ]
+    found: dict[str, Any] = {
+        snap.reference.path: snap for snap in db().get_all([*refs, *(also or [])])
+    }
+    business = business_of(business_id, found[refs[0].path])
+    limits = business.limits
+    periods = []
+    for kind, ref, period, limit in (
+        ("day", refs[2], day, limits.daily_limit_nanos),
+        ("month", refs[3], month, limits.monthly_limit_nanos),
+    ):
+        snapshot = found[ref.path]
+        stored = (
+            Period.of(snapshot, kind)  # type: ignore[arg-type]
+            if snapshot.exists
+            else Period(ref.id, kind, business_id, period, limit, business.limits_version)  # type: ignore[arg-type]
+        )
+        periods.append(stored.with_limit(limit, business.limits_version))
+    room = Room(
+        business=business,
+        controls=Controls.of(found[refs[1].path].to_dict() or {}),
+        day=periods[0],
+        month=periods[1],
+        shards=[Shard.of(found[ref.path], index) for index, ref in enumerate(refs[4:])],
+    )
+    return room, found
