@@ -69,6 +69,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(code, error if code >= 400 else {"ok": True})
         elif parts[0] == "text":
             self._send(200, "hello text", "text/plain; charset=utf-8")
+        elif parts[0] == "big":
+            size = int(query.get("bytes", "0"))
+            if query.get("type") == "json":
+                self._send(200, {"text": "x" * size})
+            else:
+                self._send(200, "x" * size, "text/plain")
         elif parts[0] == "bytes":
             self._send(200, b"\x00\x01", "application/octet-stream")
         elif parts[0] == "empty":
@@ -97,7 +103,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="session")
 def http_server() -> Iterator[str]:
-    """Base URL of a threaded loopback server (routes: /echo, /status/N, /flaky/KEY, ...)."""
+    """Base URL of a threaded loopback server (routes: /echo, /status/N, /flaky/KEY, /big, ...)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)

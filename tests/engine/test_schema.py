@@ -1,9 +1,10 @@
 """Every conformance workflow also passes the SchemaStore schema, except the documented differences.
 
 The schema (see tests/schemas.py) types backoff values as integers and does not
-allow expressions there; Workflows accepts both. Cases marked `schema_valid: false` exercise those
-(and one deliberately invalid auth type); the test checks the schema still rejects exactly them,
-so a fixed schema shows up here.
+allow expressions there, and takes `args` only as a map; Workflows accepts all three (the sys.log
+page's own examples pass a list). Cases marked `schema_valid: false` exercise those (and one
+deliberately invalid auth type); the test checks the schema still rejects exactly them, so a fixed
+schema shows up here.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def test_schema_rejects_the_documented_differences(tmp_path: Path) -> None:
         "decimal_backoff_values.workflows.yaml",
         "retry_values_from_expressions.workflows.yaml",
         "bad_auth_type_is_value_error.workflows.yaml",
+        "sys_log_takes_its_pages_list_form_args.workflows.yaml",
+        "sys_log_list_form_args_bind_by_position.workflows.yaml",
     }
     for path in invalid:
         assert check(path).returncode == 1, path.name

@@ -11,7 +11,7 @@ from .errors import TYPE_ERROR, VALUE_ERROR, raised
 from .limits import MAX_SLEEP_SECONDS
 from .scope import Scope
 from .stdlib import FUNCTIONS, Function
-from .values import encode_json, is_number
+from .values import check_string, encode_json, is_number, type_name
 
 logger = logging.getLogger("workflows.engine")
 
@@ -55,20 +55,50 @@ def call_sleep(scope: Scope, args: dict[str, Any]) -> Any:
 
 def call_sleep_until(scope: Scope, args: dict[str, Any]) -> Any:
     until = FUNCTIONS["time.parse"](scope.ctx, [args.get("time")])
-    scope.ctx.clock.sleep(max(0.0, until - scope.ctx.clock.now()), scope.ctx.token)
+    seconds = until - scope.ctx.clock.now()
+    # "The latest allowed time is one year from now"
+    # (https://cloud.google.com/workflows/docs/reference/stdlib/sys/sleep_until); a time that
+    # is a valid timestamp but too late is a ValueError, like sys.sleep's over one year.
+    if seconds > MAX_SLEEP_SECONDS:
+        raise raised(
+            VALUE_ERROR, f"sys.sleep_until: {args['time']!r} is more than one year from now"
+        )
+    scope.ctx.clock.sleep(max(0.0, seconds), scope.ctx.token)
     return None
 
 
+# Positional order of sys.log's arguments, as its page's list-form examples use them.
+LOG_PARAMS = ("data", "severity", "text", "json", "timeout")
+_LOGGABLE = ("int", "double", "bool", "string", "list", "map")
+
+
 def call_log(scope: Scope, args: dict[str, Any]) -> Any:
-    severity = args.get("severity", "DEFAULT")
-    if severity not in _SEVERITIES:
+    """`sys.log` with the checks of https://cloud.google.com/workflows/docs/reference/stdlib/sys/log.
+
+    Exactly one of data, text and json (an argument given as null counts as not given, which is
+    how the list form skips one); data and text of a loggable type, json a map. A map given as
+    data, and json, are logged as a JSON payload; everything else as text.
+    """
+    given = {name: args[name] for name in ("data", "text", "json") if args.get(name) is not None}
+    if len(given) != 1:
+        which = "none" if not given else " and ".join(sorted(given))
+        raise raised(TYPE_ERROR, f"sys.log: give exactly one of data, text and json (got {which})")
+    kind, payload = next(iter(given.items()))
+    if kind == "json" and not isinstance(payload, dict):
+        raise raised(TYPE_ERROR, f"sys.log: 'json' must be a map, not {type_name(payload)}")
+    if type_name(payload) not in _LOGGABLE:
+        raise raised(TYPE_ERROR, f"sys.log: '{kind}' cannot be a {type_name(payload)}")
+    severity = args.get("severity")
+    severity = "DEFAULT" if severity is None else severity
+    if not isinstance(severity, str) or severity not in _SEVERITIES:
         raise raised(VALUE_ERROR, f"sys.log: unknown severity {severity!r}")
-    payload = args.get("json", args.get("data", args.get("text")))
+    json_payload = kind == "json" or (kind == "data" and isinstance(payload, dict))
     message = payload if isinstance(payload, str) else encode_json(payload)
     fields = {
         "workflow": scope.ctx.env.get("GOOGLE_CLOUD_WORKFLOW_ID"),
         "execution": scope.ctx.env.get("GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID"),
         "workflow_severity": severity,
+        "payload": "jsonPayload" if json_payload else "textPayload",
     }
     logger.log(_SEVERITIES[severity], message, extra={"json_fields": fields})
     return None
@@ -76,4 +106,4 @@ def call_log(scope: Scope, args: dict[str, Any]) -> Any:
 
 def call_function(fn: Function) -> Callable[[Scope, dict[str, Any]], Any]:
     """A stdlib function used as a `call:` target, with named args."""
-    return lambda scope, args: fn(scope.ctx, fn.bind_named(args))
+    return lambda scope, args: check_string(fn(scope.ctx, fn.bind_named(args)))

@@ -69,6 +69,16 @@ class Raised(Exception):
         self.levels: set[int] = set()
 
 
+class LimitExceeded(Raised):
+    """A ResourceLimitError raised by the engine's own limits (steps, memory, sizes).
+
+    "When raised internally, this type of error cannot be caught and causes immediate execution
+    failure" (https://cloud.google.com/workflows/docs/reference/syntax/error-types): `try` neither
+    catches nor retries it, and in a parallel step it ends the execution, not just its branch. A
+    ResourceLimitError raised by the workflow itself (`raise`) is an ordinary, catchable value.
+    """
+
+
 class ExecutionCancelled(Exception):
     """The execution (or a parallel branch) was cancelled; `try` never catches this."""
 
@@ -120,3 +130,8 @@ def error_map(tag: str, message: str, **extra: Any) -> dict[str, Any]:
 def raised(tag: str, message: str, **extra: Any) -> Raised:
     """Shorthand for raising a built-in error: `raise raised(TYPE_ERROR, "...")`."""
     return Raised(error_map(tag, message, **extra))
+
+
+def limit_exceeded(message: str) -> LimitExceeded:
+    """The uncatchable ResourceLimitError of an engine limit: `raise limit_exceeded("...")`."""
+    return LimitExceeded(error_map(RESOURCE_LIMIT_ERROR, message))

@@ -18,14 +18,14 @@ from .errors import (
     CONNECTION_ERROR,
     CONNECTION_FAILED_ERROR,
     HTTP_ERROR,
-    RESOURCE_LIMIT_ERROR,
     TIMEOUT_ERROR,
     TYPE_ERROR,
     VALUE_ERROR,
+    limit_exceeded,
     raised,
 )
 from .limits import MAX_RESPONSE_BYTES
-from .values import encode_json, format_double, is_number, type_name
+from .values import check_strings, encode_json, format_double, is_number, type_name
 
 DEFAULT_TIMEOUT_SECONDS = 300.0
 MAX_TIMEOUT_SECONDS = 1800.0
@@ -153,9 +153,9 @@ def request(method: str, args: dict[str, Any]) -> dict[str, Any]:
     except httpx.TransportError as exc:
         raise raised(CONNECTION_ERROR, f"connection to {url} broke: {exc!r}") from exc
     if len(response.content) > MAX_RESPONSE_BYTES:
-        raise raised(RESOURCE_LIMIT_ERROR, "HTTP response exceeds the 2 MB limit")
+        raise limit_exceeded("HTTP response exceeds the 2 MB limit")
     result = {
-        "body": _decode_body(response),
+        "body": check_strings(_decode_body(response)),
         "code": response.status_code,
         "headers": _response_headers(response),
     }

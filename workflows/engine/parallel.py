@@ -18,6 +18,7 @@ from .errors import (
     UNHANDLED_BRANCH_ERROR,
     VALUE_ERROR,
     ExecutionCancelled,
+    LimitExceeded,
     Raised,
     WorkflowError,
     raised,
@@ -62,9 +63,11 @@ class ParallelStep(Step):
             if type(limit) is not int or limit < 1:
                 raise raised(VALUE_ERROR, f"concurrency_limit must be an int > 0, got {limit!r}")
             workers = min(workers, limit)
-        # Cancelling the execution stops every branch; a failing branch stops nobody else.
+        # Cancelling the execution stops every branch; a failing branch stops nobody else,
+        # except when an engine limit is exceeded: that ends the whole execution at once.
         group = ctx.token.child()
         failures: list[tuple[int, str, Raised]] = []
+        fatal: list[LimitExceeded] = []
         failures_lock = threading.Lock()
 
         def run_branch(
@@ -75,6 +78,10 @@ class ParallelStep(Step):
             try:
                 bind(branch_scope)
                 run_block(body, branch_scope)  # END / CONTINUE just finish the branch
+            except LimitExceeded as exc:
+                with failures_lock:
+                    fatal.append(exc)
+                group.cancel()
             except Raised as exc:
                 with failures_lock:
                     failures.append((position, branch_id, exc))
@@ -89,6 +96,8 @@ class ParallelStep(Step):
                 for future in futures:
                     future.result()
         ctx.token.check()
+        if fatal:
+            raise fatal[0]
         if failures:
             # Listed in declaration order, whatever order the branches failed in.
             raise Raised(_unhandled_branch_error([(b, e) for _, b, e in sorted(failures)]))

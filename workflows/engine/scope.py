@@ -14,14 +14,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from .clock import CancelToken, Clock
-from .errors import KEY_ERROR, RESOURCE_LIMIT_ERROR, raised
+from .errors import KEY_ERROR, limit_exceeded, raised
 from .limits import MAX_STEPS, MAX_VARIABLE_BYTES
+from .values import string_bytes
 
 
 def memory_size(value: Any) -> int:
     """A value's size as Workflows counts it against the memory limit."""
     if isinstance(value, str):
-        return 8 + (len(value) if value.isascii() else len(value.encode()))
+        return 8 + string_bytes(value)
     if isinstance(value, bytes):
         return 8 + len(value)
     if isinstance(value, list):
@@ -43,8 +44,7 @@ class Meter:
         """Account for a variable growing (or shrinking) by `delta` bytes."""
         with self._lock:
             if delta > 0 and self.used + delta > self.limit:
-                raise raised(
-                    RESOURCE_LIMIT_ERROR,
+                raise limit_exceeded(
                     f"memory limit exceeded: variables would use {self.used + delta} bytes "
                     f"of the {self.limit} allowed",
                 )
@@ -94,7 +94,7 @@ class Context:
     def tick(self) -> None:
         """Count a step; stop at the per-execution step limit."""
         if next(self.counter) > MAX_STEPS:
-            raise raised(RESOURCE_LIMIT_ERROR, f"exceeded the limit of {MAX_STEPS} steps")
+            raise limit_exceeded(f"exceeded the limit of {MAX_STEPS} steps")
 
 
 class Scope:

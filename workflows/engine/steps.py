@@ -9,7 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import INDEX_ERROR, TYPE_ERROR, VALUE_ERROR, Frame, Raised, raised
+from .errors import (
+    INDEX_ERROR,
+    TYPE_ERROR,
+    VALUE_ERROR,
+    Frame,
+    LimitExceeded,
+    Raised,
+    limit_exceeded,
+    raised,
+)
 from .expressions import Evaluator
 from .scope import Scope
 from .values import is_number, type_name
@@ -108,7 +117,12 @@ def run_block(block: Block, scope: Scope) -> Signal:
         ctx.token.check()
         ctx.tick()
         try:
-            signal = step.run(scope)
+            try:
+                signal = step.run(scope)
+            except RecursionError:
+                # Values (not expressions: their length is limited) can nest deeper than Python's
+                # stack; that ends the execution as a limit would, never as a Python traceback.
+                raise limit_exceeded("a value is nested too deeply") from None
         except Raised as exc:
             key = id(ctx)
             if key not in exc.levels:
@@ -312,6 +326,8 @@ class TryStep(Step):
         while True:
             try:
                 return run_block(self.body, scope)
+            except LimitExceeded:
+                raise  # the engine's own limits cannot be caught nor retried
             except Raised as exc:
                 error = exc.value
                 if self.retry is not None:

@@ -11,7 +11,8 @@ import json
 import math
 from typing import Any
 
-from .errors import RESOURCE_LIMIT_ERROR, TYPE_ERROR, VALUE_ERROR, raised
+from .errors import TYPE_ERROR, VALUE_ERROR, limit_exceeded, raised
+from .limits import MAX_STRING_BYTES
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
@@ -54,6 +55,41 @@ def check_int(value: int) -> int:
     """Keep integers within 64 bits, as Workflows does."""
     if value < INT_MIN or value > INT_MAX:
         raise raised(VALUE_ERROR, "integer overflow")
+    return value
+
+
+def string_bytes(value: str) -> int:
+    """A string's size in bytes (UTF-8), as the memory and string limits count it."""
+    return len(value) if value.isascii() else len(value.encode())
+
+
+def check_string(value: Any) -> Any:
+    """Return `value`, or end the execution if it is a string over the 256 KB string limit.
+
+    The limit is the engine's own, so its ResourceLimitError cannot be caught
+    (https://cloud.google.com/workflows/quotas).
+    """
+    # A character is at most 4 bytes in UTF-8: short strings need no encoding to be cleared.
+    if isinstance(value, str) and len(value) * 4 > MAX_STRING_BYTES:
+        size = string_bytes(value)
+        if size > MAX_STRING_BYTES:
+            raise limit_exceeded(
+                f"string of {size} bytes exceeds the limit of {MAX_STRING_BYTES} bytes"
+            )
+    return value
+
+
+def check_strings(value: Any) -> Any:
+    """`check_string` for every string inside a value (an HTTP response body)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_string(key)
+            check_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            check_strings(item)
+    else:
+        check_string(value)
     return value
 
 
@@ -119,4 +155,4 @@ def size_at_most(value: Any, limit: int) -> bool:
 def check_size(value: Any, limit: int, what: str) -> None:
     """Raise ResourceLimitError when a value exceeds a documented size limit."""
     if isinstance(value, dict | list | str | bytes) and not size_at_most(value, limit):
-        raise raised(RESOURCE_LIMIT_ERROR, f"{what} exceeds the limit of {limit} bytes")
+        raise limit_exceeded(f"{what} exceeds the limit of {limit} bytes")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import TYPE_ERROR, raised
-from ..values import check_int, is_number, type_name
+from ..values import check_int, check_string, is_number, type_name
 from .operators import BINARY, bool_operand, get_item, get_key
 from .parser import Attr, Binary, Call, Index, ListLit, Literal, MapLit, Name, Node, Unary
 
@@ -78,9 +78,14 @@ def compile_node(node: Node, resolve: FunctionResolver) -> Evaluator:
             cond, if_true, if_false = args
 
             def lazy_if(scope: Variables) -> Any:
-                return if_true(scope) if bool_operand("if", cond(scope)) else if_false(scope)
+                # A null condition counts as false: "If condition evaluates to false or null,
+                # ifFalse is returned" (the expression helpers page).
+                condition = cond(scope)
+                if condition is not None and bool_operand("if", condition):
+                    return if_true(scope)
+                return if_false(scope)
 
             return lazy_if
         fn_call = resolve(node.func)
-        return lambda scope: fn_call(scope, [arg(scope) for arg in args])
+        return lambda scope: check_string(fn_call(scope, [arg(scope) for arg in args]))
     raise AssertionError(f"unknown node {node!r}")  # pragma: no cover - the parser makes no others

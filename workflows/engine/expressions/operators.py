@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import INDEX_ERROR, KEY_ERROR, TYPE_ERROR, ZERO_DIVISION_ERROR, raised
-from ..values import check_int, equal, is_number, type_name
+from ..values import check_int, check_string, equal, is_number, type_name
 
 
 def _operand_error(op: str, a: Any, b: Any) -> Exception:
@@ -27,7 +27,7 @@ def op_add(a: Any, b: Any) -> Any:
     if is_number(a) and is_number(b):
         return float(a) + float(b)
     if isinstance(a, str) and isinstance(b, str):
-        return a + b
+        return check_string(a + b)
     raise _operand_error("+", a, b)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..limits import MAX_EXPRESSION_LENGTH
 from .tokens import KEYWORDS, ExpressionSyntaxError, Token, tokenize
 
 
@@ -115,8 +116,8 @@ _BINARY_POWER = {
     "//": 50,
     "%": 50,
 }
-_UNARY_MINUS_POWER = 60
-_NOT_POWER = 70
+# Unary `-` and `not`: tighter than every binary operator, looser than `.`, `[]` and calls.
+_PREFIX_POWER = 60
 _POSTFIX_POWER = 80
 
 
@@ -181,15 +182,28 @@ class _Parser:
                 inner = self.expression(0)
                 self.expect(")")
                 return inner
-            if tok.value == "-":
-                return Unary("-", self.expression(_UNARY_MINUS_POWER))
-            if tok.value == "not":
-                return Unary("not", self.expression(_NOT_POWER))
+            if tok.value in ("-", "not"):
+                return self.prefix_operators(tok.value)
             if tok.value == "[":
                 return ListLit(self.items("]"))
             if tok.value == "{":
                 return self.map_literal()
         raise self.error("expected a value", tok)
+
+    def prefix_operators(self, first: str) -> Node:
+        """A run of unary `-` and `not`, read in a loop rather than by recursion.
+
+        Both bind tighter than every binary operator and looser than `.`, `[]` and calls, so
+        the operand of the innermost one is a value with its postfix operators, and each
+        operator applies to everything after it.
+        """
+        ops = [first]
+        while self.peek().kind == "op" and self.peek().value in ("-", "not"):
+            ops.append(self.next().value)
+        node = self.expression(_PREFIX_POWER)
+        for op in reversed(ops):
+            node = Unary(op, node)
+        return node
 
     def items(self, close: str) -> tuple[Node, ...]:
         out: list[Node] = []
@@ -242,7 +256,19 @@ class _Parser:
 
 
 def parse_expression(text: str) -> Node:
-    """Parse the text between `${` and `}`."""
+    """Parse the text between `${` and `}`.
+
+    Workflows limits the length of an expression (https://cloud.google.com/workflows/quotas);
+    checking it first also bounds how deeply an expression can nest, so parsing, compiling and
+    evaluating never run out of Python stack.
+    """
     if not text.strip():
         raise ExpressionSyntaxError("empty expression", text, 0)
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionSyntaxError(
+            f"expression is {len(text)} characters long; at most {MAX_EXPRESSION_LENGTH} "
+            "are allowed",
+            text,
+            MAX_EXPRESSION_LENGTH,
+        )
     return _Parser(text).parse()

@@ -10,7 +10,8 @@ class ExpressionSyntaxError(ValueError):
     """An expression does not parse; `column` is 0-based within the expression text."""
 
     def __init__(self, message: str, text: str, column: int) -> None:
-        super().__init__(f"{message} at column {column + 1} in expression {text!r}")
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        super().__init__(f"{message} at column {column + 1} in expression {shown!r}")
         self.column = column
 
 

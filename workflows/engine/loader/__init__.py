@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import WorkflowSyntaxError
 from ..runtime import Workflow
 from .steps import StepCompiler
 
@@ -35,7 +36,12 @@ def parse_workflow(text: str, source: str = "<string>", name: str | None = None)
     Raises:
         WorkflowSyntaxError: With file, line and step name.
     """
-    return StepCompiler(source, name or workflow_id(Path(source))).workflow(text)
+    try:
+        return StepCompiler(source, name or workflow_id(Path(source))).workflow(text)
+    except RecursionError:
+        raise WorkflowSyntaxError(
+            "the definition is nested too deeply", source=source, line=None, step=None
+        ) from None
 
 
 def load_workflow(path: Path) -> Workflow:

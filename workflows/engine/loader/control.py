@@ -231,8 +231,11 @@ class ControlCompiler(ValueCompiler):
             step.retry = self.retry(body["retry"], line, name)
         if "except" in body:
             raw_except = body["except"]
-            if not isinstance(raw_except, dict) or "steps" not in raw_except:
-                raise self.error("'except' must be a map with 'steps' (and 'as')", line, name)
+            # "the steps block is optional"
+            # (https://cloud.google.com/workflows/docs/reference/syntax/catching-errors): an
+            # except without steps catches the error and the workflow goes on after the try step.
+            if not isinstance(raw_except, dict):
+                raise self.error("'except' must be a map of 'as' and 'steps'", line, name)
             unknown = set(raw_except) - {"as", "steps"}
             if unknown:
                 raise self.error(f"unknown key(s) {sorted(unknown)} in 'except'", line, name)
@@ -244,14 +247,16 @@ class ControlCompiler(ValueCompiler):
                 self.check_name(as_name, line, name)
                 self.scopes.declare(as_name)
             step.except_as = as_name
-            step.except_body = self.block(
-                raw_except["steps"],
-                line_of(raw_except, line),
-                visible=visible,
-                loop=loop,
-                in_branch=in_branch,
-                step=name,
-            )
+            step.except_body = Block([])
+            if "steps" in raw_except:
+                step.except_body = self.block(
+                    raw_except["steps"],
+                    line_of(raw_except, line),
+                    visible=visible,
+                    loop=loop,
+                    in_branch=in_branch,
+                    step=name,
+                )
             self.scopes.pop()
         if step.retry is None and step.except_body is None:
             raise self.error("'try' needs 'retry' or 'except'", line, name)

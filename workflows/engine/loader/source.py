@@ -13,8 +13,58 @@ class Located(dict[str, Any]):
     line = 0
 
 
+_BREAKS = "\0\r\n\x85\u2028\u2029"
+_PAIRS = {"{": "}", "[": "]", "(": ")"}
+
+
 class YamlLoader(yaml.SafeLoader):
-    """Safe YAML without timestamps (Workflows keeps `2024-01-01` a string), recording lines."""
+    """Safe YAML without timestamps (Workflows keeps `2024-01-01` a string), recording lines.
+
+    In flow collections an unquoted `${...}` is one scalar, as Workflows reads it: the sys.log
+    page's own example is `args: [${myVar}, "ERROR"]`, where plain YAML would stop the scalar at
+    the `{`.
+    """
+
+    def scan_plain(self) -> yaml.ScalarToken:
+        length = self._expression_length() if self.flow_level else 0
+        if not length:
+            return super().scan_plain()
+        start = self.get_mark()
+        text = self.prefix(length)
+        self.forward(length)
+        self.allow_simple_key = False
+        return yaml.ScalarToken(text, True, start, self.get_mark())
+
+    def _expression_length(self) -> int:
+        """The length of a one-line `${...}` starting here that ends a flow scalar, else 0."""
+        if self.peek() != "$" or self.peek(1) != "{":
+            return 0
+        closers, quote, i = ["}"], "", 2
+        while closers:
+            ch = self.peek(i)
+            if ch in _BREAKS:
+                return 0
+            if quote:
+                if ch == "\\":
+                    i += 1
+                elif ch == quote:
+                    quote = ""
+            elif ch in "\"'":
+                quote = ch
+            elif ch in _PAIRS:
+                closers.append(_PAIRS[ch])
+            elif ch == closers[-1]:
+                closers.pop()
+            elif ch in "}])":
+                return 0
+            i += 1
+        after = self.peek(i)
+        ends = (
+            after in _BREAKS
+            or after in " \t,]}"
+            or (after == ":" and self.peek(i + 1) in _BREAKS + " \t,[]{}")
+        )
+        return i if ends else 0
 
 
 YamlLoader.yaml_implicit_resolvers = {

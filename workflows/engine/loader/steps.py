@@ -7,7 +7,14 @@ from typing import Any
 import yaml
 
 from .. import stdlib
-from ..calls import call_function, call_http, call_log, call_sleep, call_sleep_until
+from ..calls import (
+    LOG_PARAMS,
+    call_function,
+    call_http,
+    call_log,
+    call_sleep,
+    call_sleep_until,
+)
 from ..expressions import Evaluator
 from ..http_client import REQUEST_PARAMS
 from ..limits import MAX_ASSIGNMENTS
@@ -40,7 +47,7 @@ CALL_ARGS: dict[str, tuple[str, ...]] = {
     "http.request": REQUEST_PARAMS,
     "sys.sleep": ("seconds",),
     "sys.sleep_until": ("time",),
-    "sys.log": ("text", "data", "json", "severity", "timeout"),
+    "sys.log": LOG_PARAMS,
 }
 for _method in ("get", "post", "put", "patch", "delete"):
     CALL_ARGS[f"http.{_method}"] = tuple(p for p in REQUEST_PARAMS if p != "method")
@@ -81,6 +88,7 @@ class StepCompiler(ControlCompiler):
         for name, definition in definitions.items():
             line = line_of(definition, 1)
             self.scopes = VariableScopes({p for p, _ in self.subworkflow_params[name]})
+            self.step_lines = {}
             steps = definition.get("steps")
             if not isinstance(steps, list) or not steps:
                 raise self.error(f"subworkflow '{name}' needs a non-empty 'steps' list", line)
@@ -126,9 +134,17 @@ class StepCompiler(ControlCompiler):
             if not isinstance(item, dict) or len(item) != 1:
                 raise self.error("each step must be a map with one key: its name", item_line)
             name, body = next(iter(item.items()))
-            # Names must be unique wherever `next` could reach them: this list and its parents.
-            if name in names or any(name in outer for outer in visible):
-                raise self.error("duplicate step name", item_line, name)
+            # "Step names must be unique at the subworkflow level"
+            # (https://cloud.google.com/workflows/docs/reference/syntax/steps): across sibling
+            # loops and parallel branches too, not only where `next` can reach.
+            if name in self.step_lines:
+                first = self.step_lines[name]
+                raise self.error(
+                    f"duplicate step name (also at line {first} of this subworkflow)",
+                    item_line,
+                    name,
+                )
+            self.step_lines[name] = item_line
             names.append(name)
             bodies.append((name, body, item_line))
         scope_names = [*visible, set(names)]
@@ -219,6 +235,23 @@ class StepCompiler(ControlCompiler):
             made = Step(name, line, next_)
         return made
 
+    def positional_args(
+        self, func: str, raw: list[Any], params: tuple[str, ...], line: int, step: str
+    ) -> dict[str, Any]:
+        """List-form `args` (`args: [${msg}, "ERROR"]`, as on the sys.log page), named by the
+        target's parameter order."""
+        if func.startswith("http."):
+            # Nothing documents an order for the HTTP arguments: only their names mean anything.
+            raise self.error(f"'{func}' takes its arguments as a map", line, step)
+        if len(raw) > len(params):
+            raise self.error(
+                f"'{func}' takes at most {len(params)} arguments ({', '.join(params)}), "
+                f"got {len(raw)}",
+                line,
+                step,
+            )
+        return dict(zip(params, raw, strict=False))
+
     def assignments(self, raw: Any, line: int, step: str) -> list[tuple[Target, Evaluator]]:
         if not isinstance(raw, list) or not raw:
             raise self.error("'assign' must be a non-empty list of single-key maps", line, step)
@@ -240,9 +273,7 @@ class StepCompiler(ControlCompiler):
             raise self.error("'call' must name a function or subworkflow", line, name)
         self.check_function(func, line, name, in_expression=False)
         raw_args = body.get("args", {})
-        if not isinstance(raw_args, dict):
-            raise self.error("'args' must be a map", line, name)
-        allowed: tuple[str, ...] | None
+        allowed: tuple[str, ...]
         if func in CALL_ARGS:
             allowed, required = CALL_ARGS[func], REQUIRED_CALL_ARGS.get(func, ())
         elif func in self.subworkflow_params:
@@ -253,6 +284,10 @@ class StepCompiler(ControlCompiler):
             params_spec = stdlib.FUNCTIONS[func].params
             allowed = tuple(p for p, _ in params_spec)
             required = tuple(p for p, d in params_spec if d is stdlib.REQUIRED)
+        if isinstance(raw_args, list):
+            raw_args = self.positional_args(func, raw_args, allowed, line, name)
+        if not isinstance(raw_args, dict):
+            raise self.error("'args' must be a map, or a list of arguments in order", line, name)
         unknown = set(raw_args) - set(allowed)
         if unknown:
             raise self.error(f"unknown argument(s) {sorted(unknown)} for '{func}'", line, name)

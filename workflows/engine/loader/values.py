@@ -57,6 +57,9 @@ class ValueCompiler:
         self.scopes = VariableScopes(set())
         # Filled once every subworkflow is compiled; calls look their target up when they run.
         self.subworkflows: dict[str, Subworkflow] = {}
+        # Every step name of the subworkflow being compiled, with its line (names are unique
+        # per subworkflow).
+        self.step_lines: dict[str, int] = {}
 
     def error(self, reason: str, line: int | None, step: str | None = None) -> WorkflowSyntaxError:
         return WorkflowSyntaxError(reason, source=self.source, line=line, step=step)

@@ -54,7 +54,8 @@ def _split(source: Any, separator: Any) -> list[str]:
     expect("text.split", "source", source, "string")
     expect("text.split", "separator", separator, "string")
     if separator == "":
-        return list(source)
+        # A string, but not a usable one: a ValueError, as the error types page defines it.
+        raise raised(VALUE_ERROR, "text.split: 'separator' must not be empty")
     return list(source.split(separator))
 
 
