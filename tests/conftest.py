@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from google.cloud import firestore
 
+from common.budget.escrow import escrow
 from common.platform.settings import get_settings
 from local import emulator
 
@@ -58,6 +59,7 @@ def project_id(
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
     get_settings.cache_clear()
     yield project
+    escrow.release()  # this process's budget blocks of the test's project go back
     get_settings.cache_clear()
 
 

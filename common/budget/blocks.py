@@ -34,17 +34,15 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import aggregation
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from common.budget import platform
 from common.budget.controls import Controls
 from common.budget.periods import (
     SCOPES,
     OpenBlock,
     Period,
-    Shard,
     home_shard,
     scope_name,
     scope_ref,
-    shard_name,
-    split,
 )
 from common.money import format_usd, usd
 from common.platform import log
@@ -53,7 +51,6 @@ from common.platform.store import db
 from common.platform.writes import group_writer
 from common.spend.ledger import BudgetBusy, BudgetDenied
 from common.tenants.businesses import Business
-from common.tenants.tiers import platform_limits
 
 BLOCKS = "budget_blocks"
 USAGE = "usage"
@@ -139,25 +136,6 @@ def _write(batch: firestore.WriteBatch, period: Period, op: str) -> None:
         batch.create(scope_ref(period.name), fields)
 
 
-def _write_shard(batch: firestore.WriteBatch, shard: Shard, day: str, op: str) -> None:
-    fields = {
-        "kind": "platform",
-        "period": day,
-        "shard": shard.index,
-        "allotted_nanos": shard.allotted,
-        "last_op": op,
-        "updated_at": firestore.SERVER_TIMESTAMP,
-    }
-    if shard.exists:
-        batch.update(
-            scope_ref(shard.name),
-            fields,
-            option=db().write_option(last_update_time=shard.update_time),
-        )
-    else:
-        batch.create(scope_ref(shard.name), fields)
-
-
 def _applied(name: str, op: str) -> bool:
     """Whether the commit carrying `op` was applied (its acknowledgement lost, the library's
     retry then failing its own precondition)."""
@@ -213,24 +191,27 @@ def take(
     """
     settings = get_settings()
     ttl = settings.budget_block_ttl_seconds
-    shards = platform_limits().shards
-    home = home_shard(business.business_id, shards)
+    home = home_shard(business.business_id, platform.count())
     day_ref, month_ref = (
         scope_ref(scope_name(business.business_id, day)),
         scope_ref(scope_name(business.business_id, month)),
     )
     reconciled: set[str] = set()
     for attempt in range(12):
-        snapshots, now = _read([day_ref, month_ref, scope_ref(shard_name(day, home))])
+        home_ref = platform.shard_ref(day, home)
+        snapshots, now = _read([day_ref, month_ref, home_ref])
         day_p = _period(snapshots[day_ref.path], business, "day", day)
         month_p = _period(snapshots[month_ref.path], business, "month", month)
-        home_s = Shard.of(snapshots[scope_ref(shard_name(day, home)).path], home)
-        touched: dict[int, Shard] = {}
-        if controls.version > day_p.platform_version:
-            # The cap changed since the day took its share: give back what it does not use,
-            # then take again under the new cap.
-            day_p, touched = _give_back_platform(day_p, {home: home_s}, day)
-            day_p = dataclasses.replace(day_p, platform_version=controls.version)
+        known = {home: platform.Shard.of(snapshots[home_ref.path], day, home)}
+        if not known[home].current(controls):
+            known = platform.resplit(day, controls)  # a new day, or a new cap: split it first
+        touched: dict[int, platform.Shard] = {}
+        if not day_p.platform_current(controls.version, controls.cap_nanos):
+            # The cap changed since the day took its share (by the operator, or a lower
+            # setting): give back what it does not use, then take again under the new cap.
+            day_p, touched = platform.give_back(day_p, known, controls)
+            known = {**known, **touched}
+            day_p = _platform_marked(day_p, controls)
         room = min(day_p.limit_room, month_p.limit_room)
         if room < need:
             expired = [
@@ -250,15 +231,13 @@ def take(
         free_share = day_p.platform - day_p.spent - day_p.allocated
         if free_share < size:
             chunk = _platform_chunk(day_p, size - free_share)
-            day_p, touched, got = _take_platform(day_p, home_s, touched, chunk, controls, day)
-            if day_p.platform - day_p.spent - day_p.allocated < need:
-                short = need - (day_p.platform - day_p.spent - day_p.allocated) - got
-                day_p, touched = _gather_platform(day_p, touched, short, controls, day)
+            day_p, more = platform.take(day_p, known, home, chunk, need - free_share)
+            touched = {**touched, **more}
             size = min(size, day_p.platform - day_p.spent - day_p.allocated)
             if size < need:
                 raise _platform_refusal(need, day)
         block_id = uuid.uuid4().hex
-        entry = OpenBlock(size, None, ttl)
+        entry = OpenBlock(size, None, ttl, controls.version)
         day_p = dataclasses.replace(
             day_p, allocated=day_p.allocated + size, blocks={**day_p.blocks, block_id: entry}
         )
@@ -270,7 +249,7 @@ def take(
         _write(batch, day_p, op)
         _write(batch, month_p, op)
         for shard in touched.values():
-            _write_shard(batch, shard, day, op)
+            platform.write(batch, shard, op)
         batch.create(
             block_ref(block_id),
             {
@@ -353,101 +332,21 @@ def _platform_refusal(need: int, day: str) -> BudgetDenied:
     )
 
 
-def _shard_ref(day: str, index: int) -> firestore.DocumentReference:
-    return scope_ref(shard_name(day, index))
-
-
-def _take_platform(
-    day_p: Period,
-    home: Shard,
-    touched: dict[int, Shard],
-    chunk: int,
-    controls: Controls,
-    day: str,
-) -> tuple[Period, dict[int, Shard], int]:
-    """Up to `chunk` of the home shard's free part of the cap, for the day."""
-    shards = platform_limits().shards
-    shard = touched.get(home.index, home)
-    free = split(controls.cap_nanos, shards)[home.index] - shard.allotted
-    got = max(0, min(chunk, free))
-    if got == 0:
-        return day_p, touched, 0
-    shard = dataclasses.replace(shard, allotted=shard.allotted + got)
-    day_p = dataclasses.replace(
-        day_p,
-        platform=day_p.platform + got,
-        platform_from={
-            **day_p.platform_from,
-            home.index: day_p.platform_from.get(home.index, 0) + got,
-        },
-        platform_version=max(day_p.platform_version, controls.version),
+def _platform_marked(day_p: Period, controls: Controls) -> Period:
+    """The day, marked as holding its share under `controls` once no block taken under older
+    ones is out (until then, each take gives back what such blocks have returned)."""
+    if any(entry.controls_version < controls.version for entry in day_p.blocks.values()):
+        return day_p
+    return dataclasses.replace(
+        day_p, platform_version=controls.version, platform_cap=controls.cap_nanos
     )
-    return day_p, {**touched, home.index: shard}, got
-
-
-def _gather_platform(
-    day_p: Period, touched: dict[int, Shard], short: int, controls: Controls, day: str
-) -> tuple[Period, dict[int, Shard]]:
-    """`short` more of the cap from every shard that has some (near the cap, rarely)."""
-    shards = platform_limits().shards
-    limits = split(controls.cap_nanos, shards)
-    snapshots, _ = _read([_shard_ref(day, i) for i in range(shards) if i not in touched])
-    found = {
-        **{
-            i: Shard.of(snapshots[_shard_ref(day, i).path], i)
-            for i in range(shards)
-            if i not in touched
-        },
-        **touched,
-    }
-    platform_from = dict(day_p.platform_from)
-    got = 0
-    for index in sorted(found, key=lambda i: limits[i] - found[i].allotted, reverse=True):
-        if got >= short:
-            break
-        shard = found[index]
-        take_here = max(0, min(short - got, limits[index] - shard.allotted))
-        if take_here:
-            found[index] = dataclasses.replace(shard, allotted=shard.allotted + take_here)
-            platform_from[index] = platform_from.get(index, 0) + take_here
-            touched = {**touched, index: found[index]}
-            got += take_here
-    day_p = dataclasses.replace(day_p, platform=day_p.platform + got, platform_from=platform_from)
-    return day_p, touched
-
-
-def _give_back_platform(
-    day_p: Period, known: dict[int, Shard], day: str
-) -> tuple[Period, dict[int, Shard]]:
-    """Give back what the day holds of the cap and does not use (spent and out in blocks)."""
-    unused = max(0, day_p.platform - day_p.spent - day_p.allocated)
-    if unused == 0:
-        return day_p, {}
-    wanted = [i for i in day_p.platform_from if i not in known]
-    if wanted:
-        snapshots, _ = _read([_shard_ref(day, i) for i in wanted])
-        known = {**known, **{i: Shard.of(snapshots[_shard_ref(day, i).path], i) for i in wanted}}
-    platform_from = dict(day_p.platform_from)
-    touched: dict[int, Shard] = {}
-    left = unused
-    for index, held in sorted(platform_from.items(), key=lambda item: -item[1]):
-        back = min(held, left)
-        if back <= 0:
-            continue
-        shard = known[index]
-        touched[index] = dataclasses.replace(shard, allotted=max(0, shard.allotted - back))
-        platform_from[index] = held - back
-        left -= back
-    platform_from = {i: n for i, n in platform_from.items() if n > 0}
-    day_p = dataclasses.replace(
-        day_p, platform=day_p.platform - (unused - left), platform_from=platform_from
-    )
-    return day_p, touched
 
 
 def return_platform(day: str, controls: Controls) -> int:
-    """After a lower cap: every business day of `day` gives back what it holds of the cap and
-    does not use (each in its own optimistic commit). Returns how many days gave some back."""
+    """After a new cap: split `day`'s shards under it, then every business day of `day` gives
+    back what it holds of the cap and does not use (each in its own optimistic commit), paying
+    the shards' debts first. Returns how many days gave some back."""
+    known = platform.resplit(day, controls)
     query = (
         db()
         .collection(SCOPES)
@@ -457,19 +356,17 @@ def return_platform(day: str, controls: Controls) -> int:
     returned = 0
     for snapshot in query.stream():
         for attempt in range(8):
-            current = scope_ref(snapshot.id).get()
-            day_p = Period.of(current, "day")
-            if day_p.platform <= day_p.spent + day_p.allocated:
+            day_p = Period.of(scope_ref(snapshot.id).get(), "day")
+            if day_p.platform_current(controls.version, controls.cap_nanos):
                 break
-            day_p, touched = _give_back_platform(day_p, {}, day)
-            day_p = dataclasses.replace(
-                day_p, platform_version=max(day_p.platform_version, controls.version)
-            )
+            known = {**known, **platform.read(day, list(day_p.platform_from))}
+            day_p, touched = platform.give_back(day_p, known, controls)
+            day_p = _platform_marked(day_p, controls)
             op = uuid.uuid4().hex
             batch = db().batch()
             _write(batch, day_p, op)
             for shard in touched.values():
-                _write_shard(batch, shard, day, op)
+                platform.write(batch, shard, op)
             try:
                 batch.commit()
             except (exceptions.FailedPrecondition, exceptions.AlreadyExists, exceptions.Aborted):
@@ -505,21 +402,23 @@ def _commit_owned(block: Block, batch: firestore.WriteBatch, op: str) -> Any:
         raise Stale(block.block_id) from None
 
 
-def flush(block: Block, spent: int) -> Block:
-    """Move `spent` nanos the block has spent into its day and month (its amount shrinks by as
-    much). Raises `Stale` if the block was reconciled meanwhile."""
+def flush(block: Block, spent: int, released: int | None = None) -> Block:
+    """Move `spent` nanos the block has spent into its day and month, and give back `released`
+    nanos of its amount in all (at least `spent`; by default just that): the block shrinks by
+    `released`. Raises `Stale` if the block was reconciled meanwhile."""
+    released = spent if released is None else released
     op = uuid.uuid4().hex
-    fields = _moved(block, spent, spent)
+    fields = _moved(block, spent, released)
     batch = db().batch()
     for scope in (block.day_scope, block.month_scope):
         batch.update(
             scope_ref(scope),
-            {**fields, f"blocks.{block.block_id}.amount_nanos": firestore.Increment(-spent)},
+            {**fields, f"blocks.{block.block_id}.amount_nanos": firestore.Increment(-released)},
         )
     batch.update(
         block_ref(block.block_id),
         {
-            "amount_nanos": firestore.Increment(-spent),
+            "amount_nanos": firestore.Increment(-released),
             "flushed_nanos": firestore.Increment(spent),
             "last_op": op,
         },
@@ -529,8 +428,7 @@ def flush(block: Block, spent: int) -> Block:
     update_time = (
         results[-1].update_time if results else block_ref(block.block_id).get().update_time
     )
-    after = dataclasses.replace(block, amount=block.amount - spent, update_time=update_time)
-    return after
+    return dataclasses.replace(block, amount=block.amount - released, update_time=update_time)
 
 
 def close(block: Block, spent: int) -> None:

@@ -28,6 +28,7 @@ from common.budget.blocks import Block, Stale
 from common.budget.sources import Sources
 from common.platform.settings import get_settings
 from common.platform.store import db
+from common.spend.ledger import BudgetBusy
 
 logger = logging.getLogger(__name__)
 # Who this process is, on the blocks it takes (for the logs and the operator).
@@ -100,15 +101,32 @@ class Escrow:
             self._close_all(retired)
             try:
                 started = time.monotonic()
-                block = blocks.take(
-                    business,
-                    sources.controls,
-                    day,
-                    month,
-                    need=amount,
-                    want=want,
-                    owner=INSTANCE,
-                )
+                try:
+                    block = blocks.take(
+                        business,
+                        sources.controls,
+                        day,
+                        month,
+                        need=amount,
+                        want=want,
+                        owner=INSTANCE,
+                    )
+                except BudgetBusy:
+                    # Room may be idle in this process's other blocks of the business (another
+                    # day of the month, a block retired with calls in flight): give it back
+                    # and ask once more.
+                    if not self._give_back_others(key):
+                        raise
+                    started = time.monotonic()
+                    block = blocks.take(
+                        business,
+                        sources.controls,
+                        day,
+                        month,
+                        need=amount,
+                        want=want,
+                        owner=INSTANCE,
+                    )
             finally:
                 with self._cond:
                     self._taking.discard(key)
@@ -129,7 +147,7 @@ class Escrow:
                 self._all[block.block_id] = allowance
                 self._cond.notify_all()
             self._close_all(retired)
-            self._publish(block.business_id)
+            self._publish(block)
             self._start_housekeeping()
 
     def _learn(self, key: tuple[str, str, str], allowance: Allowance) -> None:
@@ -143,6 +161,18 @@ class Escrow:
             self._sizes[key] = int(used / elapsed * window)
         else:
             self._sizes.pop(key, None)
+
+    def _give_back_others(self, key: tuple[str, str, str]) -> bool:
+        """Retire this process's other blocks of the business (not `key`'s live one) and give
+        back what they do not use. Returns whether there was any."""
+        retired: list[Allowance] = []
+        with self._cond:
+            for allowance in list(self._all.values()):
+                mine = (allowance.project, allowance.block.business_id) == key[:2]
+                if mine and not allowance.closed and self._live.get(key) is not allowance:
+                    self._retire(allowance, retired)
+        self._close_all(retired)
+        return bool(retired)
 
     @staticmethod
     def _usable(allowance: Allowance, sources: Sources, amount: int) -> bool:
@@ -162,8 +192,8 @@ class Escrow:
         if self._live.get(key) is allowance:
             del self._live[key]
         allowance.retiring = True
-        if allowance.inflight == 0 and not allowance.closed:
-            retired.append(allowance)
+        if not allowance.closed:
+            retired.append(allowance)  # closed if nothing is in flight, else trimmed
 
     def ungrant(self, allowance: Allowance, amount: int) -> None:
         """Give back a grant whose hold was never written (or was voided)."""
@@ -218,28 +248,36 @@ class Escrow:
             and time.monotonic() - allowance.last_flush >= 1.0
         )
 
-    def _flush(self, allowance: Allowance) -> None:
+    def _flush(self, allowance: Allowance, *, trim: bool = False) -> None:
+        """Move what the block has settled into the periods; with `trim`, also give back what
+        it holds beyond its holds in flight (a retired block waiting for its last settles)."""
         with allowance.io:
             with self._cond:
-                if allowance.closed or allowance.unflushed == 0:
+                spent = allowance.unflushed
+                released = spent + (max(allowance.free, 0) if trim else 0)
+                if allowance.closed or released == 0:
                     return
-                amount = allowance.unflushed
                 block = allowance.block
             try:
-                after = blocks.flush(block, amount)
+                after = blocks.flush(block, spent, released)
             except Stale:
                 self.lost(allowance)
                 return
             with self._cond:
                 allowance.block = after
-                allowance.unflushed -= amount
-                allowance.committed -= amount
+                allowance.unflushed -= spent
+                allowance.committed -= spent
                 allowance.last_flush = time.monotonic()
-        self._publish(block.business_id)
+        self._publish(block)
 
     def _close_all(self, allowances: list[Allowance]) -> None:
+        """Close each retired block with nothing in flight; give back the unused part of the
+        others at once (the rest comes back as their holds settle)."""
         for allowance in allowances:
-            self._close(allowance)
+            if allowance.inflight:
+                self._flush(allowance, trim=True)
+            else:
+                self._close(allowance)
 
     def _close(self, allowance: Allowance) -> None:
         with allowance.io:
@@ -253,12 +291,12 @@ class Escrow:
                 blocks.close(allowance.block, spent)
             except Stale:
                 return  # reconciled meanwhile: its usage records were counted there
-        self._publish(allowance.block.business_id)
+        self._publish(allowance.block)
 
     @staticmethod
-    def _publish(business_id: str) -> None:
+    def _publish(block: Block) -> None:
         with contextlib.suppress(Exception):  # the status is a view; the money is settled
-            status.publish(business_id)
+            status.publish(block.business_id, block.day)
 
     def release(self, business_id: str | None = None) -> None:
         """Close every block with nothing in flight now (of `business_id`, or all), in this

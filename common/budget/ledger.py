@@ -304,6 +304,9 @@ class BudgetLedger:
                 fallback_used=attempt.fallback_used,
             ),
         )
+        self._hand_over_warnings()
+
+    def _hand_over_warnings(self) -> None:
         if self.on_warning is not None:
             for warning in published(self.business_id):
                 self.on_warning(warning)
@@ -311,6 +314,7 @@ class BudgetLedger:
     def close(self) -> None:
         """Give back this process's idle blocks of the business now (the end of a request)."""
         escrow.release(self.business_id)
+        self._hand_over_warnings()
 
 
 def _still_open(block_id: str) -> bool:

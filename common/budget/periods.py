@@ -16,6 +16,7 @@ may not exceed either. A platform shard holds what it has given to business days
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class OpenBlock:
     amount: int
     taken_at: dt.datetime | None  # the database's time; None until the take is read back
     ttl_seconds: float
+    controls_version: int = 0  # the platform controls it was taken under
 
     def expired(self, now: dt.datetime, grace: float) -> bool:
         return self.taken_at is not None and now > self.taken_at + dt.timedelta(
@@ -92,6 +94,7 @@ class Period:
     platform: int = 0  # days only: the day's share of the platform cap
     platform_from: dict[int, int] = field(default_factory=dict)  # shard -> nanos of it
     platform_version: int = 0
+    platform_cap: int = 0  # the cap the day's share was last taken under
     changes: tuple[dict[str, Any], ...] = ()
     warned: tuple[int, ...] = ()
     exists: bool = False
@@ -104,6 +107,16 @@ class Period:
         cap = min(self.limit, self.platform) if self.kind == "day" else self.limit
         return cap - self.spent - self.allocated
 
+    def platform_current(self, version: int, cap: int) -> bool:
+        """Whether the day's share of the cap is as the controls `version` (and `cap`) want it:
+        taken under them, and no block out that was taken under older ones (money such a block
+        gives back must go back to the platform first)."""
+        return (
+            self.platform_version >= version
+            and self.platform_cap <= cap
+            and all(entry.controls_version >= version for entry in self.blocks.values())
+        )
+
     @property
     def limit_room(self) -> int:
         """What new blocks could take if the platform's share were no constraint."""
@@ -114,7 +127,10 @@ class Period:
         data = snapshot.to_dict() or {}
         blocks = {
             block_id: OpenBlock(
-                int(entry["amount_nanos"]), entry.get("taken_at"), float(entry["ttl_seconds"])
+                int(entry["amount_nanos"]),
+                entry.get("taken_at"),
+                float(entry["ttl_seconds"]),
+                int(entry.get("controls_version", 0)),
             )
             for block_id, entry in (data.get("blocks") or {}).items()
         }
@@ -131,6 +147,7 @@ class Period:
             platform=int(data.get("platform_nanos", 0)),
             platform_from={int(k): int(v) for k, v in (data.get("platform_from") or {}).items()},
             platform_version=int(data.get("platform_version", 0)),
+            platform_cap=int(data.get("platform_cap_nanos", 0)),
             changes=tuple(data.get("changes") or ()),
             warned=tuple(int(level) for level in data.get("warned") or ()),
             exists=True,
@@ -145,7 +162,7 @@ class Period:
         if self.exists and limit != self.limit:
             change = {"version": version, "from_usd": usd(self.limit), "to_usd": usd(limit)}
             changes = (*changes, change)
-        return Period(**{**self.__dict__, "limit": limit, "version": version, "changes": changes})
+        return dataclasses.replace(self, limit=limit, version=version, changes=changes)
 
     def fields(self) -> dict[str, Any]:
         """The document as written by a commit that read it (values, not increments)."""
@@ -162,6 +179,7 @@ class Period:
                     "amount_nanos": entry.amount,
                     "taken_at": entry.taken_at or firestore.SERVER_TIMESTAMP,
                     "ttl_seconds": entry.ttl_seconds,
+                    "controls_version": entry.controls_version,
                 }
                 for block_id, entry in self.blocks.items()
             },
@@ -173,26 +191,5 @@ class Period:
             data["platform_nanos"] = self.platform
             data["platform_from"] = {str(k): v for k, v in self.platform_from.items()}
             data["platform_version"] = self.platform_version
+            data["platform_cap_nanos"] = self.platform_cap
         return data
-
-
-@dataclass(frozen=True)
-class Shard:
-    """A platform shard as stored: what it has given to business days."""
-
-    name: str
-    index: int
-    allotted: int = 0
-    exists: bool = False
-    update_time: Any = None
-
-    @classmethod
-    def of(cls, snapshot: firestore.DocumentSnapshot[Any], index: int) -> Shard:
-        data = snapshot.to_dict() or {}
-        return cls(
-            snapshot.id,
-            index,
-            int(data.get("allotted_nanos", 0)),
-            snapshot.exists,
-            snapshot.update_time if snapshot.exists else None,
-        )

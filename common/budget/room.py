@@ -11,14 +11,12 @@ from common.budget.blocks import no_room
 from common.budget.controls import Controls, controls_ref, paused_refusal
 from common.budget.periods import (
     Period,
-    Shard,
     day_key,
     month_key,
     scope_name,
     scope_ref,
-    shard_name,
-    split,
 )
+from common.budget.platform import Shard, shard_ref
 from common.money import format_usd
 from common.platform.store import db
 from common.spend.ledger import BudgetBusy, BudgetDenied
@@ -40,13 +38,13 @@ class Room:
     def platform(self) -> int:
         """What the day may still take of the platform's cap: its unused share and what the
         shards have not given out."""
-        if not self.shards:
-            return max(self.day.platform - self.day.spent - self.day.allocated, 0)
-        limits = split(self.controls.cap_nanos, len(self.shards))
-        free = sum(
-            max(limit - shard.allotted, 0) for limit, shard in zip(limits, self.shards, strict=True)
-        )
-        return max(self.day.platform - self.day.spent - self.day.allocated, 0) + free
+        unused = max(self.day.platform - self.day.spent - self.day.allocated, 0)
+        if self.shards and not all(shard.current(self.controls) for shard in self.shards):
+            # Not split under the cap in force yet (a new day, a new cap): what the next take
+            # will find once it has split them.
+            given = sum(shard.allotted for shard in self.shards)
+            return unused + max(self.controls.cap_nanos - given, 0)
+        return unused + sum(max(shard.free, 0) for shard in self.shards)
 
     def refusal(self, estimate: int) -> BudgetDenied | BudgetBusy | None:
         """Why `estimate` would not fit now (None if it would)."""
@@ -79,7 +77,7 @@ def read_room(
         controls_ref(),
         scope_ref(scope_name(business_id, day)),
         scope_ref(scope_name(business_id, month)),
-        *(scope_ref(shard_name(day, index)) for index in range(count)),
+        *(shard_ref(day, index) for index in range(count)),
     ]
     found: dict[str, Any] = {
         snap.reference.path: snap for snap in db().get_all([*refs, *(also or [])])
@@ -103,6 +101,6 @@ def read_room(
         controls=Controls.of(found[refs[1].path].to_dict() or {}),
         day=periods[0],
         month=periods[1],
-        shards=[Shard.of(found[ref.path], index) for index, ref in enumerate(refs[4:])],
+        shards=[Shard.of(found[ref.path], day, index) for index, ref in enumerate(refs[4:])],
     )
     return room, found

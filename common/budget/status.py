@@ -149,11 +149,12 @@ _warnings: dict[tuple[str, str], list[BudgetWarning]] = {}
 _warnings_lock = threading.Lock()
 
 
-def publish(business_id: str) -> BudgetStatus:
-    """Rewrite `budget_status/{business_id}` from a fresh read and record the thresholds the
-    day and month crossed (each once per period)."""
+def publish(business_id: str, day: str | None = None) -> BudgetStatus:
+    """Rewrite `budget_status/{business_id}` from a fresh read of `day` (default today) and its
+    month, and record the thresholds they crossed (each once per period)."""
+    when = None if day is None else dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.UTC)
     for _ in range(8):
-        status, room, published_doc = read_status(business_id)
+        status, room, published_doc = read_status(business_id, now=when)
         ref = db().collection(STATUS).document(business_id)
         data = {**status.model_dump(mode="json"), "updated_at": firestore.SERVER_TIMESTAMP}
         try:
