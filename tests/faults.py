@@ -1,9 +1,9 @@
 """Faults injected below the Firestore client library, so its own retry logic runs on them.
 
-`lost_acks(client)` makes the client's next Commit RPCs reach the server and be applied, then
-fail with UNAVAILABLE as if the acknowledgement were lost on the way back. The library retries a
-Commit on UNAVAILABLE (its default retry policy for Commit), so the same write arrives twice:
-exactly what a flaky network does to a real client.
+`lost_acks(client)` makes the client's next Commit and BatchWrite RPCs reach the server and be
+applied, then fail with UNAVAILABLE as if the acknowledgement were lost on the way back. The
+library retries both on UNAVAILABLE (its default retry policies), so the same writes arrive
+twice: exactly what a flaky network does to a real client.
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ class _Unavailable(grpc.RpcError, grpc.Call):  # type: ignore[misc]
 
 
 class LostAcks(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """Drops the acknowledgement of the next `pending` Commits (those `when` selects). A request
-    is dropped the first time it is sent only: the library's retry of it gets the server's own
-    answer, as on a network that loses a packet now and then."""
+    """Drops the acknowledgement of the next `pending` Commits and BatchWrites (those `when`
+    selects). A request is dropped the first time it is sent only: the library's retry of it
+    gets the server's own answer, as on a network that loses a packet now and then."""
 
     def __init__(self) -> None:
         self.pending = 0
@@ -78,7 +78,7 @@ class LostAcks(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
         outcome = continuation(details, request)
-        if not details.method.endswith("/Commit"):
+        if not details.method.endswith(("/Commit", "/BatchWrite")):
             return outcome
         with self._lock:
             sent = type(request).serialize(request)

@@ -405,7 +405,8 @@ def _commit_owned(block: Block, batch: firestore.WriteBatch, op: str) -> Any:
 def flush(block: Block, spent: int, released: int | None = None) -> Block:
     """Move `spent` nanos the block has spent into its day and month, and give back `released`
     nanos of its amount in all (at least `spent`; by default just that): the block shrinks by
-    `released`. Raises `Stale` if the block was reconciled meanwhile."""
+    `released` (grows, when it is negative). Raises `Stale` if the block was reconciled
+    meanwhile."""
     released = spent if released is None else released
     op = uuid.uuid4().hex
     fields = _moved(block, spent, released)

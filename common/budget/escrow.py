@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from common.budget import blocks, status
 from common.budget.blocks import Block, Stale
 from common.budget.sources import Sources
+from common.money import usd
+from common.platform import log
 from common.platform.settings import get_settings
 from common.platform.store import db
 from common.spend.ledger import BudgetBusy
@@ -213,14 +215,44 @@ class Escrow:
             allowance.committed += cost - bound
             allowance.unflushed += cost
             allowance.inflight -= 1
+            over = allowance.committed - allowance.block.amount
             if allowance.retiring and allowance.inflight == 0 and not allowance.closed:
                 retired.append(allowance)
             else:
                 flush = self._flush_due(allowance)
+        if over > 0:
+            self._grow(allowance, over)
         if retired:
             self._close_all(retired)
         elif flush:
             self._flush(allowance)
+
+    def _grow(self, allowance: Allowance, amount: int) -> None:
+        """A call billed above its hold by more than the block had spare: the money was spent,
+        so the block grows by the excess at once (the periods count it as held, and no other
+        block can take it). Within the limit if the periods had room; else the period is over
+        by at most that excess, and refuses everything until it rolls over."""
+        with allowance.io:
+            with self._cond:
+                if allowance.closed:
+                    return
+                block = allowance.block
+            try:
+                after = blocks.flush(block, 0, -amount)
+            except Stale:
+                self.lost(allowance)
+                return
+            with self._cond:
+                allowance.block = after
+        logger.error(
+            "a call cost more than its reservation and its block had spare",
+            extra=log.fields(
+                event="usage_above_reservation",
+                business_id=block.business_id,
+                block=block.block_id,
+                excess_usd=usd(amount),
+            ),
+        )
 
     def find(self, block_id: str) -> Allowance | None:
         """This process's allowance of `block_id`, if it holds it."""

@@ -184,7 +184,9 @@ def take(
         touched[home] = dataclasses.replace(shard, allotted=shard.allotted + got)
         platform_from[home] = platform_from.get(home, 0) + got
     if got < need:
-        others = read(shard.day, [i for i in range(count()) if i != home])
+        # The shards this commit already changes (a give-back) as changed; the rest as stored.
+        missing = [i for i in range(count()) if i != home and i not in known]
+        others = {**read(shard.day, missing), **{i: s for i, s in known.items() if i != home}}
         for index in sorted(others, key=lambda i: others[i].free, reverse=True):
             more = max(0, min(need - got, others[index].free))
             if more == 0:

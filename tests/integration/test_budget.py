@@ -30,6 +30,7 @@ from tests.integration.conftest import document_paths
 from tests.spending import Clock, attempt
 
 NANOS = 1_000_000_000
+MILLI = NANOS // 1000  # a tenth of a cent
 NOON = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
 
@@ -107,15 +108,19 @@ def test_a_vanished_holder_is_charged_its_bound_until_it_settles(
     with short_blocks(monkeypatch) as expiry:
         business = register("crashy", "basic", overrides={"daily_limit_usd": "0.02"})
         ledger = BudgetLedger(business)
-        ledger.reserve(key="orphan", model="gpt-5-mini", tier="mini", upper_bound_nanos=15_000_000)
+        ledger.reserve(key="orphan", model="gpt-5-mini", tier="mini", upper_bound_nanos=15 * MILLI)
         with pytest.raises(BudgetBusy) as busy:  # the orphan holds most of the budget
-            ledger.reserve(key="next", model="gpt-5-mini", tier="mini", upper_bound_nanos=10_000_000)
+            ledger.reserve(
+                key="next", model="gpt-5-mini", tier="mini", upper_bound_nanos=10 * MILLI
+            )
         assert busy.value.reason == "budget_held" and "held by work in flight" in str(busy.value)
         time.sleep(expiry)
         # Still refused: the orphan's block is closed from its records, the hold charged at
         # its bound, and only what the block did not use comes back.
         with pytest.raises(BudgetDenied):
-            ledger.reserve(key="next", model="gpt-5-mini", tier="mini", upper_bound_nanos=10_000_000)
+            ledger.reserve(
+                key="next", model="gpt-5-mini", tier="mini", upper_bound_nanos=10 * MILLI
+            )
         today = day_key(dt.datetime.now(dt.UTC))
         assert period("crashy", today).spent == 15_000_000 == charged("crashy", today)
         # The late settle records what the call really cost, and the difference comes back.
