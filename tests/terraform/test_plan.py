@@ -530,8 +530,11 @@ def test_evidence_has_a_vector_index_prefiltered_by_business(plan: Plan) -> None
     ]
     assert index["collection"] == "evidence"
     assert index["database"] == "(default)"
-    business, embedding = index["fields"]
+    # Firestore stores `__name__` before the vector field; declared so, a re-plan is empty
+    # (tests/terraform/test_day_one.py).
+    business, name, embedding = index["fields"]
     assert (business["field_path"], business["order"]) == ("business_id", "ASCENDING")
+    assert (name["field_path"], name["order"]) == ("__name__", "ASCENDING")
     assert embedding["field_path"] == "embedding"
     assert embedding["order"] is None
     (vector,) = embedding["vector_config"]
