@@ -231,7 +231,7 @@ def test_a_replan_of_the_stored_vector_index_changes_nothing(plan: Plan, tmp_pat
     address = "google_firestore_index.evidence_vectors"
     (index,) = [r for r in plan.resources if r.address == address]
     name = f"projects/{PROJECT}/databases/(default)/collectionGroups/evidence/indexes/CICAgJim14AK"
-    blank = {"array_config": None, "search_config": []}
+    blank: dict[str, Any] = {"array_config": None, "search_config": []}
     attributes = {
         **index.values,
         "id": name,
