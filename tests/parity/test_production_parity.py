@@ -131,9 +131,10 @@ def test_positioning_sees_evidence_that_research_stored_from_another_process(
     assert research.cwd != positioning.cwd and research.process.pid != positioning.process.pid
     stored = stored_output(success.run_id, "research")
     assert isinstance(stored, ResearchOutput)
-    # Snippets only the evidence store writes (claim, source, confidence), from this run.
+    # Snippets only the evidence store writes from research's output (situation, evidence
+    # claims, competitor rungs), from this run; the business's own description is not one.
     snippets = evidence.snippets(success.business, stored)
-    written = [text for kind, text in snippets if kind == "evidence"]
+    written = [text for kind, text in snippets if kind != "description"]
     assert written
     business = f'"business_id":"{success.business.business_id}"'
     task = "TASK: " + prompts.INSTRUCTIONS["positioning"].split("{")[0]
