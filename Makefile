@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 SOURCES := common local functions workflows tests bench tools
 
-.PHONY: venv run web web-deps web-build test lint typecheck pytest train-router validate-terraform deploy clean
+.PHONY: venv run web web-deps web-build test lint typecheck pytest train-router validate-terraform deploy deploy-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: RaptorFlow needs Python 3.11 (set PYTHON=...)"; exit 1; }
@@ -92,3 +92,13 @@ deploy:
 	$(TF) plan -input=false $(TF_VARS) -out=.build/deploy.tfplan
 	$(TF) apply -input=false .build/deploy.tfplan
 	@echo "deploy: applied. API keys still without a value: see docs/deploy.md (Secrets)."
+	@echo "deploy: the web app: make web-build && terraform -chdir=terraform output -json web_app_config > web/dist/config.json,"
+	@echo "        then serve web/dist from an origin in \`terraform -chdir=terraform output web_origins\` (docs/deploy.md, Web app)."
+
+# For a team with a real project: apply, an empty second plan, a smoke run of the sample business,
+# a sign-in through Identity Platform, destroy, apply again (terraform/scripts/deploy_check.sh;
+# docs/deploy.md). Needs OPENAI_API_KEY or GEMINI_API_KEY in the environment.
+deploy-check: venv
+	@test -n "$(PROJECT_ID)" || { echo "deploy-check: set PROJECT_ID=... (a project you may deploy to and destroy)"; exit 2; }
+	$(PYTHON) terraform/scripts/packages.py --check
+	bash terraform/scripts/deploy_check.sh $(PROJECT_ID)

@@ -28,8 +28,10 @@ resource "google_firestore_database" "main" {
 
   point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
   delete_protection_state           = local.protected ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
-  # `terraform destroy` leaves the data in place; delete the database by hand if you mean it.
-  deletion_policy = "ABANDON"
+  # By default `terraform destroy` leaves the database and its data in place (a destroy is
+  # never the way to lose every run and usage record); a later apply into the same project
+  # imports it first (docs/deploy.md). DELETE is for scratch projects.
+  deletion_policy = var.firestore_deletion_policy
 
   depends_on = [google_project_service.enabled]
 }
@@ -59,13 +61,20 @@ moved {
 # 384 dimensions (all-MiniLM-L6-v2, the local model; functions get EMBEDDING_BACKEND=local unless
 # Vertex Vector Search is on). A nearest-neighbour query pre-filtered by equality on `business_id`
 # needs one composite index: the filter field first, the vector field last. Flat is the only kind
-# of vector index Firestore offers.
+# of vector index Firestore offers. Firestore stores it with `__name__` before the vector field
+# (in the direction of the last ordered field); the provider ignores only a trailing `__name__`
+# it was not given, and any other difference in `fields` replaces the index, during which
+# find_nearest fails. So the index is declared as Firestore stores it, and a re-plan is empty.
 resource "google_firestore_index" "evidence_vectors" {
   database   = google_firestore_database.main.name
   collection = "evidence"
 
   fields {
     field_path = "business_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "__name__"
     order      = "ASCENDING"
   }
   fields {

@@ -33,6 +33,30 @@ locals {
   deadline_margin_seconds       = 10
   workflow_call_timeout_seconds = var.function_timeout_seconds + local.deadline_margin_seconds
 
+  # Memory per function: the smallest Cloud Run size that leaves 15% of it free at the worst
+  # case the production-parity run measures (tests/parity: a business at every bound of its
+  # schema, every model answer as large as its schema and output bound allow; peak of the
+  # function's process tree, each page once). Peaks there: research 539 MiB (the embedding
+  # model, 32 snippets of 256 tokens in batches of 4: common/search/embeddings.py), the other
+  # phases about 360 MiB (the model, for their query), budget_check 162, api 107, lifecycle 102.
+  # Nothing gets less than 512Mi: below it Cloud Run gives an instance a sixth of a vCPU, which
+  # would slow the budget check and the API on every run. var.function_memory overrides.
+  default_function_memory = "512Mi"
+  measured_function_memory = {
+    research = "1Gi"
+  }
+  function_memory = {
+    for name in local.function_names : name => lookup(
+      var.function_memory, name, lookup(local.measured_function_memory, name, local.default_function_memory)
+    )
+  }
+
+  # Origins serving the web app: the browser key's referrers (auth.tf) and the API's CORS.
+  web_origins = length(var.web_origins) > 0 ? var.web_origins : [
+    "https://${var.project_id}.web.app",
+    "https://${var.project_id}.firebaseapp.com",
+  ]
+
   # Settings every function reads (common/platform/settings.py), plus Vector Search when it
   # exists and Gemini through Vertex AI when asked for.
   function_env = merge(
@@ -61,6 +85,55 @@ resource "google_storage_bucket" "sources" {
   # an accidental delete of the source a live revision was built from.
   versioning {
     enabled = true
+  }
+
+  # A redeploy deletes the previous zip, which versioning keeps as a noncurrent version: keep it
+  # 30 days (to restore or rebuild from), then let Cloud Storage delete it.
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = local.noncurrent_source_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+locals {
+  noncurrent_source_days = 30
+  # Function images: a repository of our own (rather than the gcf-artifacts one Cloud Functions
+  # creates, which Terraform does not manage), so a cleanup policy can remove old images.
+  function_images_repository = "raptorflow-functions"
+  image_retention_days       = 30
+  image_versions_kept        = 3
+}
+
+# Every build pushes an image (and its build cache) here; a live revision runs from the newest.
+# Cleanup keeps each function's three newest images and deletes the others after 30 days.
+resource "google_artifact_registry_repository" "functions" {
+  #checkov:skip=CKV_GCP_84:The images are built from this repository's code and hold no secret or user data; they are encrypted at rest with Google-managed keys like the source zips they are built from, and a customer-managed key would add Cloud KMS keys, grants and costs for no data that needs them
+  location      = var.region
+  repository_id = local.function_images_repository
+  format        = "DOCKER"
+  description   = "RaptorFlow function images (Cloud Functions builds); old ones are cleaned up."
+
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "keep-newest"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = local.image_versions_kept
+    }
+  }
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      tag_state  = "ANY"
+      older_than = "${local.image_retention_days * 86400}s"
+    }
   }
 
   depends_on = [google_project_service.enabled]
@@ -116,6 +189,8 @@ resource "google_cloudfunctions2_function" "function" {
     runtime         = "python311"
     entry_point     = each.value
     service_account = "projects/${var.project_id}/serviceAccounts/${local.build_sa_email}"
+    # Spelled out rather than read back (`id`), so the plan shows it.
+    docker_repository = "projects/${var.project_id}/locations/${var.region}/repositories/${google_artifact_registry_repository.functions.repository_id}"
 
     source {
       storage_source {
@@ -131,16 +206,24 @@ resource "google_cloudfunctions2_function" "function" {
     # run.app URLs, which internal ingress admits for Workflows.
     ingress_settings               = local.function_kind[each.value] == "api" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
-    available_memory               = var.function_memory
+    available_memory               = local.function_memory[each.value]
     timeout_seconds                = var.function_timeout_seconds
     max_instance_count             = var.function_max_instances
-    environment_variables          = local.function_env
+    # The API answers CORS for the web app's origins only (the browser key accepts no others).
+    environment_variables = merge(
+      local.function_env,
+      local.function_kind[each.value] == "api" ? { API_ALLOWED_ORIGINS = jsonencode(local.web_origins) } : {},
+    )
   }
 
   lifecycle {
     precondition {
       condition     = can(regex("^[a-z][a-z0-9_]{0,23}$", each.value))
       error_message = "functions/${each.value}: a function folder name must be a lowercase Python identifier of at most 24 characters (it names the entry point, the service and the service account)."
+    }
+    precondition {
+      condition     = alltrue([for name in keys(var.function_memory) : contains(local.function_names, name)])
+      error_message = "function_memory names a function that does not exist: ${join(", ", setsubtract(keys(var.function_memory), local.function_names))}."
     }
     precondition {
       condition     = can(local.package_files[each.value])

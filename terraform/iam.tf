@@ -11,7 +11,6 @@ locals {
     for name in local.function_names : name => "rf-fn-${replace(name, "_", "-")}@${local.sa_domain}"
   }
   workflow_sa_email = "rf-workflow@${local.sa_domain}"
-  backend_sa_email  = "rf-backend@${local.sa_domain}"
   build_sa_email    = "rf-build@${local.sa_domain}"
 
   # Every function reads and writes Firestore and writes logs. Only the phases call Vertex AI, and
@@ -26,9 +25,6 @@ locals {
     api     = ["roles/datastore.user", "roles/logging.logWriter", "roles/workflows.invoker"]
   }
   function_roles = { for name, kind in local.function_kind : name => local.roles_by_kind[kind] }
-
-  # The backend starts and cancels executions and creates the run document each one reports to.
-  backend_roles = ["roles/workflows.invoker", "roles/datastore.user"]
 
   # The workflow only writes logs at project level; invoking the functions is granted per service.
   workflow_roles = ["roles/logging.logWriter"]
@@ -45,7 +41,6 @@ locals {
       }
     ]...),
     { for role in local.workflow_roles : "workflow/${role}" => { email = local.workflow_sa_email, role = role } },
-    { for role in local.backend_roles : "backend/${role}" => { email = local.backend_sa_email, role = role } },
     { for role in local.build_roles : "build/${role}" => { email = local.build_sa_email, role = role } },
   )
 }
@@ -68,13 +63,9 @@ resource "google_service_account" "workflow" {
   depends_on = [google_project_service.enabled]
 }
 
-resource "google_service_account" "backend" {
-  account_id   = split("@", local.backend_sa_email)[0]
-  display_name = "RaptorFlow backend"
-  description  = "The backend's identity: creates run documents and starts or cancels workflow executions."
-
-  depends_on = [google_project_service.enabled]
-}
+# There is no separate backend account: the backend is the API function, which starts and cancels
+# executions and creates run documents as its own account (rf-fn-api). An rf-backend account
+# with those roles that nothing ran as was removed (issue 18).
 
 resource "google_service_account" "build" {
   account_id   = split("@", local.build_sa_email)[0]
@@ -94,7 +85,6 @@ resource "google_project_iam_member" "grant" {
   depends_on = [
     google_service_account.function,
     google_service_account.workflow,
-    google_service_account.backend,
     google_service_account.build,
   ]
 }

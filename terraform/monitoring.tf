@@ -291,6 +291,19 @@ resource "google_monitoring_alert_policy" "run_failed" {
   depends_on = [google_project_service.enabled]
 }
 
+# Monitoring answers 404 "Cannot find metric(s)... it could take up to 10 minutes" to an alert
+# policy on a log-based metric created moments before, and the provider does not retry
+# (terraform-provider-google issue 11102). The policy waits for this, which waits
+# `log_metric_wait_seconds` after the metrics it reads exist; a renamed metric waits again.
+resource "time_sleep" "log_metrics_visible" {
+  create_duration = "${var.log_metric_wait_seconds}s"
+
+  triggers = {
+    calls  = google_logging_metric.model_calls.name
+    errors = google_logging_metric.model_errors.name
+  }
+}
+
 resource "google_monitoring_alert_policy" "model_error_rate" {
   display_name          = "RaptorFlow: model error rate"
   combiner              = "OR"
@@ -331,7 +344,7 @@ resource "google_monitoring_alert_policy" "model_error_rate" {
     mime_type = "text/markdown"
   }
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [google_project_service.enabled, time_sleep.log_metrics_visible]
 }
 
 resource "google_monitoring_dashboard" "raptorflow" {

@@ -19,20 +19,14 @@ output "workflow_name" {
 }
 
 output "service_accounts" {
-  description = "Email of every service account, by role: one per function, the workflow, the backend and the build."
+  description = "Email of every service account, by role: one per function, the workflow and the build."
   value = merge(
     { for name, sa in google_service_account.function : "function/${name}" => sa.email },
     {
       workflow = google_service_account.workflow.email
-      backend  = google_service_account.backend.email
       build    = google_service_account.build.email
     },
   )
-}
-
-output "backend_service_account" {
-  description = "Identity to run the backend as (starts and cancels executions, creates run documents)."
-  value       = google_service_account.backend.email
 }
 
 output "firestore_database" {
@@ -56,4 +50,27 @@ output "source_bucket" {
 output "vector_search" {
   description = "Vector Search ids, or null when enable_vector_search is false."
   value       = var.enable_vector_search ? local.vector_search_env : null
+}
+
+output "web_app_config" {
+  description = "The web app's config.json (web/src/types.ts Config): the Firebase config with the browser key, and the API's URL. `terraform output -json web_app_config > web/dist/config.json`."
+  # The provider marks every API key string sensitive, though a browser key is public by design.
+  sensitive = true
+  value = {
+    firebase = {
+      apiKey    = google_apikeys_key.web.key_string
+      projectId = var.project_id
+    }
+    apiUrl = one([for name in local.api_functions : google_cloudfunctions2_function.function[name].service_config[0].uri])
+  }
+}
+
+output "web_origins" {
+  description = "Where the web app may be served from (the browser key's referrers, the API's CORS origins)."
+  value       = local.web_origins
+}
+
+output "budget" {
+  description = "The monthly budget's name, or null without billing_account."
+  value       = one(google_billing_budget.project[*].name)
 }

@@ -47,14 +47,25 @@ variable "firestore_location" {
   }
 }
 
-variable "function_memory" {
-  description = "Memory of each function instance (Cloud Run notation, e.g. 512Mi, 1Gi)."
+variable "firestore_deletion_policy" {
+  description = "What `terraform destroy` does to the Firestore database: ABANDON (default) leaves it and its data in place (the next apply into the same project imports it first, docs/deploy.md); DELETE deletes it with every document, when delete protection is off (not in prod)."
   type        = string
-  default     = "512Mi"
+  default     = "ABANDON"
 
   validation {
-    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.function_memory))
-    error_message = "function_memory must be a size such as 256Mi, 512Mi or 1Gi."
+    condition     = contains(["ABANDON", "DELETE"], var.firestore_deletion_policy)
+    error_message = "firestore_deletion_policy must be ABANDON (keep the database on destroy) or DELETE."
+  }
+}
+
+variable "function_memory" {
+  description = "Memory per function, overriding the measured sizes in terraform/functions.tf (function name => Cloud Run size such as 512Mi or 2Gi). The production-parity run fails when a function's worst case needs more than 85% of its size."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for size in values(var.function_memory) : can(regex("^[0-9]+(Mi|Gi)$", size))])
+    error_message = "function_memory must map function names to sizes such as 512Mi or 1Gi."
   }
 }
 
@@ -144,5 +155,49 @@ variable "platform_daily_cap_usd" {
   validation {
     condition     = var.platform_daily_cap_usd == null || try(var.platform_daily_cap_usd > 0, false)
     error_message = "platform_daily_cap_usd must be a positive amount in USD (or null)."
+  }
+}
+
+variable "log_metric_wait_seconds" {
+  description = "How long the first apply waits between creating the log-based metrics and the alert policy that reads them: Monitoring answers 404 \"Cannot find metric(s)\" for up to 10 minutes after a metric is created (terraform-provider-google issue 11102). The wait overlaps the function builds."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.log_metric_wait_seconds >= 0 && floor(var.log_metric_wait_seconds) == var.log_metric_wait_seconds
+    error_message = "log_metric_wait_seconds must be a whole number of seconds (600 covers the 10 minutes Monitoring may take)."
+  }
+}
+
+variable "web_origins" {
+  description = "Origins that serve the web app (scheme://host[:port], no path): the browser API key accepts only their pages as referrers and the API answers CORS only for them. Empty: Firebase Hosting's two sites for the project (https://PROJECT.web.app, https://PROJECT.firebaseapp.com)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for origin in var.web_origins : can(regex("^https?://[a-z0-9.-]+(:[0-9]+)?$", origin))])
+    error_message = "web_origins must be origins such as https://app.example.com or http://localhost:8080 (scheme, host and port only, no path or trailing slash)."
+  }
+}
+
+variable "billing_account" {
+  description = "Billing account id (XXXXXX-XXXXXX-XXXXXX) that pays for the project: with it Terraform creates a monthly budget alert for the project's Google Cloud costs (the deployer needs roles/billing.costsManager on the account). Null: no budget."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.billing_account == null || can(regex("^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$", var.billing_account))
+    error_message = "billing_account must be a billing account id such as 012345-6789AB-CDEF01 (or null)."
+  }
+}
+
+variable "monthly_budget_usd" {
+  description = "The project's monthly Google Cloud budget in USD (with billing_account): mails at 50%, 90% and 100% of it spent and at 100% forecast. Model providers bill separately; the budget ledger in the code caps their spend."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.monthly_budget_usd > 0
+    error_message = "monthly_budget_usd must be a positive amount in USD."
   }
 }

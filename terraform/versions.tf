@@ -12,6 +12,12 @@ terraform {
       source  = "hashicorp/archive"
       version = ">= 2.7, < 3.0"
     }
+    # time_sleep between the log-based metrics and the alert policy on them (monitoring.tf) and
+    # time_static naming the browser key (auth.tf); checked offline against 0.14.2.
+    time = {
+      source  = "hashicorp/time"
+      version = ">= 0.13, < 1.0"
+    }
   }
 }
 

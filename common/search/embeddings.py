@@ -90,7 +90,11 @@ class LocalEmbedder:
     """all-MiniLM-L6-v2 (int8 ONNX) on onnxruntime; loads on first use, then thread-safe.
 
     Args:
-        batch_size: Texts per forward pass (texts are grouped by length to limit padding).
+        batch_size: Texts per forward pass (texts are grouped by length to limit padding). A
+            pass's activations grow with the batch (attention is batch x heads x tokens^2), and
+            onnxruntime's arena keeps what the largest pass took: research's 32 snippets of 256
+            tokens peaked at 1,053 MiB in one batch of 32, under 600 MiB in batches of 4, at no
+            loss of throughput on a CPU (bench/memory.py; docs/decisions/004).
         max_tokens: Longer texts are truncated; 256 is the model's training length.
         threads: onnxruntime's intra-op threads; 0 lets it use one per core.
     """
@@ -98,7 +102,7 @@ class LocalEmbedder:
     model = LOCAL_MODEL
     dimension = 384
 
-    def __init__(self, *, batch_size: int = 32, max_tokens: int = 256, threads: int = 0) -> None:
+    def __init__(self, *, batch_size: int = 4, max_tokens: int = 256, threads: int = 0) -> None:
         self._batch_size = batch_size
         self._max_tokens = max_tokens
         self._threads = threads

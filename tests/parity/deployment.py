@@ -7,6 +7,7 @@ supplies them (the local stack's URLs) and checks that nothing else is missing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ class FunctionDeployment:
     env: dict[str, str]
     secret_env: list[dict[str, Any]]  # service_config.secret_environment_variables
     timeout_seconds: int
+    memory_bytes: int  # service_config.available_memory
     files: dict[str, str]  # the archive: file name -> content
 
 
@@ -74,6 +76,7 @@ class Deployment:
                 env=dict(config["environment_variables"]),
                 secret_env=list(config.get("secret_environment_variables") or []),
                 timeout_seconds=int(config["timeout_seconds"]),
+                memory_bytes=memory_bytes(config["available_memory"]),
                 files={source["filename"]: source["content"] for source in archive["source"]},
             )
         workflow = plan.one("google_workflows_workflow")
@@ -85,6 +88,17 @@ class Deployment:
             computed_env=frozenset(workflow.unknown.get("user_env_vars") or {}),
         )
         return cls(project, region, functions, workflow_deployment, _grants(plan, project))
+
+
+# Cloud Run's memory units: binary (Ki, Mi, Gi) and decimal (k, M, G) multiples of a byte.
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+def memory_bytes(size: str) -> int:
+    """Bytes of a Cloud Run memory size such as "512Mi", "1Gi" or "256M"."""
+    match = re.fullmatch(r"([0-9]+)(Ki|Mi|Gi|k|M|G)?", size)
+    assert match, f"not a Cloud Run memory size: {size!r}"
+    return int(match.group(1)) * _UNITS[match.group(2) or ""]
 
 
 def _grants(plan: Plan, project: str) -> list[Grant]:

@@ -24,7 +24,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,13 +34,14 @@ from common.analysis import launch
 from common.models import BusinessInput
 from common.runs import documents, executions
 from common.tenants.businesses import Business, save_business
-from local import emulator, stack
+from local import emulator, memory, stack
 from tests.parity.deployment import Deployment, FunctionDeployment
 from tests.parity.iam import Check, Grant, Policy
 from tests.protocol.gcp.loopback import FakeSecretManager, FakeVertex, FirestoreGate, LoopbackServer
 from tests.protocol.llm.servers import SchemaAnsweringOpenAI
 
 SAMPLE = Path(__file__).resolve().parents[2] / "local" / "samples" / "tidewater.json"
+
 WIRING = frozenset(
     {"FIRESTORE_EMULATOR_HOST", "SECRET_MANAGER_ENDPOINT", "VERTEX_ENDPOINT", "OPENAI_BASE_URL"}
 )
@@ -52,6 +53,48 @@ _ACTIVE = Execution.State.ACTIVE
 
 class ParityFailure(AssertionError):
     """The run did not succeed under production's boundaries; the message says why."""
+
+
+def sample_business() -> BusinessInput:
+    """The repository's sample business under a new id."""
+    return BusinessInput.model_validate(json.loads(SAMPLE.read_text())).model_copy(
+        update={"business_id": f"parity-{uuid.uuid4().hex[:10]}"}
+    )
+
+
+def worst_case_business() -> BusinessInput:
+    """The sample business at every bound `BusinessInput`'s schema sets: each text at its
+    longest (the description at 5,000 characters), as many goals and competitors as allowed
+    (ten each), the most ICPs (nine)."""
+    sample = sample_business()
+    bounds = BusinessInput.model_json_schema()["properties"]
+
+    def filled(text: str, field: dict[str, int]) -> str:
+        while len(text) < field["maxLength"]:
+            text += " " + text
+        return text[: field["maxLength"] - 1].rstrip() + "."
+
+    goals, competitors = bounds["goals"], bounds["competitors"]
+    (website,) = [form for form in bounds["website"]["anyOf"] if form["type"] == "string"]
+    return BusinessInput.model_validate(
+        {
+            **sample.model_dump(),
+            "name": filled(sample.name, bounds["name"]),
+            "industry": filled(sample.industry, bounds["industry"]),
+            "description": filled(sample.description, bounds["description"]),
+            "target_market": filled(sample.target_market, bounds["target_market"]),
+            "goals": [
+                filled(f"{n + 1}. {sample.goals[n % len(sample.goals)]}", goals["items"])
+                for n in range(goals["maxItems"])
+            ],
+            "competitors": [
+                filled(f"Rival {n + 1} of {sample.name}", competitors["items"])
+                for n in range(competitors["maxItems"])
+            ],
+            "icp_count": bounds["icp_count"]["maximum"],
+            "website": "https://" + "w" * (website["maxLength"] - 16) + ".example",
+        }
+    )
 
 
 @dataclass
@@ -83,6 +126,7 @@ class ProductionStack:
     vertex: FakeVertex = field(init=False)
     openai: SchemaAnsweringOpenAI = field(init=False)
     local: stack.LocalStack | None = None
+    memory: memory.PeakSampler | None = None
     #: Every check of every run so far, and the functions restarted so far (in order).
     checks: list[Check] = field(default_factory=list)
     restarts: list[str] = field(default_factory=list)
@@ -118,6 +162,10 @@ class ProductionStack:
             urls = {stack.url_variable(name) for name in configs}
             missing = workflow.computed_env - urls
             assert not missing, f"the workflow's variables {missing} are unknown until apply"
+            functions = self.local.functions
+            self.memory = memory.PeakSampler(
+                {name: self._pid_of(functions[name]) for name in functions}
+            ).start()
         except BaseException:
             self.stop()
             raise
@@ -174,7 +222,19 @@ class ProductionStack:
             env[mount["key"]] = payloads[-1 if version == "latest" else int(version) - 1].decode()
         return env
 
+    @staticmethod
+    def _pid_of(function: stack.FunctionProcess) -> Callable[[], int | None]:
+        # The process a restart replaces is followed; a stopped one has no tree to read.
+        return lambda: function.process.pid if function.process.poll() is None else None
+
+    def peak_memory(self) -> dict[str, int]:
+        """Each function's peak memory so far (its process tree, each page once), in bytes."""
+        assert self.memory is not None
+        return self.memory.peaks()
+
     def stop(self) -> None:
+        if self.memory is not None:
+            self.memory.stop()
         if self.local is not None:
             self.local.stop()
         for gate in self._gates:
@@ -219,12 +279,11 @@ class ProductionStack:
         finally:
             self.policy.removed.discard(grant)
 
-    def run(self, timeout: float = 90) -> Outcome:
-        """One complete run of a new business, started as the backend starts it; raises
-        `ParityFailure` unless it succeeds with no permission refused anywhere."""
-        business = BusinessInput.model_validate(json.loads(SAMPLE.read_text())).model_copy(
-            update={"business_id": f"parity-{uuid.uuid4().hex[:10]}"}
-        )
+    def run(self, business: BusinessInput | None = None, timeout: float = 90) -> Outcome:
+        """One complete run of `business` (default: the sample under a new id), started as the
+        backend starts it; raises `ParityFailure` unless it succeeds with no permission refused
+        anywhere."""
+        business = business or sample_business()
         save_business(Business(business_id=business.business_id, tier="enterprise"))
         self.policy.take_checks()
         run_id = launch.start_run(business)

@@ -15,10 +15,16 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common.analysis import evidence, prompts
 from common.analysis.phases import stored_output
+from common.llm.tokens import count_tokens
 from common.models import PHASE_ORDER, ResearchOutput
 from common.platform.store import db
 from local.stack import ROOT
-from tests.parity.production import Outcome, ParityFailure, ProductionStack
+from tests.parity.production import (
+    Outcome,
+    ParityFailure,
+    ProductionStack,
+    worst_case_business,
+)
 from tests.terraform.planfile import API_FUNCTIONS, function_kind, repository_functions
 
 # The functions the workflow calls, in the order it first calls them.
@@ -90,7 +96,15 @@ def test_without_a_grant_the_run_fails_naming_the_function_and_the_role(
 
 @pytest.fixture(scope="module")
 def success(production: ProductionStack) -> Outcome:
-    return production.run()
+    """The worst case, in the one complete run the other tests need anyway: the business at
+    every bound of its schema, and every model answer as large as its schema and the task's
+    output bound allow (research: all 20 evidence items and 10 competitors, each snippet past
+    the embedding model's 256 tokens)."""
+    production.openai.longest = True
+    try:
+        return production.run(worst_case_business(), timeout=240)
+    finally:
+        production.openai.longest = False
 
 
 @pytest.mark.emulator
@@ -117,9 +131,10 @@ def test_positioning_sees_evidence_that_research_stored_from_another_process(
     assert research.cwd != positioning.cwd and research.process.pid != positioning.process.pid
     stored = stored_output(success.run_id, "research")
     assert isinstance(stored, ResearchOutput)
-    # Snippets only the evidence store writes (claim, source, confidence), from this run.
+    # Snippets only the evidence store writes from research's output (situation, evidence
+    # claims, competitor rungs), from this run; the business's own description is not one.
     snippets = evidence.snippets(success.business, stored)
-    written = [text for kind, text in snippets if kind == "evidence"]
+    written = [text for kind, text in snippets if kind != "description"]
     assert written
     business = f'"business_id":"{success.business.business_id}"'
     task = "TASK: " + prompts.INSTRUCTIONS["positioning"].split("{")[0]
@@ -152,3 +167,41 @@ def test_the_runs_use_exactly_the_grants_removed_one_by_one_above(
         production.grant(need.member, need.role, need.resource(production)) for need in NEEDS
     }
     assert {g.address for g in used} == {g.address for g in expected}
+
+
+# Cloud Run stops an instance that uses more memory than its limit, after the paid model call
+# (issue 18): each function's measured peak must leave this share of its limit free, for what
+# the measurement cannot see (the runtime's own overhead, allocator behaviour on other CPUs).
+MEMORY_HEADROOM = 0.15
+
+
+@pytest.mark.emulator
+def test_every_function_stays_within_its_planned_memory_with_headroom(
+    production: ProductionStack, success: Outcome, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every run of this module counts (instances serve many runs); `success` is the worst case.
+    research = stored_output(success.run_id, "research")
+    assert isinstance(research, ResearchOutput)
+    # Research embedded as many snippets as the schema allows, each past the embedding model's
+    # 256-token window: the most memory an evidence step can take.
+    most = ResearchOutput.model_json_schema()["properties"]["evidence"]["maxItems"]
+    assert len(research.evidence) == most
+    assert min(count_tokens(item.claim) for item in research.evidence) > 256
+    peaks = production.peak_memory()
+    functions = production.deployment.functions
+    assert set(peaks) == set(functions) and all(peaks.values()), peaks
+    rows, over = [], []
+    for name in sorted(functions):
+        limit, peak = functions[name].memory_bytes, peaks[name]
+        allowed = limit * (1 - MEMORY_HEADROOM)
+        rows.append(
+            f"  {name:<13} peak {peak / 2**20:7.0f} MiB of {limit / 2**20:5.0f} MiB "
+            f"({peak / limit:4.0%}; at most {1 - MEMORY_HEADROOM:.0%})"
+        )
+        if peak > allowed:
+            over.append(name)
+    title = "peak memory per function (worst-case run) against its plan's limit:"
+    table = "\n".join([title, *rows])
+    with capsys.disabled():
+        print("\n" + table)
+    assert not over, f"above {1 - MEMORY_HEADROOM:.0%} of the planned memory: {over}\n{table}"

@@ -14,11 +14,37 @@ from tests.terraform.rules_emulator import RulesCompileError, start_with_rules
 PROJECT = "demo-project"
 
 
-def _plan(tmp_path_factory: pytest.TempPathFactory, name: str, *variables: str) -> Plan:
+# The hashicorp/google versions the offline check serves: the lowest and highest versions.tf
+# allows (Makefile OFFLINE_GOOGLE). Plans without a pin use the newest.
+OLDEST_GOOGLE = "hashicorp/google=7.41.0"
+NEWEST_GOOGLE = "hashicorp/google=8.7.0"
+
+# Everything switched on: Vector Search, Gemini through Vertex AI, an alert email, production
+# settings, a cap, a budget, the web app's own origin, a database that destroy deletes.
+FULL_VARIABLES = (
+    "enable_vector_search=true",
+    "gemini_via_vertex=true",
+    "alert_email=ops@example.com",
+    "environment=prod",
+    "platform_daily_cap_usd=500",
+    "billing_account=012345-6789AB-CDEF01",
+    'web_origins=["https://app.example.com"]',
+    "firestore_deletion_policy=DELETE",
+)
+
+
+def _plan(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *variables: str,
+    providers: tuple[str, ...] = (),
+) -> Plan:
     if not WORKFLOW_FILE.is_file():
         pytest.skip(f"{WORKFLOW_FILE.relative_to(WORKFLOW_FILE.parents[1])} does not exist yet")
     try:
-        return planned(tmp_path_factory.mktemp(name), f"project_id={PROJECT}", *variables)
+        return planned(
+            tmp_path_factory.mktemp(name), f"project_id={PROJECT}", *variables, providers=providers
+        )
     except CheckFailed as failure:
         pytest.fail(f"the offline Terraform check failed:\n{failure}", pytrace=False)
 
@@ -31,17 +57,19 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
 
 @pytest.fixture(scope="session")
 def full_plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
-    """Everything switched on: Vector Search, Gemini through Vertex AI, an alert email,
-    production settings, a cap."""
-    return _plan(
-        tmp_path_factory,
-        "full",
-        "enable_vector_search=true",
-        "gemini_via_vertex=true",
-        "alert_email=ops@example.com",
-        "environment=prod",
-        "platform_daily_cap_usd=500",
-    )
+    """Everything switched on (`FULL_VARIABLES`), on the newest provider."""
+    return _plan(tmp_path_factory, "full", *FULL_VARIABLES)
+
+
+@pytest.fixture(
+    scope="session", params=[NEWEST_GOOGLE, OLDEST_GOOGLE], ids=["google-8", "google-7"]
+)
+def full_plans(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    """The full plan on each provider version the configuration admits."""
+    if request.param == NEWEST_GOOGLE:
+        plan: Plan = request.getfixturevalue("full_plan")
+        return plan
+    return _plan(tmp_path_factory, "full-oldest", *FULL_VARIABLES, providers=(request.param,))
 
 
 @pytest.fixture(scope="session")

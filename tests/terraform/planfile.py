@@ -79,17 +79,19 @@ def run_check(
     return output
 
 
-_plans: dict[tuple[str, ...], Plan] = {}
+_plans: dict[tuple[tuple[str, ...], tuple[str, ...]], Plan] = {}
 
 
-def planned(directory: Path, *variables: str) -> Plan:
-    """The plan for `variables`, made once per test session (the check takes ~25 s): the
-    Terraform tests and the production-parity run share it. Raises `CheckFailed`."""
-    if variables not in _plans:
+def planned(directory: Path, *variables: str, providers: tuple[str, ...] = ()) -> Plan:
+    """The plan for `variables` (with `providers` pinned, see `run_check`), made once per test
+    session (the check takes ~25 s): the Terraform tests and the production-parity run share
+    it. Raises `CheckFailed`."""
+    key = (variables, providers)
+    if key not in _plans:
         out = directory / f"plan-{len(_plans)}.json"
-        run_check(out, *variables)
-        _plans[variables] = Plan.load(out)
-    return _plans[variables]
+        run_check(out, *variables, providers=providers)
+        _plans[key] = Plan.load(out)
+    return _plans[key]
 
 
 def function_kind(name: str) -> str:

@@ -97,6 +97,27 @@ DEPLOYER_ROLES: dict[str, tuple[tuple[str, ...], str]] = {
         ("roles/monitoring.editor",),
         "https://cloud.google.com/monitoring/access-control",
     ),
+    "google_identity_platform_config": (
+        ("roles/identityplatform.admin",),
+        "https://cloud.google.com/identity-platform/docs/access-control",
+    ),
+    "google_apikeys_key": (
+        ("roles/serviceusage.apiKeysAdmin",),
+        "https://cloud.google.com/docs/authentication/api-keys#required-roles",
+    ),
+    "google_artifact_registry_repository": (
+        # Creating repositories (repoAdmin manages existing ones only).
+        ("roles/artifactregistry.admin",),
+        "https://cloud.google.com/artifact-registry/docs/access-control#roles",
+    ),
+    "google_billing_budget": (
+        # Granted on the billing account, not the project.
+        ("roles/billing.costsManager",),
+        "https://cloud.google.com/billing/docs/how-to/budgets#budget-permissions",
+    ),
+    # hashicorp/time: a clock and a wait on the deployer's machine, nothing in Google Cloud.
+    "time_sleep": ((), "https://registry.terraform.io/providers/hashicorp/time/latest/docs"),
+    "time_static": ((), "https://registry.terraform.io/providers/hashicorp/time/latest/docs"),
     "google_vertex_ai_index": (
         ("roles/aiplatform.admin",),
         "https://cloud.google.com/vertex-ai/docs/general/access-control",

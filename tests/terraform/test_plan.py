@@ -357,14 +357,6 @@ def test_workflow_identity_may_only_invoke_each_function_and_write_logs(plan: Pl
             assert resource.values["member"] == member
 
 
-def test_backend_may_only_start_and_cancel_runs_and_create_run_documents(plan: Plan) -> None:
-    member = f"serviceAccount:rf-backend@{PROJECT}.iam.gserviceaccount.com"
-    assert grants_by_member(plan)[member] == {
-        ("google_project_iam_member", "roles/workflows.invoker"),
-        ("google_project_iam_member", "roles/datastore.user"),
-    }
-
-
 def test_builds_run_as_a_dedicated_account(plan: Plan) -> None:
     # https://cloud.google.com/functions/docs/securing/build-custom-sa and
     # https://cloud.google.com/run/docs/configuring/services/build-service-account: logs, images in
@@ -538,8 +530,11 @@ def test_evidence_has_a_vector_index_prefiltered_by_business(plan: Plan) -> None
     ]
     assert index["collection"] == "evidence"
     assert index["database"] == "(default)"
-    business, embedding = index["fields"]
+    # Firestore stores `__name__` before the vector field; declared so, a re-plan is empty
+    # (tests/terraform/test_day_one.py).
+    business, name, embedding = index["fields"]
     assert (business["field_path"], business["order"]) == ("business_id", "ASCENDING")
+    assert (name["field_path"], name["order"]) == ("__name__", "ASCENDING")
     assert embedding["field_path"] == "embedding"
     assert embedding["order"] is None
     (vector,) = embedding["vector_config"]
@@ -566,8 +561,9 @@ def test_destroy_removes_dev_and_production_refuses_it(plan: Plan, full_plan: Pl
         assert bucket["force_destroy"] is not protected
         for secret in which.of_type("google_secret_manager_secret"):
             assert secret.values["deletion_protection"] is protected, secret.address
-        # The data outlives any destroy: Terraform forgets the database and leaves it.
-        assert which.one("google_firestore_database").values["deletion_policy"] == "ABANDON"
+    # By default the data outlives any destroy: Terraform forgets the database and leaves it
+    # (firestore_deletion_policy; tests/terraform/test_day_one.py).
+    assert plan.one("google_firestore_database").values["deletion_policy"] == "ABANDON"
 
 
 # --- APIs and monitoring ---------------------------------------------------------------------

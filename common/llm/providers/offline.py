@@ -107,8 +107,10 @@ def _clip(text: str, schema: dict[str, Any]) -> str:
 
 
 class _Generator:
-    def __init__(self, business: Business):
+    def __init__(self, business: Business, *, longest: bool = False, cap: int | None = None):
         self.b = business
+        self.longest = longest
+        self.cap = cap
 
     def value(self, schema: dict[str, Any], key: str | None, index: int | None, owner: str) -> Any:
         if "enum" in schema:
@@ -128,7 +130,7 @@ class _Generator:
         if kind == "array":
             return self.array(schema, key)
         if kind == "string":
-            return _clip(self.text(schema, key, index, owner), schema)
+            return _clip(self.padded(self.text(schema, key, index, owner), schema), schema)
         if kind == "integer":
             return int(self.number(schema, float((index or 0) + 1)))
         if kind == "number":
@@ -141,12 +143,27 @@ class _Generator:
         low = schema.get("minItems", 0)
         high = schema.get("maxItems")
         size = max(low, _DEFAULT_ARRAY_SIZE)
+        if self.longest and high is not None:
+            size = high
         if key == "icps" and self.b.icp_count is not None:
             size = max(low, self.b.icp_count)
         if high is not None:
             size = min(size, high)
         items = schema.get("items", {})
         return [self.value(items, key, i, key or "item") for i in range(size)]
+
+    def padded(self, text: str, schema: dict[str, Any]) -> str:
+        """`text`, and with `longest` words about the business after it up to maxLength."""
+        limit = schema.get("maxLength")
+        if not self.longest or not isinstance(limit, int) or "enum" in schema:
+            return text
+        if self.cap is not None:
+            limit = min(limit, self.cap)
+        b = self.b
+        words = f" {b.name} {b.industry} for {b.target_market}: {' / '.join(b.goals)}."
+        while len(text) < limit:
+            text += words
+        return text[:limit].rstrip()
 
     def number(self, schema: dict[str, Any], preferred: float | None) -> float:
         low = schema.get("minimum", schema.get("exclusiveMinimum"))
@@ -197,10 +214,41 @@ class _Generator:
         return f"{MARK} {_label(key).capitalize()} {n} for {b.name}: {goal}"
 
 
-def placeholder_json(json_schema: dict[str, Any], messages: Sequence[Message]) -> str:
-    """A deterministic JSON document valid against `json_schema`, about the prompt's business."""
-    value = _Generator(business_from(messages)).value(json_schema, None, None, "answer")
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def placeholder_json(
+    json_schema: dict[str, Any],
+    messages: Sequence[Message],
+    *,
+    longest: bool = False,
+    max_tokens: int | None = None,
+) -> str:
+    """A deterministic JSON document valid against `json_schema`, about the prompt's business.
+
+    With `longest`, the largest document the schema allows, for checks of the worst case
+    (memory, cost): every array at its `maxItems` (the ICPs at the count the business asked
+    for) and every string at its `maxLength`, or, when that would take more than `max_tokens`
+    (a model's output bound), every string at most as long as the longest length that fits.
+    """
+    business = business_from(messages)
+
+    def render(cap: int | None) -> str:
+        value = _Generator(business, longest=longest, cap=cap).value(
+            json_schema, None, None, "answer"
+        )
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    text = render(None)
+    if not longest or max_tokens is None or count_tokens(text) <= max_tokens:
+        return text
+    # Bisect the longest string length whose document still fits the output bound.
+    low, high, best = 0, max(len(text), 1), render(0)
+    while low < high:
+        middle = (low + high + 1) // 2
+        candidate = render(middle)
+        if count_tokens(candidate) <= max_tokens:
+            low, best = middle, candidate
+        else:
+            high = middle - 1
+    return best
 
 
 def placeholder_text(messages: Sequence[Message]) -> str:

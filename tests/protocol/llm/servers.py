@@ -169,9 +169,16 @@ class SchemaAnsweringOpenAI:
     """Chat Completions on 127.0.0.1 answering every request at once with JSON valid for its
     `response_format` schema (the offline provider's generator, about the prompt's business), so
     whole runs can go through the real `openai` SDK; records each request's body and
-    Authorization header."""
+    Authorization header.
+
+    With `longest` set, each answer is the largest its schema allows within the request's
+    `max_completion_tokens` (every array at its maxItems, strings as long as fit; the schema's
+    string lengths, which OpenAI's form of it drops, come from the phase model the schema is
+    named after), with its true token count: the worst case a phase may be sent.
+    """
 
     requests: list[Recorded] = field(default_factory=list)
+    longest: bool = False
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -183,7 +190,11 @@ class SchemaAnsweringOpenAI:
     def start(self) -> SchemaAnsweringOpenAI:
         # Imported here: the servers above serve protocol tests that need no application code.
         from common.llm.providers.offline import placeholder_json
+        from common.llm.schema import response_schema, schema_name
+        from common.llm.tokens import count_tokens
+        from common.models import PHASE_OUTPUTS
 
+        canonical = {schema_name(model): response_schema(model) for model in PHASE_OUTPUTS.values()}
         api = self
 
         class Handler(QuietHandler):
@@ -191,14 +202,25 @@ class SchemaAnsweringOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with api._lock:
                     api.requests.append(Recorded("POST", self.path, headers_of(self), body))
-                schema = body["response_format"]["json_schema"]["schema"]
-                answer = placeholder_json(schema, body["messages"])
+                response_format = body["response_format"]["json_schema"]
+                schema = response_format["schema"]
+                if api.longest:
+                    answer = placeholder_json(
+                        canonical.get(response_format["name"], schema),
+                        body["messages"],
+                        longest=True,
+                        max_tokens=body["max_completion_tokens"],
+                    )
+                    completion_tokens = count_tokens(answer)
+                else:
+                    answer = placeholder_json(schema, body["messages"])
+                    completion_tokens = len(answer) // 4
                 completion = chat_completion(
                     answer,
                     model=body["model"],
                     prompt_tokens=len(json.dumps(body["messages"])) // 4,
                     cached_tokens=0,
-                    completion_tokens=len(answer) // 4,
+                    completion_tokens=completion_tokens,
                     reasoning_tokens=0,
                 )
                 self.send_json(200, completion)

@@ -12,6 +12,7 @@ from common.llm import Router, get_router
 from common.llm.base import ProviderRequest
 from common.llm.providers.offline import OfflineProvider, business_from, placeholder_json
 from common.llm.schema import response_schema
+from common.llm.tasks import task_profile
 from common.llm.tokens import count_message_tokens, count_tokens
 from common.models import (
     PHASE_OUTPUTS,
@@ -209,3 +210,44 @@ def _enum_values(schema: object) -> list[str]:
 def test_placeholder_json_is_compact_json() -> None:
     text = placeholder_json(response_schema(ResearchOutput), business_messages())
     assert text == json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+
+
+def _longest_bounds(schema: dict[str, object], value: object, path: str = "answer") -> list[str]:
+    """Where `value` falls short of "as large as `schema` allows": arrays below maxItems."""
+    short: list[str] = []
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        assert isinstance(properties, dict)
+        for key, child in value.items():
+            short += _longest_bounds(properties[key], child, f"{path}.{key}")
+    elif isinstance(value, list):
+        high = schema.get("maxItems")
+        if high is not None and len(value) != high and not path.endswith(".icps"):
+            short.append(f"{path}: {len(value)} of {high}")
+        items = schema.get("items", {})
+        assert isinstance(items, dict)
+        for n, child in enumerate(value):
+            short += _longest_bounds(items, child, f"{path}[{n}]")
+    return short
+
+
+@pytest.mark.parametrize(("phase", "model"), PHASES, ids=IDS)
+def test_the_longest_answer_fills_the_schema_within_the_tasks_output_bound(
+    phase: PhaseName, model: type[BaseModel]
+) -> None:
+    # The worst case the production-parity run sends each phase (tests/parity).
+    schema = response_schema(model)
+    bound = task_profile(PHASE_TASKS[phase]).max_output_tokens
+    messages = business_messages(LARGEST)
+    text = placeholder_json(schema, messages, longest=True, max_tokens=bound)
+    answer = model.model_validate_json(text)
+    assert count_tokens(text) <= bound
+    assert _longest_bounds(schema, json.loads(text)) == []
+    if phase == "icps":
+        assert isinstance(answer, IcpOutput) and len(answer.icps) == LARGEST.icp_count
+    typical = placeholder_json(schema, messages)
+    assert len(text) > len(typical)
+    if phase == "research":
+        # All the evidence and competitors the schema allows.
+        assert isinstance(answer, ResearchOutput)
+        assert len(answer.evidence) == 20 and len(answer.competitor_ladder) == 10
