@@ -39,7 +39,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from common.llm import cues as lexical
+import common.llm.cues as lexical
 from common.llm.base import Message
 
 ARTEFACT = Path(__file__).with_name("router_model.json")
