@@ -195,7 +195,9 @@ def _cell(value: float, values: list[float], percent: bool) -> str:
     return f"{value:.3f} ({low:.3f}-{high:.3f})"
 
 
-def _table(corpus: Corpus, scores: dict[str, np.ndarray], groups: list[str]) -> None:
+def _table(
+    corpus: Corpus, scores: dict[str, np.ndarray], groups: list[str], held: str = " left out"
+) -> None:
     """APGR and CPT(50/80/95%) per source and pooled, each with its 95% interval."""
     resampled = _resampled_curves(corpus, scores, groups)
     keys = ("apgr", "cpt50", "cpt80", "cpt95")
@@ -206,7 +208,7 @@ def _table(corpus: Corpus, scores: dict[str, np.ndarray], groups: list[str]) -> 
         else:
             count = int(np.sum(corpus.group == g))
             rows = int(np.sum(corpus.group[corpus.row_prompt] == g))
-            print(f"  {g} left out ({count} prompts, {rows} rows):")
+            print(f"  {g}{held} ({count} prompts, {rows} rows):")
         print(header)
         for name, score in scores.items():
             if g == "pooled":
@@ -268,7 +270,7 @@ def evaluation_sets(paths: list[Path]) -> None:
     scores |= {name: np.array([fn(t) for t in texts]) for name, fn in BASELINES}
     groups = sorted(set(corpus.group.tolist()))
     print(f"\nEvaluation sets (the shipped model; {len(texts)} prompts, report only):")
-    _table(corpus, scores, groups)
+    _table(corpus, scores, groups, held="")
 
 
 def routing_quality(feedback: Path | None) -> None:
