@@ -221,6 +221,8 @@ def _table(
             cells = [_cell(figures[k], resampled[name][f"{g}:{k}"], k != "apgr") for k in keys]
             print(f"    {name:<17} " + " ".join(f"{c:>21}" for c in cells))
         print(f"    {'random':<17} {'0.500':>21} {'50.0%':>21} {'80.0%':>21} {'95.0%':>21}")
+        if g != "pooled":
+            print("    " + _guard_line(corpus, scores, g))
         differences = [
             a - b
             for a, b in zip(
@@ -231,6 +233,25 @@ def _table(
         ]
         low, high = _interval(differences)
         print(f"    new router - length only, APGR: {low:+.3f} to {high:+.3f} (95% interval)")
+
+
+BOTH_FAIL = 1 / 3  # both models' quality below this: wrong answers, or rated 3 or less of 10
+
+
+def _guard_line(corpus: Corpus, scores: dict[str, np.ndarray], group: str) -> str:
+    """The guard, measured: of the strong calls when half of the rows go to the strong model,
+    the share spent on rows that both models fail (random spends the rows' base rate)."""
+    rows = np.nonzero(corpus.group[corpus.row_prompt] == group)[0]
+    failed = np.maximum(corpus.strong[rows], corpus.weak[rows]) < BOTH_FAIL
+    shares = []
+    for name, score in scores.items():
+        row_scores = score[corpus.row_prompt[rows]]
+        order = np.argsort(-row_scores, kind="stable")[: len(rows) // 2]
+        shares.append(f"{name} {failed[order].mean() * 100:.0f}%")
+    return (
+        f"strong calls wasted on rows both fail, at 50% strong calls: {', '.join(shares)}, "
+        f"random {failed.mean() * 100:.0f}%"
+    )
 
 
 def _eval_rows(paths: list[Path]) -> list[dict[str, object]]:

@@ -347,3 +347,32 @@ def test_training_reproduces_the_shipped_artefact_bit_for_bit(tmp_path: Path) ->
     assert (tmp_path / table.name).exists() == table.exists()
     if table.exists():
         assert (tmp_path / table.name).read_bytes() == table.read_bytes()
+
+
+def test_product_feedback_is_one_more_source_the_trainer_holds_out(tmp_path: Path) -> None:
+    # Longer product requests escalated, short ones were answered on mini: held out, the
+    # product's calls are ranked by what the public-like toy source taught, and vice versa.
+    path = tmp_path / "feedback.jsonl"
+    lines = []
+    for i in range(8):
+        escalated = i >= 4
+        attempts = [{"tier": "mini", "outcome": "escalated" if escalated else "first_try"}]
+        attempts += [{"tier": "full", "outcome": "first_try"}] if escalated else []
+        prompt = "Plan the launch. " * (1 + 3 * i)
+        lines.append({"format": router_feedback.FORMAT, "attempts": attempts, "prompt": prompt})
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    toy = [
+        train_router.Prompt("mmlu-pro", "toy", f"t{i}", "word " * (1 + 5 * i), {
+            "gemini-1.5-pro-002": 1.0, "gemini-1.5-flash-002": float(i < 3),
+        })
+        for i in range(6)
+    ]  # fmt: skip
+    corpus = train_router.Corpus.build(
+        toy + router_feedback.prompts(path), np.zeros((learned.VOCABULARY, 384))
+    )
+    assert corpus.groups == ["product", "toy"]
+    trainer = train_router.Trainer(corpus)
+    settings, grid = trainer.choose(corpus.groups)
+    assert len(grid) == len(train_router.GRID)
+    scores = trainer.out_of_source(corpus.groups, settings)
+    assert trainer.per_source_apgr(["product"], scores)["product"] == pytest.approx(0.75)
