@@ -49,8 +49,9 @@ pytest: venv
 
 # The learned complexity router's model (common/llm/router_model.json) from the vendored data,
 # bit for bit (tools/train_router.py; one BLAS thread, so the solves are deterministic).
+# FEEDBACK=FILE adds the product's own outcomes (`raptorflow router-feedback --prompts ...`).
 train-router: venv
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m tools.train_router
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m tools.train_router $(if $(FEEDBACK),--feedback $(FEEDBACK))
 
 clean:
 	rm -rf $(VENV) tools/terraform-offline/.venv .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,16 +1,16 @@
 """Model router figures: routing quality, routing latency, tokenizer throughput, what routing saves.
 
-1. Routing quality, as RouteLLM measures it (tools/router_metrics.py): APGR and CPT(95%) of the
-   learned router (the procedure of tools/train_router.py), the old keyword/length classifier
-   (bench/baselines.py), a length-only router (o200k_base tokens) and random routing (its
-   expected value: APGR 0.5, CPT(95%) 95%):
-   a. per source left out: trained on the other source, tested on this one;
-   b. within each source: 5-fold cross-validation grouped by prompt.
-   The learned router's APGR comes with a 95% interval from resampling prompts, and so do its
-   differences from length-only (APGR and CPT(95%), the same resamples for both). The vendored
-   arena-bench-v1 part (Apache-2.0) is always there; the alpaca_eval part (CC BY-NC 4.0) is not
-   in the repository: give the training set's pairs.jsonl with --eval-data PATH (or
-   ROUTER_EVAL_DATA=PATH), otherwise every figure that needs it is left out and said so.
+1. Routing quality, as RouteLLM measures it (tools/router_metrics.py), each source left out:
+   APGR and CPT(50/80/95%), each with a 95% interval from resampling prompts, for the new
+   router (settings chosen by leave-one-source-out on the other sources, fitted on them:
+   tools/train_router.py), length only (o200k_base tokens), the previous router (v2, as
+   shipped), a LiteLLM-style keyword heuristic (bench/baselines.py), the old heuristic and
+   random (its expected value); then the pooled figure (the mean over the sources) and the
+   new router's APGR minus length-only's on the same resamples. Sources: the vendored data
+   (data/router-training/), plus product feedback with --feedback PATH. Evaluation sets that
+   nothing was chosen on (public per-prompt results of a strong and a weak model, in the pairs
+   format; not vendored) are scored with the shipped model, report only: --eval-data PATH
+   (repeatable) or ROUTER_EVAL_DATA=PATH[:PATH...].
 2. Routing decision latency (p50/p99, wall and CPU time) for 1k- and 10k-token prompts: a task
    with a default complexity, an unlisted task that runs the learned classifier, and the
    classifier alone; plus the classifier's one-off load. The router is
@@ -19,7 +19,8 @@
 4. The cost of one full analysis (the six phases' real prompts, offline provider priced as the
    routed models) routed, versus the same analysis with every call on the full model.
 
-    .venv/bin/python -m bench.router [--iterations 300] [--eval-data PATH] [--skip-quality]
+    .venv/bin/python -m bench.router [--iterations 1000] [--eval-data PATH] [--feedback PATH]
+                                     [--skip-quality]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -40,10 +42,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from bench.baselines import old_score
+from bench.baselines import litellm_style_score, old_score, previous_router_score
 from common.analysis import prompts
 from common.analysis.phases import PHASE_TASKS
-from common.llm import Router
+from common.llm import Router, learned
 from common.llm.base import Message
 from common.llm.complexity import classify
 from common.llm.providers.gemini import GeminiProvider
@@ -53,7 +55,7 @@ from common.llm.tokens import count_tokens, encoding
 from common.models import PHASE_ORDER, PHASE_OUTPUTS, BusinessInput, PhaseName
 from common.money import NANOS_PER_USD
 from tools import router_metrics, train_router
-from tools.train_router import Dataset
+from tools.train_router import Corpus
 
 BUSINESS = BusinessInput(
     business_id="acme-analytics",
@@ -132,101 +134,187 @@ def routing_latency(iterations: int) -> None:
     print(f"  (10k-token prompt routed to {decision.model}: {decision.reason})")
 
 
-def _eval_rows(path: Path | None) -> list[train_router.Row]:
-    if path is None:
-        return []
-    vendored = {row.source for row in train_router.load_rows(train_router.DATA)}
-    return [row for row in train_router.load_rows(path) if row.source not in vendored]
+Scorer = Callable[[str], float]
+BASELINES: tuple[tuple[str, Scorer], ...] = (
+    ("length only", lambda text: float(count_tokens(text))),
+    ("previous router", previous_router_score),
+    ("LiteLLM-style", litellm_style_score),
+    ("old heuristic", lambda text: float(old_score(text))),
+)
+RESAMPLES = 200
 
 
-def _resampled(
-    data: Dataset, learned: np.ndarray, length: np.ndarray, resamples: int = 200
-) -> dict[str, tuple[float, float]]:
-    """95% intervals from resampling prompts (with all their rows) with replacement: the
-    learned router's APGR, and its APGR and CPT(95%) minus length-only's on the same resample."""
-    rows_of = [np.nonzero(data.row_prompt == p)[0] for p in range(len(data.features))]
-    rng = np.random.default_rng(0)
-    values: dict[str, list[float]] = {"apgr": [], "apgr - length": [], "cpt95 - length": []}
-    for _ in range(resamples):
-        rows = np.concatenate([rows_of[p] for p in rng.integers(0, len(rows_of), len(rows_of))])
-        prompts, strong, weak = data.row_prompt[rows], data.strong[rows], data.weak[rows]
-        ours = router_metrics.pgr_curve(learned[prompts], strong, weak)
-        theirs = router_metrics.pgr_curve(length[prompts], strong, weak)
-        values["apgr"].append(ours.apgr())
-        values["apgr - length"].append(ours.apgr() - theirs.apgr())
-        values["cpt95 - length"].append(ours.cpt(0.95) - theirs.cpt(0.95))
-    out = {}
-    for name, found in values.items():
-        low, high = np.quantile(found, [0.025, 0.975])
-        out[name] = (float(low), float(high))
+def _resampled_curves(
+    corpus: Corpus, scores: dict[str, np.ndarray], groups: list[str], seed: int = 0
+) -> dict[str, dict[str, list[float]]]:
+    """Per router, per figure: its value on each resample of prompts (within each source, with
+    replacement, all rows of a prompt together); the pooled figure is the mean over sources."""
+    rng = np.random.default_rng(seed)
+    rows_of = {
+        g: [np.nonzero(corpus.row_prompt == p)[0] for p in np.nonzero(corpus.group == g)[0]]
+        for g in groups
+    }
+    out: dict[str, dict[str, list[float]]] = {name: {} for name in scores}
+    for _ in range(RESAMPLES):
+        picks = {
+            g: np.concatenate([rows[i] for i in rng.integers(0, len(rows), len(rows))])
+            for g, rows in rows_of.items()
+        }
+        for name, score in scores.items():
+            per_source = []
+            for g, rows in picks.items():
+                curve = router_metrics.pgr_curve(
+                    score[corpus.row_prompt[rows]], corpus.strong[rows], corpus.weak[rows]
+                )
+                figures = _figures(curve)
+                per_source.append(figures)
+                for key, value in figures.items():
+                    out[name].setdefault(f"{g}:{key}", []).append(value)
+            for key in per_source[0]:
+                pooled = float(np.mean([f[key] for f in per_source]))
+                out[name].setdefault(f"pooled:{key}", []).append(pooled)
     return out
 
 
-def _quality_rows(data: Dataset, learned_scores: np.ndarray) -> None:
-    """One line per router: APGR and CPT(95%) on `data`'s rows."""
-    texts = {row.prompt_id: row.prompt for row in data.rows}
-    ordered = list(dict.fromkeys(row.prompt_id for row in data.rows))
-    old = np.array([old_score(texts[p]) for p in ordered], dtype=np.float64)
-    length = np.array([count_tokens(texts[p]) for p in ordered], dtype=np.float64)
-    found = _resampled(data, learned_scores, length)
-    low, high = found["apgr"]
-    for name, scores, note in (
-        ("learned router", learned_scores, f"APGR 95% interval {low:.3f}-{high:.3f}"),
-        ("old classifier", old, ""),
-        ("length only", length, ""),
-    ):
-        curve = data.curve(scores)
-        print(f"    {name:<16} {curve.apgr():6.3f}  {curve.cpt(0.95) * 100:6.1f}%  {note}")
-    print(f"    {'random':<16} {0.5:6.3f}  {95.0:6.1f}%  (expected value)")
-    (apgr_low, apgr_high), (cpt_low, cpt_high) = found["apgr - length"], found["cpt95 - length"]
-    print(
-        f"    learned - length only: APGR {apgr_low:+.3f} to {apgr_high:+.3f}, "
-        f"CPT(95%) {cpt_low * 100:+.1f} to {cpt_high * 100:+.1f} points (95% intervals)"
-    )
+def _figures(curve: router_metrics.Curve) -> dict[str, float]:
+    return {
+        "apgr": curve.apgr(),
+        **{f"cpt{int(x * 100)}": curve.cpt(x) for x in (0.5, 0.8, 0.95)},
+    }
 
 
-def routing_quality(eval_path: Path | None) -> None:
-    started = time.perf_counter()
-    sources = {"arena-bench-v1": train_router.load_rows(train_router.DATA)}
-    extra = _eval_rows(eval_path)
-    for row in extra:
-        sources.setdefault(row.source, []).append(row)
-    data = {name: Dataset.build(rows) for name, rows in sources.items()}
-    print(
-        f"Routing quality (cues of {sum(len(d.features) for d in data.values())} prompts in "
-        f"{time.perf_counter() - started:.1f} s)"
-    )
-    if not extra:
-        print(
-            "  alpaca_eval (CC BY-NC 4.0, not vendored) was not given: left out are both "
-            "cross-source\n  directions and its within-source figures; only arena-bench-v1's "
-            "within-source figures follow.\n  Give the training set's pairs.jsonl with "
-            "--eval-data PATH or ROUTER_EVAL_DATA=PATH."
-        )
-    else:
-        print("  Per source left out (trained on the other source, tested on this one):")
-        print(f"    {'router':<16} {'APGR':>6}  {'CPT95':>7}")
-        for left_out, test in data.items():
-            others = [d for name, d in data.items() if name != left_out]
-            fitted = train_router.fit_router(others[0])
-            trained_on = others[0].rows[0].source
-            # A model fitted on the CC BY-NC part only measures; it is never written anywhere.
-            note = "" if trained_on == "arena-bench-v1" else ", a development-only model"
-            print(
-                f"  {left_out} left out ({len(test.rows)} rows, {len(test.features)} prompts; "
-                f"trained on {trained_on}{note}):"
+def _interval(values: list[float]) -> tuple[float, float]:
+    low, high = np.quantile(values, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def _cell(value: float, values: list[float], percent: bool) -> str:
+    low, high = _interval(values)
+    if percent:
+        return f"{value * 100:5.1f}% ({low * 100:4.1f}-{high * 100:4.1f})"
+    return f"{value:.3f} ({low:.3f}-{high:.3f})"
+
+
+def _table(
+    corpus: Corpus, scores: dict[str, np.ndarray], groups: list[str], held: str = " left out"
+) -> None:
+    """APGR and CPT(50/80/95%) per source and pooled, each with its 95% interval."""
+    resampled = _resampled_curves(corpus, scores, groups)
+    keys = ("apgr", "cpt50", "cpt80", "cpt95")
+    header = f"    {'router':<17} {'APGR':>21} {'CPT(50%)':>21} {'CPT(80%)':>21} {'CPT(95%)':>21}"
+    for g in [*groups, "pooled"]:
+        if g == "pooled":
+            print(f"  pooled (mean over the {len(groups)} sources):")
+        else:
+            count = int(np.sum(corpus.group == g))
+            rows = int(np.sum(corpus.group[corpus.row_prompt] == g))
+            print(f"  {g}{held} ({count} prompts, {rows} rows):")
+        print(header)
+        for name, score in scores.items():
+            if g == "pooled":
+                per = [
+                    _figures(corpus.curve(score, np.nonzero(corpus.group == s)[0])) for s in groups
+                ]
+                figures = {k: float(np.mean([f[k] for f in per])) for k in keys}
+            else:
+                figures = _figures(corpus.curve(score, np.nonzero(corpus.group == g)[0]))
+            cells = [_cell(figures[k], resampled[name][f"{g}:{k}"], k != "apgr") for k in keys]
+            print(f"    {name:<17} " + " ".join(f"{c:>21}" for c in cells))
+        print(f"    {'random':<17} {'0.500':>21} {'50.0%':>21} {'80.0%':>21} {'95.0%':>21}")
+        if g != "pooled":
+            print("    " + _guard_line(corpus, scores, g))
+        differences = [
+            a - b
+            for a, b in zip(
+                resampled["new router"][f"{g}:apgr"],
+                resampled["length only"][f"{g}:apgr"],
+                strict=True,
             )
-            _quality_rows(test, fitted.probability(test.features))
-    print("  Within each source (5-fold cross-validation grouped by prompt):")
-    for name, source in data.items():
-        held_out = train_router.cross_validated(source)
-        metrics = train_router.held_out_metrics(source, held_out)
-        print(
-            f"  {name} ({len(source.rows)} rows, {len(source.features)} prompts; learned: "
-            f"Brier {metrics['brier']:.4f} vs base rate {metrics['brier_base_rate']:.4f}, "
-            f"ECE {metrics['ece']:.3f}):"
-        )
-        _quality_rows(source, held_out)
+        ]
+        low, high = _interval(differences)
+        print(f"    new router - length only, APGR: {low:+.3f} to {high:+.3f} (95% interval)")
+
+
+BOTH_FAIL = 1 / 3  # both models' quality below this: wrong answers, or rated 3 or less of 10
+
+
+def _guard_line(corpus: Corpus, scores: dict[str, np.ndarray], group: str) -> str:
+    """The guard, measured: of the strong calls when half of the rows go to the strong model,
+    the share spent on rows that both models fail (random spends the rows' base rate)."""
+    rows = np.nonzero(corpus.group[corpus.row_prompt] == group)[0]
+    failed = np.maximum(corpus.strong[rows], corpus.weak[rows]) < BOTH_FAIL
+    shares = []
+    for name, score in scores.items():
+        row_scores = score[corpus.row_prompt[rows]]
+        order = np.argsort(-row_scores, kind="stable")[: len(rows) // 2]
+        shares.append(f"{name} {failed[order].mean() * 100:.0f}%")
+    return (
+        f"strong calls wasted on rows both fail, at 50% strong calls: {', '.join(shares)}, "
+        f"random {failed.mean() * 100:.0f}%"
+    )
+
+
+def _eval_rows(paths: list[Path]) -> list[dict[str, object]]:
+    """Rows of evaluation files in the pairs format (one JSON object per prompt and pair:
+    source, prompt_id, prompt, strong_quality, weak_quality), for the report only."""
+    rows: list[dict[str, object]] = []
+    for path in paths:
+        with path.open(encoding="utf-8") as lines:
+            rows += [json.loads(line) for line in lines if line.strip()]
+    return rows
+
+
+def evaluation_sets(paths: list[Path]) -> None:
+    """The shipped model (trained on every permissive source) on evaluation sets no choice
+    looked at: per set, APGR and CPT with intervals, against the same baselines."""
+    rows = _eval_rows(paths)
+    if not rows:
+        return
+    model = learned.load()
+    prompts: dict[tuple[str, str], str] = {}
+    for row in rows:
+        prompts.setdefault((str(row["source"]), str(row["prompt_id"])), str(row["prompt"]))
+    keys = list(prompts)
+    index = {key: i for i, key in enumerate(keys)}
+    corpus = Corpus(
+        prompts=tuple(train_router.Prompt(s, s, p, prompts[(s, p)], {}) for s, p in keys),
+        group=np.array([s for s, _ in keys]),
+        lengths={},
+        residual=np.zeros((len(keys), 0)),
+        scale=np.zeros(0),
+        row_prompt=np.array([index[(str(r["source"]), str(r["prompt_id"]))] for r in rows]),
+        strong=np.array([float(r["strong_quality"]) for r in rows]),  # type: ignore[arg-type]
+        weak=np.array([float(r["weak_quality"]) for r in rows]),  # type: ignore[arg-type]
+    )
+    texts = [prompts[key] for key in keys]
+    scores = {"new router": np.array([model.score(t).probability for t in texts])}
+    scores |= {name: np.array([fn(t) for t in texts]) for name, fn in BASELINES}
+    groups = sorted(set(corpus.group.tolist()))
+    print(f"\nEvaluation sets (the shipped model; {len(texts)} prompts, report only):")
+    _table(corpus, scores, groups, held="")
+
+
+def routing_quality(feedback: Path | None) -> None:
+    started = time.perf_counter()
+    table = train_router.static_embeddings()
+    corpus = train_router.build_corpus(table, feedback)
+    trainer = train_router.Trainer(corpus)
+    nested, chosen = trainer.nested()
+    groups = corpus.groups
+    texts = [p.text for p in corpus.prompts]
+    scores = {"new router": nested}
+    scores |= {name: np.array([fn(t) for t in texts]) for name, fn in BASELINES}
+    print(
+        f"Routing quality: each source left out ({len(texts)} prompts, "
+        f"{len(corpus.row_prompt)} rows; features and fits in "
+        f"{time.perf_counter() - started:.1f} s). The new router's settings for each source were"
+        " chosen\n  by leave-one-source-out on the other sources, its model fitted on them;"
+        " the previous router is\n  the v2 artefact as shipped (trained on arena-bench-v1's"
+        " prompts: not held out there). Intervals:\n  95%, from 200 resamples of prompts."
+    )
+    for g, settings in chosen.items():
+        print(f"  settings chosen without {g}: {settings}")
+    _table(corpus, scores, groups)
 
 
 def tokenizer_throughput() -> None:
@@ -283,17 +371,20 @@ def analysis_cost() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--iterations", type=int, default=1_000)
     parser.add_argument(
         "--eval-data",
         type=Path,
-        default=os.environ.get("ROUTER_EVAL_DATA") or None,
-        help="the router training set's pairs.jsonl (its alpaca_eval rows are the CC BY-NC part)",
+        action="append",
+        default=[Path(p) for p in os.environ.get("ROUTER_EVAL_DATA", "").split(os.pathsep) if p],
+        help="an evaluation set in the pairs format (report only; repeatable)",
     )
+    parser.add_argument("--feedback", type=Path, help="product feedback (JSONL) as a source")
     parser.add_argument("--skip-quality", action="store_true", help="latency and cost only")
     args = parser.parse_args()
     if not args.skip_quality:
-        routing_quality(args.eval_data)
+        routing_quality(args.feedback)
+        evaluation_sets(args.eval_data)
         print()
     tokenizer_throughput()
     print()

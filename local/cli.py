@@ -14,6 +14,8 @@
     raptorflow report RUN_ID [--format md|html]   a run's analysis as a strategy document
     raptorflow router-report [--business B] [--from D] [--to D]
                                               how model calls ended, by task type and tier
+    raptorflow router-feedback [--business B] [--from D --to D] [--prompts F] [--out F]
+                                              each call's attempts as router training data (JSONL)
     raptorflow web [--port 8080]              the web app on a local stack, until Ctrl-C
     raptorflow completion bash                `source <(raptorflow completion bash)` completes
 
@@ -45,7 +47,7 @@ from common.analysis.report import report
 from common.backend import reports
 from common.budget.operator import set_paused
 from common.budget.status import get_budget_status
-from common.budget.usage import router_report
+from common.budget.usage import router_feedback, router_report
 from common.models import (
     BusinessInput,
 )
@@ -300,6 +302,39 @@ def _router_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prompt_log(path: Path) -> dict[str, str]:
+    """call key -> prompt, from a JSONL file of {"call_key": ..., "prompt": ...} lines."""
+    found: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise CliError(f"--prompts: cannot read {path}: {error.strerror}") from error
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            found[str(item["call_key"])] = str(item["prompt"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise CliError(
+                f"--prompts: {path}:{number} must be a JSON object with call_key and prompt"
+            ) from error
+    return found
+
+
+def _router_feedback(args: argparse.Namespace) -> int:
+    prompts = _prompt_log(args.prompts) if args.prompts else None
+    lines = router_feedback(args.business, args.start, args.end, prompts)
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+        with_prompt = sum("prompt" in line for line in lines)
+        print(f"{len(lines)} calls ({with_prompt} with a prompt) written to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _web(args: argparse.Namespace) -> int:
     # Local-only pieces (Node, the Auth emulator): imported here, never on a function's path.
     from local import auth_emulator, webapp
@@ -440,6 +475,16 @@ def parser() -> argparse.ArgumentParser:
     outcomes.add_argument("--business", type=business_id_arg, help="one business (default: all)")
     outcomes.add_argument("--from", dest="start", type=date_arg, metavar="DATE")
     outcomes.add_argument("--to", dest="end", type=date_arg, metavar="DATE")
+    feedback = command(
+        "router-feedback", _router_feedback, "each call's attempts as router training data"
+    )
+    feedback.add_argument("--business", type=business_id_arg, help="one business (default: all)")
+    feedback.add_argument("--from", dest="start", type=date_arg, metavar="DATE")
+    feedback.add_argument("--to", dest="end", type=date_arg, metavar="DATE")
+    feedback.add_argument(
+        "--prompts", type=Path, metavar="FILE", help="JSONL of call_key and prompt to join"
+    )
+    feedback.add_argument("--out", type=Path, metavar="FILE", help="default: standard output")
     web = command("web", _web, "serve the web app on a local stack until Ctrl-C", backend=False)
     web.add_argument("--port", type=int, default=8080, help="the web app's port (default 8080)")
     completion = command(

@@ -145,17 +145,12 @@ def _months(start: dt.date, end: dt.date) -> list[str]:
     return months
 
 
-def router_report(
-    business_id: str | None = None, start: dt.date | None = None, end: dt.date | None = None
-) -> RouterReport:
-    """Each call's outcome (first try, repaired, fell back, failed) by task type and model tier.
-
-    A call is the attempts sharing a `call_key` (within a business): it ended as its answered
-    attempt did, or failed if none answered; its tier is that of its first attempt (the routed
-    model: the chain stays within a tier). `start` and `end` are UTC days, inclusive, of the
-    attempts' budget periods. Queries use equalities only (business, month), which Firestore's
-    single-field indexes serve; the days are filtered here.
-    """
+def _calls(
+    business_id: str | None, start: dt.date | None, end: dt.date | None
+) -> tuple[list[list[dict[str, Any]]], int]:
+    """The attempts of each logical call (sharing a `call_key` within a business), in order,
+    and how many attempts carry no outcome. Equality queries only (business, month), which
+    Firestore's single-field indexes serve; the days are filtered here."""
     equals = {"business_id": business_id} if business_id else {}
     if start is not None:
         last = end or dt.datetime.now(dt.UTC).date()
@@ -171,9 +166,24 @@ def router_report(
             without += 1
         else:
             calls[(record["business_id"], record["call_key"])].append(record)
-    rows: dict[tuple[str, ModelTier], tuple[Counter[Outcome], int]] = {}
     for attempts in calls.values():
         attempts.sort(key=lambda r: (r["created_at"], r["key"]))
+    return [calls[key] for key in sorted(calls)], without
+
+
+def router_report(
+    business_id: str | None = None, start: dt.date | None = None, end: dt.date | None = None
+) -> RouterReport:
+    """Each call's outcome (first try, repaired, fell back, failed) by task type and model tier.
+
+    A call is the attempts sharing a `call_key` (within a business): it ended as its answered
+    attempt did, or failed if none answered; its tier is that of its first attempt (the routed
+    model: the chain stays within a tier). `start` and `end` are UTC days, inclusive, of the
+    attempts' budget periods.
+    """
+    calls, without = _calls(business_id, start, end)
+    rows: dict[tuple[str, ModelTier], tuple[Counter[Outcome], int]] = {}
+    for attempts in calls:
         answered = [r["outcome"] for r in attempts if r["outcome"] != "failed"]
         group = (attempts[0]["task_type"], attempts[0]["model_tier"])
         counts, cost = rows.get(group, (Counter(), 0))
@@ -194,3 +204,35 @@ def router_report(
         ],
         attempts_without_outcome=without,
     )
+
+
+ROUTER_FEEDBACK_FORMAT = "raptorflow-router-feedback/1"
+
+
+def router_feedback(
+    business_id: str | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    prompts: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """One line per logical call for the router's next training (tools/router_feedback.py).
+
+    Each line: the format, the call's key, task type and attempts in order (tier and outcome,
+    any outcome a later version records included); with `prompts` (call key -> the user turns'
+    text, from a prompt log the deployment keeps: usage records never store prompts) also the
+    prompt.
+    """
+    calls, _ = _calls(business_id, start, end)
+    lines = []
+    for attempts in calls:
+        key = str(attempts[0]["call_key"])
+        line: dict[str, Any] = {
+            "format": ROUTER_FEEDBACK_FORMAT,
+            "call_key": key,
+            "task_type": attempts[0]["task_type"],
+            "attempts": [{"tier": r["model_tier"], "outcome": r["outcome"]} for r in attempts],
+        }
+        if prompts and key in prompts:
+            line["prompt"] = prompts[key]
+        lines.append(line)
+    return lines

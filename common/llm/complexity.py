@@ -1,18 +1,21 @@
 """The automatic complexity classifier, for calls whose task type has no default.
 
 `classify(messages)` scores the prompt with the learned router (`common.llm.learned`, trained by
-`tools/train_router.py` on public preference data): the score is the calibrated probability that
-the strong model is needed. The artefact's cut-offs for the configured `router_quality_target`
-(the share of the full model's quality to keep) map it to a complexity and tier:
+`tools/train_router.py` on public per-prompt results of strong and weak models): the score is
+the calibrated probability that the strong model is needed, from a length prior plus whatever
+residual of the wording every public source agreed on. The artefact's cut-offs for the
+configured `router_quality_target` (the share of the full model's quality to keep) map it to a
+complexity and tier:
 
 - score >= full cut-off: complex (full tier);
 - score < nano cut-off: simple (nano tier), prompts on which a weak model kept the target;
 - otherwise balanced (mini tier).
 
 Small talk (a greeting or thanks, nothing asked) is simple with score 0, without the model.
-The decision is deterministic, and its reason names the score, the cut-offs and the cues that
-moved the score most. The model loads on the first call, once per process (a 13 KB file, NumPy
-only). See docs/decisions/003-model-router.md for the data, the metrics and the limits.
+The decision is deterministic and its cost flat in the prompt's length; its reason names the
+score, the cut-offs and the parts that moved the score most. The model loads on the first call,
+once per process (NumPy only). See docs/decisions/003-model-router.md for the data, the metrics
+and the limits.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from common.spend.records import ModelTier
 
 # The same mapping as router.COMPLEXITY_TIER (which imports this module, so it cannot be used here).
 TIER: dict[Complexity, ModelTier] = {"simple": "nano", "balanced": "mini", "complex": "full"}
-TOP_CUES = 3
+TOP_PARTS = 3
 
 
 @dataclass(frozen=True)
@@ -77,15 +80,14 @@ def classify(messages: Sequence[Message]) -> Classification:
                 f"(router model v{model.version}; quality target {cut.quality_target:.2f})"
             ),
         )
-    scored = model.score(learned.features(text))
+    scored = model.score(text)
     complexity = complexity_for(scored.probability, cut)
-    top = ", ".join(f"{name} {value:+.2f}" for name, value in scored.contributions[:TOP_CUES])
-    top = top or "none (a plain short request)"
+    top = ", ".join(f"{name} {value:+.2f}" for name, value in scored.contributions[:TOP_PARTS])
     reason = (
         f"classifier score {scored.probability:.3f} = P(strong model needed) "
         f"(router model v{model.version}; quality target {cut.quality_target:.2f}: "
         f"nano below {cut.nano:.3f}, full from {cut.full:.3f}); "
-        f"top cues (log-odds): {top}"
+        f"parts against an average prompt (log-odds): {top}"
     )
     return Classification(
         complexity=complexity, tier=TIER[complexity], score=scored.probability, reason=reason

@@ -1,95 +1,56 @@
-"""The learned complexity router: a prompt's cues of difficulty, and the model that scores them.
+"""The learned complexity router (v3): a length prior plus a learned residual from the wording.
 
-A prompt becomes a short vector of lexical cues (`CUES`), read from at most its first and last
-`LEXICAL_WINDOW_CHARS` characters, so the cost does not grow with the prompt: a few regular
-expressions, about 0.1 ms. Each cue has a direction fixed before training (`Cue.sign`): maths,
-code, proofs, computations, constraints and several questions can only raise the need for a
-strong model; length beyond a couple of sentences, text to transform and quick look-ups can only
-lower it. The two judges of the training data disagree on almost everything else (decision
-003), so a cue that the data would turn the other way gets no weight rather than the wrong one.
+A prompt's score is the predicted gain of the strong model over the weak one, in two parts:
 
-A ridge regression of the prompt's mean quality gap (strong minus weak) over those cues, fitted
-with the signs as constraints, then Platt scaling, gives the calibrated probability that the
-strong model is needed. Its weights, the cues' means, the cut-offs per quality target and the
-held-out metrics are in `router_model.json`, written by `tools/train_router.py`
-(`make train-router`) from the vendored Apache-2.0 data in `data/router-training/`. Serving needs
-NumPy only: no embedding model, no training library.
+- **length prior**: a slope times the log of the prompt's length (characters, or o200k_base
+  tokens estimated from a fixed window; the trainer picks the measure). The one cue whose
+  direction agreed on every public source: longer requests gained more from the strong model.
+- **residual**: the mean, over the word pieces of a fixed window of the prompt (at most its first
+  `HEAD_CHARS` and last `TAIL_CHARS` characters), of one learned weight per word piece of
+  all-MiniLM-L6-v2's vocabulary (a linear model over the static, model2vec-style embedding of the
+  window, folded into a table of 30,522 numbers), plus the lexical cues of `common.llm.cues`
+  that the data kept. Each direction is learned per source and kept only where every source
+  agrees (tools/train_router.py), so no sign is chosen by hand.
 
-Small talk (a greeting or thanks, nothing asked: `is_small_talk`) never reaches the model: the
-data holds no such prompt, and no model is needed above nano to answer it.
+Platt scaling turns the score into P(strong model needed). The cost is flat in the prompt's
+length: the window is tokenised once (MiniLM's WordPiece, and o200k_base when the length measure
+is tokens), a table look-up, a mean and a dot product; no transformer pass, NumPy only.
+
+Everything learned is in `router_model.json` (weights, cut-offs per quality target, held-out
+figures) and `router_tokens.npy` (the word-piece table, float32), written by `make train-router`
+from the vendored data in `data/router-training/`; the loader refuses files that do not match
+each other or this code. Small talk (a greeting or thanks, nothing asked: `is_small_talk`) never
+reaches the model: the data holds no such prompt, and no model above nano is needed for it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import re
-from collections import Counter
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+import common.llm.cues as lexical
 from common.llm.base import Message
 
 ARTEFACT = Path(__file__).with_name("router_model.json")
-FORMAT = "raptorflow-router-model/2"
-LEXICAL_WINDOW_CHARS = 2_000
+TOKEN_TABLE = ARTEFACT.with_name("router_tokens.npy")
+FORMAT = "raptorflow-router-model/3"
+HEAD_CHARS = 1_000
+TAIL_CHARS = 500
+VOCABULARY = 30_522  # all-MiniLM-L6-v2's word pieces
+UNKNOWN_PIECE = 100  # [UNK]: the piece of an empty window
 
-
-# Words that count towards a cue: a trailing `*` allows any ending; two words are a phrase.
-_LEXICON: dict[str, tuple[str, ...]] = {
-    "maths": (
-        "equation*", "integral*", "derivative*", "probabilit*", "theorem*", "lemma*", "matri*",
-        "polynomial*", "prime", "primes", "algebra*", "geometr*", "calculus", "modulo", "mod",
-        "integer*", "fraction*", "vector*", "eigen*", "logarithm*", "sqrt", "divisible",
-        "factorial", "triangle*", "radius",
-    ),
-    "code": (
-        "python", "javascript", "typescript", "java", "rust", "golang", "sql", "bash", "regex*",
-        "algorithm*", "compile*", "debug*", "bug", "bugs", "exception*", "api", "apis", "json",
-        "html", "css", "script", "scripts", "code", "coding", "database*", "def", "array*",
-        "recursi*",
-    ),
-    "proof or derivation": (
-        "prove*", "proof*", "derive*", "derivation*", "justify", "rigorous*", "show that",
-        "step by", "explain why", "demonstrate that",
-    ),
-    "computation": (
-        "calculate*", "compute*", "solve*", "estimate*", "optimi*", "minimi*", "maximi*",
-        "simulat*", "implement*", "how many", "how much", "find the", "find all",
-    ),
-    "constraints": (
-        "must", "exactly", "without", "ensure*", "constraint*", "requirement*", "assume*",
-        "don't", "at least", "at most", "no more", "only use", "do not", "given that",
-    ),
-    "text to transform": (
-        "summar*", "rewrite*", "rephrase*", "paraphrase*", "translate*", "proofread*", "grammar",
-        "extract*", "classify", "categori*", "convert*", "reformat*", "shorten*", "below",
-        "correct the", "the following", "given text", "this text", "this paragraph",
-        "this sentence",
-    ),
-}  # fmt: skip
-_EXACT = {w: cue for cue, words in _LEXICON.items() for w in words if not w.endswith("*")}
-_PREFIXES = tuple((w[:-1], cue) for cue, words in _LEXICON.items() for w in words if w[-1] == "*")
-_PHRASE_STARTS = frozenset(w.split()[0] for w in _EXACT if " " in w)
-_WORD = re.compile(r"[a-z0-9']+")
-_MATHS_SYMBOLS = ("=", "^", "√", "∫", "∑", "π", "≤", "≥", "\\frac", "\\sum", "\\int")
-_CODE_SYMBOLS = ("```", "{", "}", "()", "=>", "#include", "</", "::", "->", "!=", "c++", "c#")
-# Arithmetic between numbers or brackets ("3 + 4", "(x)^2"), and powers or equalities ("^2", "= 7").
-_EQUATIONS = (re.compile(r"[\d)] ?[-+*/^=<>] ?[\d(]"), re.compile(r"[\^=] ?[-\d(]"))
-_LIST_ITEM = re.compile(r"(?m)^\s*(?:\d+[.)]|[-*•])\s")
-_LOOKUP = re.compile(r"^(?:what|who|when|where|which)(?:'s|\s+(?:is|are|was|were|did|does|do))\b")
-_LOOKUP_MAX_CHARS = 120
-# Characters from which a prompt counts as long (about 50 tokens: a couple of sentences, beyond
-# which it starts to carry material to work from rather than only a request).
-_LONG_FROM_CHARS = 200
-_DIGITS = str.maketrans("", "", "0123456789")
+LengthMeasure = Literal["chars", "tokens"]
 
 _SMALL_TALK = frozenset((
     "hi", "hello", "hey", "hiya", "yo", "thanks", "thank", "you", "so", "much", "very", "good",
@@ -102,32 +63,6 @@ _SMALL_TALK_MAX_WORDS = 8
 _SMALL_TALK_MAX_CHARS = 120
 
 
-@dataclass(frozen=True)
-class Cue:
-    """One lexical feature. `sign`: +1 may only raise the score, -1 only lower it, 0 either."""
-
-    name: str
-    sign: int
-
-
-CUES: tuple[Cue, ...] = (
-    Cue("long prompt", -1),
-    Cue("maths", +1),
-    Cue("equations", +1),
-    Cue("code", +1),
-    Cue("proof or derivation", +1),
-    Cue("computation", +1),
-    Cue("constraints", +1),
-    Cue("list items", +1),
-    Cue("questions", +1),
-    Cue("digits", +1),
-    Cue("non-English text", +1),
-    Cue("text to transform", -1),
-    Cue("quick look-up", -1),
-)
-CUE_NAMES: tuple[str, ...] = tuple(cue.name for cue in CUES)
-
-
 class RouterModelError(RuntimeError):
     """The router's artefact is missing, altered, or does not match this code's features."""
 
@@ -138,71 +73,11 @@ def prompt_text(messages: Sequence[Message]) -> str:
     return "\n".join(user or [message["content"] for message in messages])
 
 
-def lexical_window(text: str) -> str:
-    """At most the first and last `LEXICAL_WINDOW_CHARS` characters of `text`."""
-    if len(text) <= 2 * LEXICAL_WINDOW_CHARS:
+def window(text: str) -> str:
+    """At most the first `HEAD_CHARS` and the last `TAIL_CHARS` characters of `text`."""
+    if len(text) <= HEAD_CHARS + TAIL_CHARS:
         return text
-    return text[:LEXICAL_WINDOW_CHARS] + "\n" + text[-LEXICAL_WINDOW_CHARS:]
-
-
-def _count(text: str, symbols: tuple[str, ...]) -> int:
-    return sum(text.count(symbol) for symbol in symbols)
-
-
-@lru_cache(maxsize=65_536)
-def _cue_of(word: str) -> str | None:
-    cue = _EXACT.get(word)
-    if cue is None:
-        cue = next((name for prefix, name in _PREFIXES if word.startswith(prefix)), None)
-    return cue
-
-
-def _word_cues(lower: str) -> Counter[str]:
-    """How many words and two-word phrases of `lower` belong to each cue of `_LEXICON`."""
-    found: Counter[str] = Counter()
-    words = _WORD.findall(lower)
-    for i, word in enumerate(words):
-        cue = _cue_of(word)
-        if cue is not None:
-            found[cue] += 1
-        if word in _PHRASE_STARTS and i + 1 < len(words):
-            phrase = _EXACT.get(f"{word} {words[i + 1]}")
-            if phrase is not None:
-                found[phrase] += 1
-    return found
-
-
-def features(text: str) -> npt.NDArray[np.float64]:
-    """The `CUES` of `text`, in that order; counts are log(1 + n), shares are in [0, 1].
-
-    "long prompt" is log(1 + characters) above that of 200 characters, 0 below: in both sources
-    of the data long prompts (pasted material, long specifications) needed the strong model
-    less, but nothing says that a short request needs it more ("Name a fruit.").
-    """
-    window = lexical_window(text)
-    lower = window.lower()
-    size = max(len(window), 1)
-    words = _word_cues(lower)
-    digits = len(window) - len(window.translate(_DIGITS))
-    non_ascii = len(window) - len(window.encode("ascii", "ignore"))
-    lookup = len(text) <= _LOOKUP_MAX_CHARS and _LOOKUP.match(lower.lstrip()) is not None
-    return np.array(
-        [
-            max(0.0, math.log1p(len(text)) - math.log1p(_LONG_FROM_CHARS)),
-            math.log1p(words["maths"] + _count(lower, _MATHS_SYMBOLS)),
-            math.log1p(sum(len(pattern.findall(lower)) for pattern in _EQUATIONS)),
-            math.log1p(words["code"] + _count(lower, _CODE_SYMBOLS)),
-            math.log1p(words["proof or derivation"]),
-            math.log1p(words["computation"]),
-            math.log1p(words["constraints"]),
-            math.log1p(len(_LIST_ITEM.findall(window))),
-            math.log1p(window.count("?")),
-            digits / size,
-            non_ascii / size,
-            math.log1p(words["text to transform"]),
-            float(lookup),
-        ]
-    )
+    return text[:HEAD_CHARS] + "\n" + text[-TAIL_CHARS:]
 
 
 def is_small_talk(text: str) -> bool:
@@ -213,6 +88,49 @@ def is_small_talk(text: str) -> bool:
     if len(words) > _SMALL_TALK_MAX_WORDS or re.search(r"\d", text):
         return False
     return all(word in _SMALL_TALK for word in words)
+
+
+_tokenizer_lock = threading.Lock()
+_tokenizer: Any = None
+
+
+def _word_pieces() -> Any:
+    """MiniLM's WordPiece tokenizer (the file `common.search.embeddings` ships and pins)."""
+    global _tokenizer
+    with _tokenizer_lock:
+        if _tokenizer is None:
+            from tokenizers import Tokenizer
+
+            from common.search import embeddings
+
+            data = embeddings.TOKENIZER.read_bytes()
+            if hashlib.sha256(data).hexdigest() != embeddings.TOKENIZER_SHA256:
+                raise RouterModelError(f"{embeddings.TOKENIZER} is not the pinned tokenizer")
+            tokenizer = Tokenizer.from_str(data.decode("utf-8"))
+            tokenizer.no_truncation()  # the window is the bound, not the tokenizer's 128
+            tokenizer.no_padding()
+            _tokenizer = tokenizer
+        return _tokenizer
+
+
+def word_pieces(text: str) -> list[int]:
+    """The MiniLM word-piece ids of `text`'s window (no [CLS]/[SEP]); [UNK] if it has none."""
+    ids: list[int] = _word_pieces().encode(window(text), add_special_tokens=False).ids
+    return ids or [UNKNOWN_PIECE]
+
+
+def log_length(text: str, measure: LengthMeasure) -> float:
+    """log(1 + length) in characters, or in o200k_base tokens estimated from the window.
+
+    Tokens are counted in the window and scaled by the share of the text it holds, so a
+    100k-token prompt costs what a 400-token one does.
+    """
+    if measure == "chars" or not text:
+        return math.log1p(len(text))
+    from common.llm.tokens import count_tokens
+
+    part = window(text)
+    return math.log1p(count_tokens(part) * len(text) / len(part))
 
 
 @dataclass(frozen=True)
@@ -229,37 +147,57 @@ class Scored:
     """A prompt's calibrated probability that the strong model is needed, and why."""
 
     probability: float
-    # Cue -> log-odds points against a plain short request, largest |value| first; nonzero only.
+    # Part -> log-odds points it added against the training prompts' average, largest first.
     contributions: tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True)
 class RouterModel:
-    """The trained model of `router_model.json` (see `load`)."""
+    """The trained model of `router_model.json` and `router_tokens.npy` (see `load`)."""
 
     version: int
-    mean: npt.NDArray[np.float64]
-    coef: npt.NDArray[np.float64]  # per raw cue: the standardised weight over its spread
-    intercept: float
-    calibration: tuple[float, float]  # Platt: p = sigmoid(a * predicted gap + b)
+    length_measure: LengthMeasure
+    length_slope: float
+    length_mean: float
+    table: npt.NDArray[np.float32] | None  # per word piece: its weight (None: no residual)
+    wording_mean: float  # the training prompts' mean residual from the table
+    cue_names: tuple[str, ...]  # the lexical cues the data kept (may be none)
+    cue_weights: npt.NDArray[np.float64]
+    cue_means: npt.NDArray[np.float64]
+    calibration: tuple[float, float]  # Platt: p = sigmoid(a * score + b)
     thresholds: tuple[Thresholds, ...]  # by quality target, ascending
-    data_sha256: str
+    data_sha256: dict[str, str]
 
-    def score(self, cues: npt.NDArray[np.float64]) -> Scored:
-        """The calibrated probability for one cue vector, with each cue's part in it.
+    def parts(self, text: str) -> dict[str, float]:
+        """Each part of the score for `text`, measured from the training prompts' average."""
+        found = {
+            "length": self.length_slope * (log_length(text, self.length_measure) - self.length_mean)
+        }
+        if self.table is not None:
+            wording = float(self.table[word_pieces(text)].mean(dtype=np.float64))
+            found["wording"] = wording - self.wording_mean
+        if self.cue_names:
+            values = lexical.features(text, self.cue_names)
+            for name, weight, value, mean in zip(
+                self.cue_names, self.cue_weights, values, self.cue_means, strict=True
+            ):
+                found[name] = float(weight * (value - mean))
+        return found
 
-        A cue's part is measured from a plain short request (every cue 0), so only the cues
-        the prompt has are named: "digits +0.20" means its digits added 0.20 to the log-odds.
-        """
-        parts = self.coef * cues
+    def score(self, text: str) -> Scored:
+        """The calibrated probability for one prompt's text, with each part's share of it."""
         a, b = self.calibration
-        z = a * (float(parts.sum() - self.coef @ self.mean) + self.intercept) + b
+        parts = self.parts(text)
+        z = a * (sum(parts.values()) + self.centre) + b
         probability = 1.0 / (1.0 + math.exp(-z))
-        named = [
-            (name, float(part) * a) for name, part in zip(CUE_NAMES, parts, strict=True) if part
-        ]
-        named.sort(key=lambda item: (-abs(item[1]), item[0]))
+        named = sorted(((name, value * a) for name, value in parts.items()), key=_largest)
         return Scored(probability=probability, contributions=tuple(named))
+
+    @property
+    def centre(self) -> float:
+        """The score of the training prompts' average (the parts are measured from it)."""
+        cues = float(self.cue_weights @ self.cue_means) if self.cue_names else 0.0
+        return self.length_slope * self.length_mean + self.wording_mean + cues
 
     def thresholds_for(self, quality_target: float) -> Thresholds:
         """The cut-offs of the smallest tabulated target at or above `quality_target`."""
@@ -269,22 +207,59 @@ class RouterModel:
         return self.thresholds[-1]
 
 
+def _largest(item: tuple[str, float]) -> tuple[float, str]:
+    return (-abs(item[1]), item[0])
+
+
 def canonical_digest(model: dict[str, Any]) -> str:
     """sha256 of the artefact's `model` section as canonical JSON (sorted keys, no spaces)."""
     text = json.dumps(model, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def cue_table() -> list[dict[str, Any]]:
-    """The cues as the artefact records them (name and sign), to check it was made for them."""
-    return [{"name": cue.name, "sign": cue.sign} for cue in CUES]
+def table_bytes(table: npt.NDArray[np.float32]) -> bytes:
+    """The word-piece table as the bytes of a .npy file (little-endian float32, no pickle)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(table, dtype="<f4"), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def features_table() -> dict[str, Any]:
+    """What the artefact records of the features, to check it was made for this code."""
+    return {
+        "head_chars": HEAD_CHARS,
+        "tail_chars": TAIL_CHARS,
+        "word_pieces": "all-MiniLM-L6-v2 WordPiece (common/search/all-MiniLM-L6-v2.tokenizer.json)",
+        "vocabulary": VOCABULARY,
+        "cues": list(lexical.CUE_NAMES),
+    }
+
+
+def _table(path: Path, digest: str | None) -> npt.NDArray[np.float32] | None:
+    """The word-piece table beside `path`, checked against the model's digest (None: none)."""
+    if digest is None:
+        return None
+    file = path.with_name(TOKEN_TABLE.name)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise RouterModelError(f"router model {path}: {exc}") from exc
+    if hashlib.sha256(raw).hexdigest() != digest:
+        raise RouterModelError(
+            f"router model {path}: {file.name} does not match the model (retrain: make "
+            "train-router)"
+        )
+    table = np.load(io.BytesIO(raw), allow_pickle=False)
+    if table.shape != (VOCABULARY,):
+        raise RouterModelError(f"router model {path}: {file.name} has shape {table.shape}")
+    return np.asarray(table, dtype=np.float32)
 
 
 def load(path: Path = ARTEFACT) -> RouterModel:
-    """Read and check an artefact: its format, its own digest, and that its cues are ours.
+    """Read and check an artefact and its word-piece table (beside it, `router_tokens.npy`).
 
     Raises:
-        RouterModelError: the file is missing, altered, or made for other cues.
+        RouterModelError: a file is missing or altered, or they were made for other features.
     """
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -301,16 +276,14 @@ def load(path: Path = ARTEFACT) -> RouterModel:
             f"router model {path}: its model section has sha256 {digest}, the file records "
             f"{document.get('model_sha256')}: the weights were altered (retrain: make train-router)"
         )
-    found = document["features"]
-    if found["cues"] != cue_table() or found["lexical_window_chars"] != LEXICAL_WINDOW_CHARS:
+    if document["features"] != features_table():
         raise RouterModelError(
-            f"router model {path} was trained on other features "
-            f"({[cue['name'] for cue in found['cues']]}): retrain it with make train-router"
+            f"router model {path} was trained on other features: retrain it with make train-router"
         )
-    mean = np.asarray(model["mean"], dtype=np.float64)
-    coef = np.asarray(model["coef"], dtype=np.float64)
-    if mean.shape != (len(CUES),) or coef.shape != (len(CUES),):
-        raise RouterModelError(f"router model {path} has {coef.size} weights, expected {len(CUES)}")
+    table = _table(path, model["token_table_sha256"])
+    kept = model["cues"]
+    if any(c["name"] not in lexical.CUE_NAMES for c in kept):
+        raise RouterModelError(f"router model {path} does not fit this code's features")
     thresholds = tuple(
         Thresholds(quality_target=t["quality_target"], nano=t["nano"], full=t["full"])
         for t in document["thresholds"]
@@ -320,10 +293,15 @@ def load(path: Path = ARTEFACT) -> RouterModel:
         raise RouterModelError(f"router model {path} has inconsistent thresholds")
     return RouterModel(
         version=int(document["version"]),
-        mean=mean,
-        coef=coef,
-        intercept=float(model["intercept"]),
+        length_measure=model["length"]["measure"],
+        length_slope=float(model["length"]["slope"]),
+        length_mean=float(model["length"]["mean"]),
+        table=table,
+        wording_mean=float(model["wording_mean"]),
+        cue_names=tuple(c["name"] for c in kept),
+        cue_weights=np.array([c["weight"] for c in kept], dtype=np.float64),
+        cue_means=np.array([c["mean"] for c in kept], dtype=np.float64),
         calibration=(float(model["calibration"]["a"]), float(model["calibration"]["b"])),
         thresholds=thresholds,
-        data_sha256=str(document["training_data"]["sha256"]),
+        data_sha256={str(k): str(v) for k, v in document["training_data"]["sha256"].items()},
     )

@@ -41,6 +41,8 @@ LOCAL_MODEL = "all-MiniLM-L6-v2-onnx-int8"
 _TOKENIZER = Path(__file__).with_name("all-MiniLM-L6-v2.tokenizer.json")
 _TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 _MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+# The learned router (common/llm/learned.py) reads the same word pieces.
+TOKENIZER, TOKENIZER_SHA256 = _TOKENIZER, _TOKENIZER_SHA256
 
 # Output sizes of Vertex's text embedding models when outputDimensionality is not given.
 VERTEX_DIMENSIONS = {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,7 @@ from common.spend.records import AttemptRecord, TokenUsage
 from common.tenants.businesses import Business
 from local.cli import main
 from tests.unit.llm.doubles import ScriptedProvider, business_messages, failure
+from tools import router_feedback
 
 VALID = SelectedPositioning(
     option_number=1, statement="Coffee for the morning rush.", rationale="Research."
@@ -134,3 +137,51 @@ def test_the_report_counts_each_calls_outcome_by_task_type_and_tier(
     row = next(line for line in out if line.startswith("positioning_analysis"))
     assert row.split()[1:7] == ["mini", "4", "50.0%", "25.0%", "25.0%", "0.0%"]
     assert "1 attempts recorded before outcomes were kept are not counted" in out[-1]
+
+
+@pytest.mark.emulator
+def test_router_feedback_exports_each_calls_attempts_and_trains_the_router(
+    register: Callable[..., Business], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = Calls(register("feedback-co", "enterprise"))
+    calls.openai.push(VALID)
+    calls.run("positioning_analysis")  # mini, first try
+    calls.openai.push("not json", VALID)
+    calls.run("positioning_analysis")  # mini, repaired
+    calls.openai.push(failure(RateLimited, "openai", "gpt-5"))
+    calls.gemini.push(VALID)
+    calls.run("strategy_analysis")  # full: fell back to Gemini
+
+    lines = usage.router_feedback("feedback-co")
+    found = [sorted((a["tier"], a["outcome"]) for a in line["attempts"]) for line in lines]
+    assert found == [
+        [("mini", "first_try")],
+        [("mini", "failed"), ("mini", "repaired")],  # the invalid answer, then its repair
+        [("full", "failed"), ("full", "fell_back")],  # OpenAI's 429, then Gemini
+    ]
+    assert all(line["format"] == "raptorflow-router-feedback/1" for line in lines)
+    assert all("prompt" not in line for line in lines)  # usage records hold no prompt
+
+    # A deployment's own prompt log, joined by call key, then the trainer's reading of it.
+    log = tmp_path / "prompts.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps({"call_key": line["call_key"], "prompt": f"prompt {i}"}) + "\n"
+            for i, line in enumerate(lines[:2])
+        )
+    )
+    out = tmp_path / "feedback.jsonl"
+    args = ["router-feedback", "--business", "feedback-co", "--prompts", str(log)]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "3 calls (2 with a prompt) written to" in capsys.readouterr().out
+    tally = router_feedback.Tally()
+    prompts = router_feedback.prompts(out, tally)
+    assert [(p.text, p.quality) for p in prompts] == [
+        ("prompt 0", {"strong": 1.0, "weak": 1.0}),
+        ("prompt 1", {"strong": 1.0, "weak": 0.8}),
+    ]
+    assert tally.skipped == {"without a prompt": 1}
+
+    log.write_text("not json\n")
+    assert main(args) == 2
+    assert "--prompts: " in capsys.readouterr().err

@@ -3,7 +3,6 @@ classifier decides, and why."""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterator
 
 import pytest
@@ -39,14 +38,13 @@ CHIT_CHAT = [
     "lol nice",
     "Thank you so much, have a great day!",
 ]
-# The old classifier's wording cues (a reasoning word and two constraint words): with them a
-# prompt scored 2-3 points more, whatever it asked.
-CUES = [
-    " Assess each one; you should be brief.",
-    " You should assess each.",
-    " Assess each item.",
-    " Each should be assessed.",
-]
+# A request with material to work from (what the data says gains most from the strong model).
+BRIEF = (
+    "Here are our last four quarters of campaign results, channel by channel:\n"
+    + "- Q1 paid search: 41,000 clicks, 2.1% conversion, $38 CPA; social: 12,000 clicks.\n" * 40
+    + "Compare the channels, find what changed between quarters, and propose next year's budget "
+    "split with the reasoning behind each line."
+)
 PLAIN = [
     "List three colours.",
     "Suggest a name for a cat.",
@@ -74,16 +72,10 @@ def test_short_hard_reasoning_prompts_score_above_chit_chat(hard: str) -> None:
         assert score > classify(_user(chat)).score, (hard, chat)
 
 
-def test_the_old_wording_cues_alone_no_longer_push_a_prompt_up() -> None:
-    degree = classify(_user(DEGREE)).score
-    changes = []
-    for plain in PLAIN:
-        before = classify(_user(plain)).score
-        for cue in CUES:
-            after = classify(_user(plain + cue)).score
-            assert after < degree, plain + cue
-            changes.append(after - before)
-    assert statistics.mean(changes) <= 0
+def test_a_request_with_material_to_work_from_scores_above_a_one_liner() -> None:
+    brief = classify(_user(BRIEF)).score
+    for plain in [*PLAIN, *HARD]:
+        assert brief > classify(_user(plain)).score, plain
 
 
 def test_the_score_is_a_probability_and_the_decision_is_deterministic() -> None:
@@ -93,15 +85,13 @@ def test_the_score_is_a_probability_and_the_decision_is_deterministic() -> None:
     assert first.tier == TIER[first.complexity] == COMPLEXITY_TIER[first.complexity]
 
 
-def test_the_reason_names_the_score_the_cut_offs_and_the_top_cues() -> None:
-    found = classify(_user("How many primes are there below 100? Prove it, step by step."))
+def test_the_reason_names_the_score_the_cut_offs_and_the_parts() -> None:
+    found = classify(_user(BRIEF))
     assert f"classifier score {found.score:.3f} = P(strong model needed)" in found.reason
     assert "quality target 0.90: nano below" in found.reason and "full from" in found.reason
-    top = found.reason.split("top cues (log-odds): ")[1].split("; ")[0].split(", ")
-    assert len(top) == 3
-    names = [cue.rsplit(" ", 1)[0] for cue in top]
-    assert set(names) <= {"digits", "proof or derivation", "questions", "maths", "constraints"}
-    assert all(cue.rsplit(" ", 1)[1].startswith("+") for cue in top)  # each raised the score
+    parts = found.reason.split("parts against an average prompt (log-odds): ")[1]
+    assert parts.startswith("length +")  # a long brief: its length raised the score
+    assert classify(_user("Name a fruit.")).reason.split("(log-odds): ")[1].startswith("length -")
 
 
 def test_small_talk_goes_to_nano_without_the_model() -> None:
@@ -111,11 +101,10 @@ def test_small_talk_goes_to_nano_without_the_model() -> None:
         assert "small talk" in found.reason
 
 
-def test_at_the_default_target_hard_prompts_go_to_full_and_plain_requests_do_not() -> None:
-    # What a cost-aware user expects of ad-hoc tasks (decision 003, the default quality target).
+def test_at_the_default_target_a_brief_goes_to_full_and_a_one_liner_to_mini() -> None:
+    # Decision 003: at 0.90 the data's weak models keep the target only on short requests.
     assert get_settings().router_quality_target == 0.90
-    for hard in HARD:
-        assert classify(_user(hard)).tier == "full", hard
+    assert classify(_user(BRIEF)).tier == "full"
     for plain in [*PLAIN, SIMPLE, "What is the capital of France?"]:
         assert classify(_user(plain)).tier == "mini", plain
 
@@ -136,19 +125,23 @@ def test_no_nano_cut_off_means_no_prompt_is_simple() -> None:
 def test_a_lower_quality_target_sends_fewer_prompts_to_the_full_model(
     target: pytest.MonkeyPatch,
 ) -> None:
-    prompts = [*HARD, *CHIT_CHAT, SIMPLE]
+    prompts = [*HARD, *CHIT_CHAT, SIMPLE, BRIEF, BRIEF[:1500], BRIEF[:700]]
     strict = [classify(_user(text)).tier for text in prompts]
-    target.setenv("ROUTER_QUALITY_TARGET", "0.8")
+    target.setenv("ROUTER_QUALITY_TARGET", "0.75")
     get_settings.cache_clear()
     relaxed = [classify(_user(text)) for text in prompts]
-    assert all("quality target 0.80" in found.reason for found in relaxed)
+    assert all("quality target 0.75" in found.reason for found in relaxed)
     assert sum(t == "full" for t in strict) > sum(found.tier == "full" for found in relaxed)
 
 
-def test_instructions_after_long_pasted_material_still_count() -> None:
-    # The router reads a fixed window (the start and the end), so the request at the end counts.
-    pasted = "Store 12 sold 40 units of SKU 881 on Tuesday.\n" * 2000
-    assert classify(_user(pasted + DEGREE)).score > classify(_user(pasted + "Thanks!")).score
+def test_the_cost_stays_flat_only_a_window_of_a_long_prompt_is_read() -> None:
+    # Two 100k-character prompts that differ only in the middle get the same score.
+    head, tail = "Please summarise the notes below.\n", "\nWhich store sold most?"
+    one = head + "Store 12 sold 40 units.\n" * 4_000 + tail
+    other = head + "Store 12 sold 40 units.\n" * 2_000 + "Shop 99 lost 17 crates?\n" * 2_000
+    other = other[: len(one) - len(tail)] + tail
+    assert len(one) == len(other) and one != other
+    assert classify(_user(one)).score == classify(_user(other)).score
 
 
 def test_every_phase_task_has_a_default() -> None:
