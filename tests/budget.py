@@ -11,7 +11,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common.budget.blocks import USAGE
 from common.budget.escrow import escrow
-from common.budget.periods import Period, scope_name, scope_ref
+from common.budget.periods import Kind, Period, scope_name, scope_ref
 from common.budget.usage import CHARGED
 from common.platform.settings import get_settings
 from common.platform.store import db
@@ -20,10 +20,10 @@ from common.platform.store import db
 def period(business_id: str, key: str) -> Period:
     """The business's day (`YYYY-MM-DD`) or month (`YYYY-MM`) as stored (zeros if unused)."""
     snapshot = scope_ref(scope_name(business_id, key)).get()
-    kind = "day" if len(key) == 10 else "month"
     if not snapshot.exists:
+        kind: Kind = "day" if len(key) == 10 else "month"
         return Period(scope_name(business_id, key), kind, business_id, key, 0, 0)
-    return Period.of(snapshot, kind)
+    return Period.of(snapshot, "day" if len(key) == 10 else "month")
 
 
 def charged(business_id: str, key: str) -> int:
