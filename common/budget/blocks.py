@@ -303,6 +303,39 @@ def take(
     raise BudgetBusy("budget_contention", "the budget is too busy right now, try again")
 
 
+def warm(business: Business, controls: Controls, day: str, month: str) -> bool:
+    """Make the business's `day` and `month` ahead of time (before midnight, before the month
+    starts), the day with a first share of the platform's cap, so that the new period's first
+    takes find their documents made and the platform's shards are not all written at once.
+    Returns whether anything was made (nothing if someone else made it first)."""
+    home = home_shard(business.business_id, platform.count())
+    day_ref = scope_ref(scope_name(business.business_id, day))
+    month_ref = scope_ref(scope_name(business.business_id, month))
+    home_ref = platform.shard_ref(day, home)
+    snapshots, _ = _read([day_ref, month_ref, home_ref])
+    if snapshots[day_ref.path].exists and snapshots[month_ref.path].exists:
+        return False
+    known = {home: platform.Shard.of(snapshots[home_ref.path], day, home)}
+    if not known[home].current(controls):
+        known = platform.resplit(day, controls)
+    op = uuid.uuid4().hex
+    batch = db().batch()
+    touched: dict[int, platform.Shard] = {}
+    if not snapshots[day_ref.path].exists:
+        day_p = _period(snapshots[day_ref.path], business, "day", day)
+        day_p, touched = platform.take(day_p, known, home, _platform_chunk(day_p, 0), 0)
+        _write(batch, _platform_marked(day_p, controls), op)
+    if not snapshots[month_ref.path].exists:
+        _write(batch, _period(snapshots[month_ref.path], business, "month", month), op)
+    for shard in touched.values():
+        platform.write(batch, shard, op)
+    try:
+        batch.commit()
+    except (exceptions.FailedPrecondition, exceptions.AlreadyExists, exceptions.Aborted):
+        return False
+    return True
+
+
 def _pause(attempt: int) -> None:
     import random
 

@@ -17,6 +17,7 @@ it expired before `fence_until` (its TTL counted from an instant no later than i
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 
 from common.budget import blocks, status
 from common.budget.blocks import Block, Stale
+from common.budget.periods import day_key, month_key
 from common.budget.sources import Sources
 from common.money import usd
 from common.platform import log
@@ -36,7 +38,7 @@ logger = logging.getLogger(__name__)
 # Who this process is, on the blocks it takes (for the logs and the operator).
 INSTANCE = uuid.uuid4().hex[:12]
 # Far from the limit, a block is taken for at least this many reservations of the size asked.
-BLOCK_REQUESTS = 128
+BLOCK_REQUESTS = 256
 
 
 @dataclass(eq=False)
@@ -71,6 +73,7 @@ class Escrow:
         self._all: dict[str, Allowance] = {}
         self._taking: set[tuple[str, str, str]] = set()
         self._sizes: dict[tuple[str, str, str], int] = {}
+        self._warmed: set[tuple[str, str, str]] = set()
         self._thread: threading.Thread | None = None
 
     # --- granting ----------------------------------------------------------------------------
@@ -164,6 +167,21 @@ class Escrow:
         else:
             self._sizes.pop(key, None)
 
+    def warm_ahead(self, sources: Sources, now: dt.datetime) -> None:
+        """Within `budget_warm_seconds` of midnight, make the business's next day (and month)
+        ahead, once per process (see `blocks.warm`)."""
+        settings = get_settings()
+        tomorrow = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        if (tomorrow - now).total_seconds() > settings.budget_warm_seconds:
+            return
+        key = (db().project, sources.business.business_id, day_key(tomorrow))
+        with self._cond:
+            if key in self._warmed:
+                return
+            self._warmed.add(key)
+        with contextlib.suppress(Exception):  # an optimisation: the first take makes it anyway
+            blocks.warm(sources.business, sources.controls, day_key(tomorrow), month_key(tomorrow))
+
     def _give_back_others(self, key: tuple[str, str, str]) -> bool:
         """Retire this process's other blocks of the business (not `key`'s live one) and give
         back what they do not use. Returns whether there was any."""
@@ -173,7 +191,7 @@ class Escrow:
                 mine = (allowance.project, allowance.block.business_id) == key[:2]
                 if mine and not allowance.closed and self._live.get(key) is not allowance:
                     self._retire(allowance, retired)
-        self._close_all(retired)
+        self._close_all(retired, trim=True)
         return bool(retired)
 
     @staticmethod
@@ -285,6 +303,8 @@ class Escrow:
         it holds beyond its holds in flight (a retired block waiting for its last settles)."""
         with allowance.io:
             with self._cond:
+                if not trim and not self._flush_due(allowance):
+                    return  # another thread flushed it while this one waited
                 spent = allowance.unflushed
                 released = spent + (max(allowance.free, 0) if trim else 0)
                 if allowance.closed or released == 0:
@@ -302,14 +322,15 @@ class Escrow:
                 allowance.last_flush = time.monotonic()
         self._publish(block)
 
-    def _close_all(self, allowances: list[Allowance]) -> None:
-        """Close each retired block with nothing in flight; give back the unused part of the
-        others at once (the rest comes back as their holds settle)."""
+    def _close_all(self, allowances: list[Allowance], *, trim: bool = False) -> None:
+        """Close each retired block with nothing in flight (the others close when their last
+        hold settles); with `trim`, give back the unused part of those at once too (when the
+        room is wanted now: the end of a request, a take short of room)."""
         for allowance in allowances:
-            if allowance.inflight:
-                self._flush(allowance, trim=True)
-            else:
+            if not allowance.inflight:
                 self._close(allowance)
+            elif trim:
+                self._flush(allowance, trim=True)
 
     def _close(self, allowance: Allowance) -> None:
         with allowance.io:
@@ -342,7 +363,7 @@ class Escrow:
                 if business_id is not None and allowance.block.business_id != business_id:
                     continue
                 self._retire(allowance, retired)
-        self._close_all(retired)
+        self._close_all(retired, trim=True)
 
     # --- housekeeping ------------------------------------------------------------------------
 

@@ -131,6 +131,7 @@ class BudgetLedger:
             hold = self._hold(key, model, tier, upper_bound_nanos, allowance, business)
             if hold is not None:
                 self._held[key] = hold
+                escrow.warm_ahead(found, now)
                 return
         raise BudgetBusy("budget_contention", f"could not place reservation {key}; try again")
 

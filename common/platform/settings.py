@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # Past a block's TTL, how long others wait before reconciling it (clock rates, not offsets:
     # every expiry is measured on the database's clock).
     budget_reconcile_grace_seconds: float = Field(default=5.0, ge=0, le=600)
+    # Within this long of midnight, a business's next day (and month) is made ahead.
+    budget_warm_seconds: float = Field(default=3600.0, ge=0, le=86_400)
     # Overrides the platform-wide daily cap of common/budget/tiers.yaml (all businesses together).
     platform_daily_cap_usd: Decimal | None = Field(
         default=None, ge=Decimal("0.01"), le=Decimal("1000000"), decimal_places=9

@@ -446,7 +446,7 @@ def test_timeouts_are_the_settings_chain(plan: Plan) -> None:
     assert settings.function_timeout_seconds < call_timeout <= 1800
     assert settings.phase_lease_seconds > settings.function_timeout_seconds
     assert settings.phase_deadline_seconds < settings.function_timeout_seconds
-    assert settings.reservation_ttl_seconds > settings.llm_call_deadline_seconds
+    assert settings.budget_block_ttl_seconds > settings.llm_call_deadline_seconds
 
 
 def test_a_function_timeout_below_the_settings_is_refused(tmp_path: Path) -> None:
