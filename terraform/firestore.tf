@@ -109,3 +109,15 @@ resource "google_firebaserules_release" "firestore" {
   name         = "cloud.firestore"
   ruleset_name = "projects/${var.project_id}/rulesets/${google_firebaserules_ruleset.firestore.name}"
 }
+
+# The API's idempotency keys (common/backend/idempotency.py) hold for 24 hours: Firestore
+# deletes each once its `expires_at` has passed (the code treats an expired key as unused
+# until then).
+resource "google_firestore_field" "idempotency_keys_ttl" {
+  database   = google_firestore_database.main.name
+  collection = "idempotency_keys"
+  field      = "expires_at"
+
+  # No index_config block: the field keeps its automatic single-field indexes.
+  ttl_config {}
+}
