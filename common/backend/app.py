@@ -34,7 +34,7 @@ from common.models import (
 from common.platform import http
 from common.platform.errors import InvalidInput
 from common.platform.settings import get_settings
-from common.runs import documents, events, lifecycle
+from common.runs import documents, events, history, lifecycle
 from common.tenants import members
 
 # --- Request and response models ---------------------------------------------------------------
@@ -154,6 +154,13 @@ def _started(run_id: str, business_id: str, status: str, *, replayed: bool) -> R
     return Reply(started, status=200 if replayed else 201, headers=headers)
 
 
+def list_runs(call: Call) -> Reply:
+    business_id = call.params["business_id"]
+    access.member_business(call.uid, business_id)
+    query = history.parse(business_id, call.request.args.to_dict(flat=False))
+    return Reply(history.page(query))
+
+
 def get_run(call: Call) -> Reply:
     return Reply(access.member_run(call.uid, call.params["run_id"]))
 
@@ -256,6 +263,47 @@ ROUTES: list[Route] = [
         ),
         statuses=((200, "An earlier request with this `Idempotency-Key` started the run"),),
         errors=(402, 409, 429, 503),
+    ),
+    Route(
+        "GET",
+        "/v1/businesses/{business_id}/runs",
+        list_runs,
+        "listRuns",
+        "The business's runs, newest first, a page at a time (filter by status and dates)",
+        history.RunPage,
+        query=(
+            Query(
+                "status",
+                "only runs in this state",
+                {"type": "string", "enum": list(history.STATUSES)},
+            ),
+            Query(
+                "from",
+                "only runs created on or after this UTC day, YYYY-MM-DD",
+                {"type": "string", "format": "date"},
+            ),
+            Query(
+                "to",
+                "only runs created on or before this UTC day, YYYY-MM-DD",
+                {"type": "string", "format": "date"},
+            ),
+            Query(
+                "limit",
+                f"runs per page (default {history.DEFAULT_LIMIT})",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": history.MAX_LIMIT,
+                    "default": history.DEFAULT_LIMIT,
+                },
+            ),
+            Query(
+                "cursor",
+                "the `next_cursor` of the previous page, unchanged (with the same filters)",
+                {"type": "string"},
+            ),
+        ),
+        errors=(400,),
     ),
     Route(
         "GET",

@@ -19,6 +19,7 @@ def business_paths(business_id: str) -> list[tuple[str, str]]:
     """Every route that names a business, on `business_id`."""
     return [
         ("POST", f"/v1/businesses/{business_id}/runs"),
+        ("GET", f"/v1/businesses/{business_id}/runs"),
         ("GET", f"/v1/businesses/{business_id}/budget"),
         ("GET", f"/v1/businesses/{business_id}/usage"),
         ("GET", f"/v1/businesses/{business_id}/members"),
