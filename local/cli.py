@@ -256,9 +256,9 @@ def _members(args: argparse.Namespace) -> int:
             change = members.MemberChange(uid=args.uid, owner=owner)
         except ValidationError as error:
             raise CliError(_problem(error)) from error
-        found = members.add_member(business.business_id, change)
+        found = members.add_member(business.business_id, change, by=None)
     elif args.action == "remove":
-        found = members.remove_member(business.business_id, args.uid)
+        found = members.remove_member(business.business_id, args.uid, by=None)
     else:
         found = members.members_of(business)
     listed = [f"{uid} (owner)" if uid in found.owners else uid for uid in found.members]

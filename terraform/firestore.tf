@@ -118,3 +118,51 @@ resource "google_firebaserules_release" "firestore" {
   name         = "cloud.firestore"
   ruleset_name = "projects/${var.project_id}/rulesets/${google_firebaserules_ruleset.firestore.name}"
 }
+
+# The API's run history (GET /v1/businesses/{id}/runs, common/runs/history.py): one business's
+# runs newest first, optionally of one status, over a range of `created_at`. The query also
+# orders by the document id, descending, which Firestore adds to each index itself (`__name__`
+# takes the last field's direction).
+resource "google_firestore_index" "runs_by_business_created" {
+  database   = google_firestore_database.main.name
+  collection = "runs"
+
+  fields {
+    field_path = "business_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
+resource "google_firestore_index" "runs_by_business_status_created" {
+  database   = google_firestore_database.main.name
+  collection = "runs"
+
+  fields {
+    field_path = "business_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
+# The API's idempotency keys (common/backend/idempotency.py) hold for 24 hours: Firestore
+# deletes each once its `expires_at` has passed (the code treats an expired key as unused
+# until then).
+resource "google_firestore_field" "idempotency_keys_ttl" {
+  database   = google_firestore_database.main.name
+  collection = "idempotency_keys"
+  field      = "expires_at"
+
+  # No index_config block: the field keeps its automatic single-field indexes.
+  ttl_config {}
+}

@@ -11,7 +11,7 @@ from google.cloud.workflows import executions_v1
 from common.analysis.preflight import require_room
 from common.models import BusinessInput
 from common.platform import log
-from common.platform.errors import PaymentRequired
+from common.platform.errors import Busy, PaymentRequired
 from common.platform.secrets import redact
 from common.runs import documents
 from common.runs.executions import start_execution
@@ -21,9 +21,19 @@ logger = logging.getLogger(__name__)
 
 
 def start_run(
-    business: BusinessInput, *, client: executions_v1.ExecutionsClient | None = None
+    business: BusinessInput,
+    *,
+    run_id: str | None = None,
+    client: executions_v1.ExecutionsClient | None = None,
 ) -> str:
     """Check the request against the business's tier and budget, then start the workflow.
+
+    Args:
+        business: What to analyse.
+        run_id: The new run's id (default: a fresh one). A run is created once per id: a second
+            start with the same id raises `google.api_core.exceptions.AlreadyExists` and starts
+            nothing (the API's idempotent starts choose the id before starting).
+        client: The Executions API client (default: the configured one).
 
     Returns:
         The new run's id.
@@ -32,6 +42,8 @@ def start_run(
         NotFound: the business is not registered (`unknown_business`).
         PaymentRequired: the tier does not allow the request (`feature_limit_exceeded`) or the
             budget cannot pay for the first phase; nothing is created.
+        Busy: the Executions API refused to start the workflow (`workflow_unavailable`); the
+            run is kept, failed, with why.
     """
     registered = get_business(business.business_id)
     limits = registered.limits
@@ -42,7 +54,7 @@ def start_run(
             code="feature_limit_exceeded",
             field="icp_count",
         )
-    run_id = uuid.uuid4().hex
+    run_id = run_id or uuid.uuid4().hex
     require_room(run_id, business, "research")
 
     ref = documents.run_ref(run_id)
@@ -53,7 +65,7 @@ def start_run(
         # Keep the run as a record of the failed start, with why.
         why = redact(f"could not start the workflow: {error.message}")
         ref.update({"status": "failed", "error": why})
-        raise
+        raise Busy(why, code="workflow_unavailable") from error
     ref.update({"execution": execution.name})
     logger.info(
         "run started",

@@ -1,16 +1,15 @@
-"""The backend API: one function answering every route (`handle`), each a small typed handler.
+"""The backend API's routes and their handlers: each a small typed function of a routed `Call`.
 
 Order of checks on every request: the route (404 unknown path, 405 wrong method with `Allow`),
-the caller (401 without a valid Firebase ID token), membership (403), then the request itself
-(400 naming the field), then rate limit and tier gating before anything is started.
-Answers are JSON in the error shape of `common.api`; the JSON keeps each model's field order.
+the caller (401 without a valid Firebase ID token), membership (403; 404 for a run), then the
+request itself (400 naming the field), then idempotency, rate limit and tier gating before
+anything is started. Dispatch is `routes.serve`; bodies, limits and the JSON error shape come
+from the shared HTTP edge, `common.platform.http`. The JSON keeps each model's field order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import logging
 from typing import Any
 
 import flask
@@ -18,8 +17,8 @@ from pydantic import BaseModel, create_model
 
 from common.analysis import launch
 from common.analysis.phases import phase_ref
-from common.backend import access, auth, openapi, ratelimit, reports
-from common.backend.routes import Call, Query, Reply, Route, match
+from common.backend import access, idempotency, openapi, ratelimit, reports
+from common.backend.routes import Call, Query, Reply, Route, serve
 from common.budget.status import BudgetStatus, get_budget_status
 from common.models import (
     PHASE_ORDER,
@@ -32,29 +31,11 @@ from common.models import (
     StrategyOutput,
     Strict,
 )
-from common.platform import http, log
-from common.platform.errors import AppError, InvalidInput, NotFound
+from common.platform import http
+from common.platform.errors import InvalidInput
 from common.platform.settings import get_settings
-from common.runs import documents, events, lifecycle
+from common.runs import documents, events, history, lifecycle
 from common.tenants import members
-
-MAX_BODY_BYTES = 64 * 1024
-logger = logging.getLogger(__name__)
-
-
-class BodyTooLarge(AppError):
-    status = 413
-    code = "body_too_large"
-
-
-class MethodNotAllowed(AppError):
-    status = 405
-    code = "method_not_allowed"
-
-    def __init__(self, message: str, *, allow: list[str]) -> None:
-        super().__init__(message)
-        self.allow = allow
-
 
 # --- Request and response models ---------------------------------------------------------------
 
@@ -112,28 +93,7 @@ class Me(BaseModel):
 
 
 def _body(request: flask.Request) -> dict[str, Any]:
-    """The JSON object in the body; never a 5xx, however malformed or deep."""
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        raise BodyTooLarge(f"the body is over {MAX_BODY_BYTES} bytes", field="body")
-    raw = request.get_data(cache=True)
-    if len(raw) > MAX_BODY_BYTES:
-        raise BodyTooLarge(f"the body is over {MAX_BODY_BYTES} bytes", field="body")
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as error:  # RecursionError: absurdly deep nesting
-        detail = str(error) if isinstance(error, ValueError) else "nested too deeply"
-        raise InvalidInput(
-            f"the body is not valid JSON: {detail[:200]}", code="invalid_json", field="body"
-        ) from error
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object", code="invalid_json", field="body")
-    return body
-
-
-def _member_run(call: Call) -> documents.Run:
-    run = documents.get_run(call.params["run_id"])
-    access.member_business(call.uid, run.business_id)
-    return run
+    return http.read_json(request, max_bytes=http.MAX_CLIENT_BODY_BYTES)
 
 
 def me(call: Call) -> Reply:
@@ -146,6 +106,7 @@ def me(call: Call) -> Reply:
 def start(call: Call) -> Reply:
     business_id = call.params["business_id"]
     access.member_business(call.uid, business_id)
+    key = idempotency.parse_key(call.request.headers.get(idempotency.HEADER))
     body = _body(call.request)
     if "business_id" in body:
         raise InvalidInput(
@@ -155,13 +116,26 @@ def start(call: Call) -> Reply:
         )
     request = http.validate(body, RunRequest)
     business = BusinessInput.model_validate({**request.model_dump(), "business_id": business_id})
-    ratelimit.take_run_token(call.uid)
-    run_id = launch.start_run(business)
+
+    def launch_run(run_id: str | None = None) -> str:
+        # The rate limit is taken only by a request that starts a run: a replay spends nothing.
+        ratelimit.take_run_token(call.uid)
+        return launch.start_run(business, run_id=run_id)
+
+    if key is None:
+        return _started(launch_run(), business_id, "queued", replayed=False)
+    fingerprint = idempotency.fingerprint(business_id, request)
+    started = idempotency.start_once(call.uid, key, business_id, fingerprint, launch_run)
+    status = documents.get_run(started.run_id).status if started.replayed else "queued"
+    return _started(started.run_id, business_id, status, replayed=started.replayed)
+
+
+def _started(run_id: str, business_id: str, status: str, *, replayed: bool) -> Reply:
     path = f"{documents.RUNS}/{run_id}"
     started = RunStarted(
         run_id=run_id,
         business_id=business_id,
-        status="queued",
+        status=status,
         listen=ListenPaths(
             run=path,
             events=f"{path}/{events.EVENTS}",
@@ -174,15 +148,25 @@ def start(call: Call) -> Reply:
             "cancel": f"/v1/runs/{run_id}:cancel",
         },
     )
-    return Reply(started, status=201, headers={"Location": started.links["run"]})
+    headers = {"Location": started.links["run"]}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"  # Stripe's header for a replayed answer
+    return Reply(started, status=200 if replayed else 201, headers=headers)
+
+
+def list_runs(call: Call) -> Reply:
+    business_id = call.params["business_id"]
+    access.member_business(call.uid, business_id)
+    query = history.parse(business_id, call.request.args.to_dict(flat=False))
+    return Reply(history.page(query))
 
 
 def get_run(call: Call) -> Reply:
-    return Reply(_member_run(call))
+    return Reply(access.member_run(call.uid, call.params["run_id"]))
 
 
 def results(call: Call) -> Reply:
-    run = _member_run(call)
+    run = access.member_run(call.uid, call.params["run_id"])
     outputs: dict[str, Any] = {}
     for phase in PHASE_ORDER:
         snapshot = phase_ref(run.run_id, phase).get()
@@ -196,7 +180,7 @@ def results(call: Call) -> Reply:
 
 
 def cancel(call: Call) -> Reply:
-    _member_run(call)
+    access.member_run(call.uid, call.params["run_id"])
     return Reply(lifecycle.request_cancel(call.params["run_id"]), status=202)
 
 
@@ -237,7 +221,7 @@ def add_member(call: Call) -> Reply:
     business_id = call.params["business_id"]
     access.owned_business(call.uid, business_id)
     change = http.validate(_body(call.request), members.MemberChange)
-    return Reply(members.add_member(business_id, change))
+    return Reply(members.add_member(business_id, change, by=call.uid))
 
 
 def remove_member(call: Call) -> Reply:
@@ -246,11 +230,14 @@ def remove_member(call: Call) -> Reply:
     uid = call.request.args.get("uid", "")
     if not uid:
         raise InvalidInput("name the member to remove: ?uid=...", code="missing_field", field="uid")
-    return Reply(members.remove_member(business_id, uid))
+    return Reply(members.remove_member(business_id, uid, by=call.uid))
 
 
 def openapi_document(call: Call) -> Reply:
-    return Reply(openapi.document(ROUTES, server_url=call.request.host_url.rstrip("/")))
+    # Never from the request's Host header: a forged one would make the document point
+    # clients elsewhere. Without a configured URL, clients resolve paths against the
+    # document's own.
+    return Reply(openapi.document(ROUTES, server_url=get_settings().api_public_url))
 
 
 ROUTES: list[Route] = [
@@ -264,14 +251,66 @@ ROUTES: list[Route] = [
         RunStarted,
         status=201,
         body=RunRequest,
-        errors=(402, 429, 503),
+        headers=(
+            Query(
+                "Idempotency-Key",
+                "Makes the start safe to retry (Stripe's convention): the same key and request "
+                "within 24 hours answer the first run (200, `Idempotent-Replayed: true`); the "
+                "same key with another request is a 409. At most 255 printable ASCII "
+                "characters; a UUID per request is usual.",
+                {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_CHARS},
+            ),
+        ),
+        statuses=((200, "An earlier request with this `Idempotency-Key` started the run"),),
+        errors=(402, 409, 429, 503),
+    ),
+    Route(
+        "GET",
+        "/v1/businesses/{business_id}/runs",
+        list_runs,
+        "listRuns",
+        "The business's runs, newest first, a page at a time (filter by status and dates)",
+        history.RunPage,
+        query=(
+            Query(
+                "status",
+                "only runs in this state",
+                {"type": "string", "enum": list(history.STATUSES)},
+            ),
+            Query(
+                "from",
+                "only runs created on or after this UTC day, YYYY-MM-DD",
+                {"type": "string", "format": "date"},
+            ),
+            Query(
+                "to",
+                "only runs created on or before this UTC day, YYYY-MM-DD",
+                {"type": "string", "format": "date"},
+            ),
+            Query(
+                "limit",
+                f"runs per page (default {history.DEFAULT_LIMIT})",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": history.MAX_LIMIT,
+                    "default": history.DEFAULT_LIMIT,
+                },
+            ),
+            Query(
+                "cursor",
+                "the `next_cursor` of the previous page, unchanged (with the same filters)",
+                {"type": "string"},
+            ),
+        ),
+        errors=(400,),
     ),
     Route(
         "GET",
         "/v1/runs/{run_id}",
         get_run,
         "getRun",
-        "A run's live state",
+        "A run's live state (404 also for a run of a business the caller is not a member of)",
         documents.Run,
         errors=(404,),
     ),
@@ -345,7 +384,7 @@ ROUTES: list[Route] = [
         "Add a member, or change whether they are an owner (owners only)",
         members.Members,
         body=members.MemberChange,
-        errors=(409,),
+        errors=(409, 429),
     ),
     Route(
         "DELETE",
@@ -355,7 +394,7 @@ ROUTES: list[Route] = [
         "Remove a member (owners only; the last owner stays)",
         members.Members,
         query=(Query("uid", "the member to remove", {"type": "string"}),),
-        errors=(400, 404, 409),
+        errors=(400, 404, 409, 429),
     ),
     Route(
         "GET",
@@ -369,83 +408,9 @@ ROUTES: list[Route] = [
 ]
 
 
-# --- Dispatch ----------------------------------------------------------------------------------
-
-
-def _json(body: Any) -> str:
-    if isinstance(body, BaseModel):
-        return body.model_dump_json()
-    return json.dumps(body)
-
-
-def _cors(request: flask.Request) -> dict[str, str]:
-    allowed = get_settings().api_allowed_origins
-    origin = request.headers.get("Origin")
-    if "*" in allowed:
-        value = "*"
-    elif origin in allowed:
-        value = origin
-    else:
-        return {}
-    return {
-        "Access-Control-Allow-Origin": value,
-        "Access-Control-Expose-Headers": "Retry-After, Location, Allow",
-        "Vary": "Origin",
-    }
-
-
-def _error(error: AppError) -> Reply:
-    headers: dict[str, str] = {}
-    if isinstance(error, auth.Unauthenticated):
-        headers["WWW-Authenticate"] = 'Bearer realm="raptorflow"'
-    if isinstance(error, ratelimit.TooManyRequests):
-        headers["Retry-After"] = str(error.retry_after)
-    if isinstance(error, MethodNotAllowed):
-        headers["Allow"] = ", ".join(error.allow)
-    level = logging.WARNING if error.status >= 500 else logging.INFO
-    logger.log(
-        level,
-        error.message,
-        extra=log.fields(event="api_rejected", status=error.status, code=error.code),
-    )
-    return Reply(http.error_body(error), status=error.status, headers=headers)
-
-
-def _dispatch(request: flask.Request) -> Reply:
-    candidates = match(ROUTES, request.path)
-    if not candidates:
-        raise NotFound(f"no such path: {request.path[:200]}", code="unknown_path")
-    allowed = sorted({route.method for route, _ in candidates} | {"OPTIONS"})
-    if request.method == "OPTIONS":
-        return Reply(
-            "",
-            status=204,
-            headers={
-                "Allow": ", ".join(allowed),
-                "Access-Control-Allow-Methods": ", ".join(allowed),
-                "Access-Control-Allow-Headers": "Authorization, Content-Type, Accept",
-                "Access-Control-Max-Age": "3600",
-            },
-        )
-    for route, params in candidates:
-        if route.method == request.method:
-            user = auth.verify(request.headers.get("Authorization")) if route.auth else None
-            return route.handler(Call(request=request, user=user, params=params))
-    raise MethodNotAllowed(
-        f"{request.method} is not allowed here; use {', '.join(allowed)}", allow=allowed
-    )
+# --- Entry point ------------------------------------------------------------------------------
 
 
 def handle(request: flask.Request) -> flask.Response:
     """Answer one API request (the `api` Cloud Function)."""
-    log.configure()
-    try:
-        reply = _dispatch(request)
-    except AppError as error:
-        reply = _error(error)
-    text = reply.body if isinstance(reply.body, str) else _json(reply.body)
-    if reply.status == 204:
-        text = ""
-    response = flask.Response(text, status=reply.status, content_type=reply.content_type)
-    response.headers.update({**_cors(request), **reply.headers})
-    return response
+    return serve(ROUTES, request)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import threading
 import time
@@ -32,7 +33,26 @@ from common.platform.errors import AppError, Busy
 from common.platform.settings import get_settings
 
 CLOCK_SKEW_SECONDS = 5
+# A Firebase ID token is about 1 KB (custom claims are capped at 1000 bytes); anything much
+# longer is refused before it is decoded.
+MAX_TOKEN_CHARS = 8192
+# What a hostile token can make decoding raise, in our code or google-auth's: bad base64 or
+# JSON (ValueError, binascii.Error), JSON nested past the interpreter's recursion limit
+# (RecursionError), claims of the wrong type (TypeError, KeyError), numbers out of range
+# (OverflowError), and google-auth's own refusals.
+_HOSTILE = (
+    ValueError,
+    TypeError,
+    KeyError,
+    RecursionError,
+    OverflowError,
+    binascii.Error,
+    auth_exceptions.GoogleAuthError,
+)
 _MAX_AGE = re.compile(r"max-age=(\d+)")
+# The hint a caller without a token gets. No placeholder follows "Bearer ": error text is
+# redacted, and whatever follows "Bearer " there is taken for a token.
+SIGN_IN_HINT = "sign in: send the header `Authorization: Bearer` followed by a Firebase ID token"
 
 
 class Unauthenticated(AppError):
@@ -40,6 +60,10 @@ class Unauthenticated(AppError):
 
     status = 401
     code = "unauthenticated"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="raptorflow"'}
 
 
 @dataclass(frozen=True)
@@ -74,35 +98,55 @@ class _Certs:
 _certs = _Certs()
 
 
+def _invalid(message: str = "the ID token is not a valid Firebase ID token") -> Unauthenticated:
+    return Unauthenticated(message, code="invalid_token")
+
+
 def _part(segment: str) -> dict[str, Any]:
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (binascii.Error, ValueError) as error:
-        raise Unauthenticated("the ID token is not a JWT", code="invalid_token") from error
+    """One JWT segment's JSON object (`ValueError` and kin when it is none: see `_HOSTILE`)."""
+    decoded = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
     if not isinstance(decoded, dict):
-        raise Unauthenticated("the ID token is not a JWT", code="invalid_token")
+        raise ValueError("a JWT segment is not a JSON object")
     return decoded
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _emulator_claims(token: str) -> dict[str, Any]:
     """The claims of an Auth emulator token (unsigned), after the same time checks."""
     segments = token.split(".")
     if len(segments) != 3 or _part(segments[0]).get("alg") != "none":
-        raise Unauthenticated("not an Auth emulator token", code="invalid_token")
+        raise _invalid("not an Auth emulator token")
     claims = _part(segments[1])
-    now = time.time()
-    if not isinstance(claims.get("exp"), int | float) or claims["exp"] < now - CLOCK_SKEW_SECONDS:
+    if not _number(claims.get("exp")) or claims["exp"] < time.time() - CLOCK_SKEW_SECONDS:
         raise Unauthenticated("the ID token has expired: sign in again", code="token_expired")
     if claims.get("aud") != get_settings().project_id:
-        raise Unauthenticated("the ID token is for another project", code="invalid_token")
+        raise _invalid("the ID token is for another project")
     return claims
+
+
+def _refusal(error: Exception) -> Unauthenticated:
+    """Why google-auth refused a token, in our words: its own text may quote the whole token
+    ("Wrong number of segments in token: b'...'"), which must reach neither logs nor answers."""
+    text = str(error).lower()
+    if "expired" in text:
+        return Unauthenticated("the ID token has expired: sign in again", code="token_expired")
+    if "audience" in text:
+        return _invalid("the ID token is for another project")
+    if "too early" in text:
+        return _invalid("the ID token is not valid yet: check the clock")
+    if "signature" in text or "certificate" in text:
+        return _invalid("the ID token's signature is not Firebase's")
+    return _invalid()
 
 
 def _verified_claims(token: str) -> dict[str, Any]:
     settings = get_settings()
     header = _part(token.split(".", 1)[0])
-    if header.get("alg") != "RS256" or not header.get("kid"):
-        raise Unauthenticated("the ID token is not signed with RS256", code="invalid_token")
+    if header.get("alg") != "RS256" or not isinstance(header.get("kid"), str):
+        raise _invalid("the ID token is not signed with RS256")
     try:
         certs = _certs.get(settings.firebase_certs_url)
     except (httpx.HTTPError, ValueError) as error:
@@ -116,36 +160,50 @@ def _verified_claims(token: str) -> dict[str, Any]:
             audience=settings.project_id,
             clock_skew_in_seconds=CLOCK_SKEW_SECONDS,
         )
-    except (auth_exceptions.GoogleAuthError, ValueError) as error:
-        expired = "expired" in str(error).lower()
-        raise Unauthenticated(
-            "the ID token has expired: sign in again" if expired else f"invalid ID token: {error}",
-            code="token_expired" if expired else "invalid_token",
-        ) from error
+    except _HOSTILE as error:
+        raise _refusal(error) from None
     return claims
+
+
+def _claims(token: str) -> dict[str, Any]:
+    settings = get_settings()
+    emulated = settings.firebase_auth_emulator_host and settings.app_mode != "production"
+    try:
+        return _emulator_claims(token) if emulated else _verified_claims(token)
+    except AppError:
+        raise
+    except _HOSTILE:
+        # Not a token at all (bad base64 or JSON, nesting deep enough to exhaust the parser's
+        # recursion, segments of the wrong type): the answer says no more than that.
+        raise _invalid("the ID token is not a JWT") from None
 
 
 def verify(authorization: str | None) -> User:
     """The user an `Authorization` header value speaks for.
 
     Raises:
-        Unauthenticated: no bearer token, or one that fails any of Firebase's checks.
+        Unauthenticated: no bearer token, or one that fails any of Firebase's checks, however
+            malformed (never another error, whatever the header holds).
+        Busy: Google's token keys cannot be fetched right now (503).
     """
     scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise Unauthenticated("sign in: the request needs `Authorization: Bearer <ID token>`")
+        raise Unauthenticated(SIGN_IN_HINT)
+    if len(token) > MAX_TOKEN_CHARS or not token.isascii():
+        raise _invalid("the ID token is not a JWT")
     settings = get_settings()
-    emulated = settings.firebase_auth_emulator_host and settings.app_mode != "production"
-    claims = _emulator_claims(token) if emulated else _verified_claims(token)
+    claims = _claims(token)
     issuer = f"https://securetoken.google.com/{settings.project_id}"
     if claims.get("iss") != issuer:
-        raise Unauthenticated(f"the ID token was not issued by {issuer}", code="invalid_token")
+        raise _invalid(f"the ID token was not issued by {issuer}")
     uid = claims.get("sub")
     if not isinstance(uid, str) or not uid or len(uid) > 128:
-        raise Unauthenticated("the ID token names no user", code="invalid_token")
+        raise _invalid("the ID token names no user")
     auth_time = claims.get("auth_time")
-    if not isinstance(auth_time, int | float) or auth_time > time.time() + CLOCK_SKEW_SECONDS:
-        raise Unauthenticated("the ID token's sign-in time is invalid", code="invalid_token")
+    if not isinstance(auth_time, int | float) or not _number(auth_time):
+        raise _invalid("the ID token's sign-in time is invalid")
+    if auth_time > time.time() + CLOCK_SKEW_SECONDS:
+        raise _invalid("the ID token's sign-in time is invalid")
     email = claims.get("email")
     return User(uid=uid, email=email if isinstance(email, str) else None)

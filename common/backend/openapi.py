@@ -22,11 +22,17 @@ STATUS_TEXT = {
     401: "No valid Firebase ID token (missing, expired, forged, or for another project)",
     402: "The tier or the budget does not allow it (or the platform is paused)",
     403: "Signed in, but not a member (or not an owner) of the business",
-    404: "No such run or member",
+    404: "No such run or member (a run of another business looks the same)",
     405: "Method not allowed on this path (see the `Allow` header)",
-    409: "The run's state forbids it (e.g. it already ended)",
+    409: (
+        "The state forbids it: the run already ended, the last owner would leave, or the "
+        "`Idempotency-Key` was used for another request (or its first request is still "
+        "starting: retry after `Retry-After`)"
+    ),
     413: "The body is too large",
-    429: "Too many runs started; retry after `Retry-After` seconds",
+    429: (
+        "Too many runs started, or too many concurrent changes; retry after `Retry-After` seconds"
+    ),
     503: "Temporarily unavailable; retry",
 }
 
@@ -96,8 +102,10 @@ def _operation(route: Route, refs: dict[tuple[Any, Any], Any]) -> dict[str, Any]
     }
     if route.csv:
         success["text/csv"] = {"schema": {"type": "string"}}
+    successes = {route.status: STATUS_TEXT[route.status], **dict(route.statuses)}
     responses: dict[str, Any] = {
-        str(route.status): {"description": STATUS_TEXT[route.status], "content": success}
+        str(status): {"description": successes[status], "content": success}
+        for status in sorted(successes)
     }
     statuses = set(route.errors) | {405}
     if route.auth:
@@ -116,6 +124,10 @@ def _operation(route: Route, refs: dict[tuple[Any, Any], Any]) -> dict[str, Any]
         + [
             {"name": q.name, "in": "query", "description": q.description, "schema": q.schema}
             for q in route.query
+        ]
+        + [
+            {"name": h.name, "in": "header", "description": h.description, "schema": h.schema}
+            for h in route.headers
         ],
         "responses": responses,
         "security": [{"firebase": []}] if route.auth else [],

@@ -22,6 +22,11 @@ class AppError(Exception):
             self.code = code
         self.field = field
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries besides its body (`Allow`, `Retry-After`, ...)."""
+        return {}
+
 
 class InvalidInput(AppError):
     status = 400
@@ -29,10 +34,19 @@ class InvalidInput(AppError):
 
 
 class MethodNotAllowed(AppError):
-    """Functions take POST only (the answer carries `Allow: POST`)."""
+    """The path exists but not with this method; the answer's `Allow` lists those it takes
+    (functions take POST only)."""
 
     status = 405
     code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: tuple[str, ...] = ("POST",)) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allow)}
 
 
 class TooLarge(AppError):
@@ -45,6 +59,13 @@ class PaymentRequired(AppError):
 
     status = 402
     code = "budget_exceeded"
+
+
+class Forbidden(AppError):
+    """Signed in, but not allowed: not a member (or not an owner) of the business."""
+
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(AppError):
@@ -64,6 +85,38 @@ class Busy(AppError):
 
     status = 503
     code = "busy"
+
+
+class TooManyRequests(AppError):
+    """Not now: retry after `retry_after` seconds (the answer's `Retry-After`)."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int = 1,
+        code: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, field=field)
+        self.retry_after = max(1, retry_after)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class Contention(TooManyRequests, Busy):
+    """Too many concurrent changes of one document: nothing was changed, retry in a moment.
+
+    A 429 rather than a 5xx: the caller's own concurrency is the cause, and both a client and
+    the workflow's retry policy (429, 502, 503, 504) try again after `Retry-After`."""
+
+    status = 429
+    code = "contention"
 
 
 def problems(error: ValidationError, *, root: str = "(top level)") -> list[tuple[str, str]]:

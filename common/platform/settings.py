@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     api_run_refill_seconds: float = Field(default=60.0, gt=0, le=86_400)
     # Origins allowed to call the API from a browser (CORS); "*" when tokens are the only auth.
     api_allowed_origins: list[str] = Field(default_factory=lambda: ["*"])
+    # Where clients reach the API (the OpenAPI document's `servers`); unset, the document names
+    # no server and clients resolve its paths against its own URL. Never taken from a request.
+    api_public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
     # --- Timeouts, one chain derived from the LLM call timeout ------------------------------
     # A phase makes at most this many physical model calls: the answer and its one repair, at

@@ -15,7 +15,7 @@ from typing import TypeVar
 from google.api_core import exceptions
 from google.cloud import firestore
 
-from common.platform.errors import Busy
+from common.platform.errors import Contention
 from common.platform.settings import get_settings
 
 T = TypeVar("T")
@@ -34,7 +34,7 @@ def db(project_id: str | None = None) -> firestore.Client:
 
 def transact(operation: Callable[[], T], *, what: str, attempts: int = 8) -> T:
     """`operation()` (a transaction, or a write), again after a jittered pause while Firestore
-    aborts it for contention; `Busy` (503, worth retrying) if it never gets through.
+    aborts it for contention; `Contention` (429 with Retry-After) if it never gets through.
 
     A transaction's own retries all aborting surface as a ValueError caused by `Aborted`."""
     for attempt in range(attempts):
@@ -46,4 +46,4 @@ def transact(operation: Callable[[], T], *, what: str, attempts: int = 8) -> T:
             if not isinstance(exhausted.__cause__, exceptions.Aborted):
                 raise
         time.sleep(random.uniform(0, min(0.02 * 2**attempt, 1.0)))
-    raise Busy(f"{what}: too many concurrent changes, try again", code="contention")
+    raise Contention(f"{what}: too many concurrent changes, try again")

@@ -24,7 +24,7 @@ from common.budget.periods import day_key, month_key
 from common.models import PHASE_ORDER, CleanedText, Code, RunId, Strict
 from common.money import usd
 from common.platform import log
-from common.platform.errors import Busy, Conflict
+from common.platform.errors import Conflict, Contention
 from common.platform.secrets import redact
 from common.platform.store import db
 from common.runs.documents import PHASES, RUNS, TERMINAL, Run, RunStatus, get_run, run_from, run_ref
@@ -274,7 +274,7 @@ def transition(
             ),
         )
         return summarize(final)
-    raise Busy(f"run {run_id} is changing too fast; try again", code="contention")
+    raise Contention(f"run {run_id} is changing too fast; try again")
 
 
 def request_cancel(run_id: str) -> Run:

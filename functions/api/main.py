@@ -8,6 +8,9 @@ import flask
 import functions_framework
 
 from common.backend.app import handle
+from common.platform import http
+
+http.serve_json_errors()
 
 
 @functions_framework.http

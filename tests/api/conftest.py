@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
+import socket
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from typing import Any
 
 import flask.testing
 import functions_framework
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,7 +32,7 @@ from google.auth import crypt, jwt
 
 from common.platform.settings import get_settings
 from common.tenants.businesses import Business, save_business
-from local import stack
+from local import emulator, stack
 from tests.integration.conftest import (  # noqa: F401  (fixtures used by these tests)
     business_input,
     local_stack,
@@ -130,12 +132,17 @@ def token(google_key: KeyPair) -> Token:
     return _token
 
 
-@pytest.fixture(autouse=True)
-def _signed_tokens_only(certs_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def signed_tokens_only(certs_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The API verifies signatures against the loopback keys; no emulator shortcut."""
     monkeypatch.setenv("FIREBASE_CERTS_URL", certs_url)
     monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _signed_tokens_only(signed_tokens_only: None) -> None:
+    """Every API test trusts the loopback keys alone."""
 
 
 @dataclass
@@ -200,3 +207,102 @@ def business(people: dict[str, str]) -> Callable[..., Business]:
         return registered
 
     return _business
+
+
+# --- The api function as deployed: functions-framework under gunicorn, two instances ------------
+
+
+@dataclass
+class ApiInstances:
+    """Two processes of the `api` function (as two Cloud Run instances would be), on the
+    session's emulator in a project of their own, with an engine to start runs on (whose
+    workflows end at once: no phase function runs here)."""
+
+    stacks: list[stack.LocalStack]
+
+    @property
+    def project_id(self) -> str:
+        return self.stacks[0].project_id
+
+    @property
+    def ports(self) -> list[int]:
+        """Each instance's own port: gunicorn itself, no ingress in front."""
+        return [running.functions["api"].port for running in self.stacks]
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
+
+
+@pytest.fixture(scope="session")
+def api_instances(
+    firestore_emulator: emulator.FirestoreEmulator,
+    certs_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ApiInstances]:
+    project = f"api-{uuid.uuid4().hex[:8]}"
+    env = {
+        "FIREBASE_CERTS_URL": certs_url,
+        "FIREBASE_AUTH_EMULATOR_HOST": "",  # signed tokens only, whatever this shell has
+        "API_RUN_BURST": "5",
+        "API_RUN_REFILL_SECONDS": "3600",
+        "DOTENV_PATH": "/nonexistent/.env",
+    }
+    logs = tmp_path_factory.mktemp("api-logs")
+    first = stack.start(
+        project,
+        log_dir=logs / "1",
+        functions={"api": stack.FunctionConfig(env=env)},
+        firestore=firestore_emulator,
+    )
+    stacks = [first]
+    try:
+        assert first.engine is not None
+        # The second instance starts runs on the first's engine, as both would on Google's.
+        second = stack.start(
+            project,
+            log_dir=logs / "2",
+            functions={"api": stack.FunctionConfig(env=env)},
+            function_env={"EXECUTIONS_ENDPOINT": first.engine.address},
+            firestore=firestore_emulator,
+        )
+        stacks.append(second)
+        yield ApiInstances(stacks)
+    finally:
+        for running in stacks:
+            running.stop()
+
+
+@pytest.fixture
+def served(api_instances: ApiInstances, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiInstances]:
+    """This test's own code (seeding, reading back) on the instances' project and engine."""
+    for name, value in api_instances.stacks[0].client_env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield api_instances
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def http_client() -> Iterator[httpx.Client]:
+    """One HTTP client for many threads (httpx's is thread-safe), with room for 64 at once."""
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    with httpx.Client(timeout=120, limits=limits) as client:
+        yield client
+
+
+def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `request` as bytes to 127.0.0.1:`port`; the answer's status, headers and body
+    (whatever a client could put on the wire, also what no HTTP library would send)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body

@@ -15,18 +15,25 @@ from tests.api.conftest import Api
 pytestmark = pytest.mark.emulator
 
 
-def business_paths(business_id: str, run_id: str) -> list[tuple[str, str]]:
-    """Every route that names a business or a run, on `business_id` and its run `run_id`."""
+def business_paths(business_id: str) -> list[tuple[str, str]]:
+    """Every route that names a business, on `business_id`."""
     return [
         ("POST", f"/v1/businesses/{business_id}/runs"),
-        ("GET", f"/v1/runs/{run_id}"),
-        ("GET", f"/v1/runs/{run_id}/results"),
-        ("POST", f"/v1/runs/{run_id}:cancel"),
+        ("GET", f"/v1/businesses/{business_id}/runs"),
         ("GET", f"/v1/businesses/{business_id}/budget"),
         ("GET", f"/v1/businesses/{business_id}/usage"),
         ("GET", f"/v1/businesses/{business_id}/members"),
         ("POST", f"/v1/businesses/{business_id}/members"),
         ("DELETE", f"/v1/businesses/{business_id}/members?uid=x"),
+    ]
+
+
+def run_paths(run_id: str) -> list[tuple[str, str]]:
+    """Every route that names a run, on `run_id`."""
+    return [
+        ("GET", f"/v1/runs/{run_id}"),
+        ("GET", f"/v1/runs/{run_id}/results"),
+        ("POST", f"/v1/runs/{run_id}:cancel"),
     ]
 
 
@@ -43,7 +50,7 @@ def run_of(business_input: BusinessInput) -> Callable[[Business], str]:
     return _run_of
 
 
-def test_a_non_member_gets_403_on_every_endpoint_and_changes_nothing(
+def test_a_non_member_is_refused_everywhere_and_changes_nothing(
     api: Api,
     project_id: str,
     business: Callable[..., Business],
@@ -54,12 +61,36 @@ def test_a_non_member_gets_403_on_every_endpoint_and_changes_nothing(
     registered = business()
     run_id = run_of(registered)
     body = business_input.model_dump(exclude={"business_id"})
-    for method, path in business_paths(registered.business_id, run_id):
+    for method, path in business_paths(registered.business_id):
         response = api.call(method, path, people["outsider"], json_body=body)
         assert response.status_code == 403, (method, path, response.json)
         assert response.json["error"]["code"] == "not_a_member"
+    for method, path in run_paths(run_id):
+        response = api.call(method, path, people["outsider"], json_body=body)
+        assert response.status_code == 404, (method, path, response.json)
+        assert response.json["error"]["code"] == "run_not_found"
     assert documents.get_run(run_id).cancel_requested is False
     assert get_business(registered.business_id).members == registered.members
+
+
+def test_someone_elses_run_looks_exactly_like_no_run(
+    api: Api,
+    project_id: str,
+    business: Callable[..., Business],
+    people: dict[str, str],
+    run_of: Callable[[Business], str],
+) -> None:
+    """Issue 22, finding 4: an unknown run answered 404 and another tenant's 403, so anyone
+    signed in could tell which run ids exist."""
+    theirs = run_of(business())
+    missing = uuid.uuid4().hex
+    for (method, path), (_, other) in zip(run_paths(theirs), run_paths(missing), strict=True):
+        seen = api.call(method, path, people["outsider"])
+        unseen = api.call(method, other, people["outsider"])
+        assert seen.status_code == unseen.status_code == 404, (method, path)
+        assert seen.json == {
+            "error": {**unseen.json["error"], "message": f"run {theirs} does not exist"}
+        }
 
 
 def test_an_unknown_business_looks_the_same_as_someone_elses(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from common.backend.app import ROUTES
+from common.platform.settings import get_settings
 from tests.api.conftest import Api
 
 pytestmark = pytest.mark.emulator
@@ -22,7 +25,23 @@ def test_the_document_is_valid_openapi_3_1(api: Api, project_id: str) -> None:
     spec = response.json
     assert spec["openapi"] == "3.1.0"
     validate(spec, cls=OpenAPIV31SpecValidator)  # raises on the first violation
-    assert spec["servers"] == [{"url": "http://localhost"}]
+
+
+def test_the_server_is_configured_never_taken_from_the_host_header(
+    api: Api, project_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22, finding 4: `servers` reflected the request's Host header, so a forged Host
+    made the document send clients (and their tokens) elsewhere."""
+    forged = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+    spec = api.call("GET", "/v1/openapi.json", headers=forged).json
+    # Unconfigured: no server, so clients resolve paths against the document's own URL.
+    assert "servers" not in spec and "evil.example" not in json.dumps(spec)
+
+    monkeypatch.setenv("API_PUBLIC_URL", "https://api.raptorflow.example/")
+    get_settings.cache_clear()
+    spec = api.call("GET", "/v1/openapi.json", headers=forged).json
+    assert spec["servers"] == [{"url": "https://api.raptorflow.example/"}]
+    validate(spec, cls=OpenAPIV31SpecValidator)
 
 
 def test_every_documented_operation_is_served_and_nothing_else(api: Api, project_id: str) -> None:

@@ -504,14 +504,26 @@ def test_firestore_native_with_indexes_ttl_and_rules(plan: Plan) -> None:
         if not any(f["vector_config"] for f in i.values["fields"])
     }
     # The queries that need a composite index: common.budget's release of expired reservations,
-    # and the API's usage report (equality on the business, a range of days).
+    # the API's usage report (equality on the business, a range of days) and its run history
+    # (equality on the business and maybe the status, newest first; Firestore appends
+    # `__name__` in the last field's direction itself).
     assert indexes == {
         ("reservations", (("business_id", "ASCENDING"), ("expires_at", "ASCENDING"))),
         ("usage", (("business_id", "ASCENDING"), ("day", "ASCENDING"))),
+        ("runs", (("business_id", "ASCENDING"), ("created_at", "DESCENDING"))),
+        (
+            "runs",
+            (("business_id", "ASCENDING"), ("status", "ASCENDING"), ("created_at", "DESCENDING")),
+        ),
     }
-    (ttl,) = [f.values for f in plan.of_type("google_firestore_field") if f.values["ttl_config"]]
-    assert (ttl["collection"], ttl["field"]) == ("reservations", "purge_at")
-    assert ttl["index_config"] == [], "the TTL field keeps its automatic indexes"
+    ttls = [f.values for f in plan.of_type("google_firestore_field") if f.values["ttl_config"]]
+    # Reservations purged after their periods; the API's idempotency keys after 24 hours.
+    assert {(ttl["collection"], ttl["field"]) for ttl in ttls} == {
+        ("reservations", "purge_at"),
+        ("idempotency_keys", "expires_at"),
+    }
+    for ttl in ttls:
+        assert ttl["index_config"] == [], "a TTL field keeps its automatic indexes"
 
     ruleset = plan.one("google_firebaserules_ruleset").values
     (file,) = ruleset["source"][0]["files"]
