@@ -41,6 +41,9 @@ export class ApiError extends Error {
         return this.field ? fieldSentence(this.field, this.message) : `Your plan does not allow this: ${this.message}.`;
       case "rate_limited":
         return `You have started several analyses in a short time. Please wait ${this.retryAfter ?? 60} seconds and try again.`;
+      case "contention":
+      case "busy":
+        return `RaptorFlow is busy right now. Please try again in ${this.retryAfter ? `${this.retryAfter} seconds` : "a moment"}.`;
       case "run_final":
         return "This analysis has already ended.";
       case "body_too_large":
