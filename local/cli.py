@@ -46,7 +46,7 @@ from common.analysis.launch import start_run
 from common.analysis.report import report
 from common.backend import reports
 from common.budget.operator import set_paused
-from common.budget.status import get_budget_status
+from common.budget.status import get_budget_status, publish
 from common.budget.usage import router_feedback, router_report
 from common.models import (
     BusinessInput,
@@ -224,7 +224,10 @@ def register_business(
         business = Business.model_validate(data)
     except ValidationError as error:
         raise CliError(_problem(error)) from error
-    return save_business(business), stored is None
+    saved = save_business(business)
+    # Clients listen to the published status: a new limit shows there now, not at the next spend.
+    publish(saved.business_id)
+    return saved, stored is None
 
 
 def _register(args: argparse.Namespace) -> int:

@@ -1,21 +1,45 @@
-"""The reference web app in headless Chromium against the local stack, as a marketer uses it."""
+"""The reference web app in headless Chromium against the local stack, as a marketer uses it:
+on a phone (390 px wide) and on a laptop (1366 px), where a flow's layout matters at both."""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+import uuid
 from collections.abc import Iterator
 
 import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
 from playwright.sync_api import Page, expect
 
 from common.budget.operator import set_paused
-from common.platform.settings import get_settings
+from common.budget.status import get_budget_status
+from common.models import BusinessInput
+from common.platform.store import db
+from common.runs import documents
 from local import webapp
-from tests.browser.conftest import People, shoot, sign_in
+from local.cli import register_business
+from tests.browser.conftest import (
+    PASSWORD,
+    SAMPLE,
+    People,
+    assert_fits,
+    assert_reachable,
+    on_stack,
+    shoot,
+    sign_in,
+)
 
 pytestmark = pytest.mark.emulator
+SAMPLE_INPUT = BusinessInput.model_validate_json(SAMPLE.read_text())
+BOTH_WIDTHS = pytest.mark.parametrize("width", [390, 1366], indirect=True)
+PHONE = pytest.mark.parametrize("width", [390], indirect=True)
 RUN_TIMEOUT_MS = 180_000
 SECTIONS = [
     "research",
+    "evidence",
+    "sostac",
     "positioning",
     "icps",
     "7ps",
@@ -33,15 +57,24 @@ RECORD_PERCENT = """() => {
   new MutationObserver(() => window.__percents.push(Number(bar.getAttribute('aria-valuenow'))))
     .observe(bar, {attributes: true, attributeFilter: ['aria-valuenow']});
 }"""
+# Words of pydantic's that must never reach a marketer.
+RAW_WORDING = re.compile(r"should have|should match|Input should|after validation|Field required")
 
 
-def status(page: Page) -> str:
-    return page.get_attribute("#run-status", "data-status") or ""
+def wait_percent(page: Page, at_least: int) -> None:
+    page.wait_for_function(
+        "n => Number(document.getElementById('progress').getAttribute('aria-valuenow')) >= n",
+        arg=at_least,
+        timeout=RUN_TIMEOUT_MS,
+    )
 
 
-def start(page: Page, business_id: str) -> None:
-    page.select_option("#business", business_id)
-    page.click("#start-button")
+def rows(page: Page) -> list[tuple[str, str]]:
+    """(run id, status) of each run the history lists, top to bottom."""
+    found: list[list[str]] = page.locator("#history-list .run-row").evaluate_all(
+        "rows => rows.map(r => [r.dataset.runId, r.dataset.status])"
+    )
+    return [(run, status) for run, status in found]
 
 
 def test_a_wrong_password_is_explained(page: Page) -> None:
@@ -52,24 +85,37 @@ def test_a_wrong_password_is_explained(page: Page) -> None:
     expect(page.locator("#app")).to_be_hidden()
 
 
-def test_sign_in_start_a_run_and_watch_it_to_the_results(page: Page, people: People) -> None:
+@BOTH_WIDTHS
+def test_start_watch_results_then_history_run_again_and_cancel(
+    page: Page, people: People, web: webapp.WebStack, width: int
+) -> None:
     sign_in(page)
     expect(page.locator("#who")).to_have_text("alice@example.com")
     page.select_option("#business", people.tidewater)
-    expect(page.locator("#budget-text")).to_contain_text("of $50.00 today (pro plan)")
-    page.evaluate(RECORD_PERCENT)
-    start(page, people.tidewater)
+    expect(page.locator("#budget-text")).to_contain_text("left of $50.00 today (pro plan)")
+    # The form starts from the business's last analysis (here the seeded one).
+    expect(page.locator("[name=industry]")).to_have_value(SAMPLE_INPUT.industry)
+    expect(page.locator("[name=goals]")).to_have_value("\n".join(SAMPLE_INPUT.goals))
+    expect(page.locator("#history-list .run-row")).to_have_count(10)
+    assert_fits(page, "01-signed-in")
+    assert_reachable(page, "#start-button")
 
+    page.evaluate(RECORD_PERCENT)
+    page.click("#start-button")
     page.wait_for_function("window.__percents.some(p => p >= 30)", timeout=RUN_TIMEOUT_MS)
-    shoot(page, "01-run-in-progress")
     expect(page.locator("#run-step")).not_to_have_text("—")
+    run_id = page.text_content("#run-id") or ""
+    # The history's row of the open run follows it live.
+    expect(page.locator(f".run-row[data-run-id='{run_id}']")).to_have_attribute(
+        "data-status", "running"
+    )
+    shoot(page, f"02-run-in-progress-{width}px")
     page.wait_for_selector("#run-status[data-status=succeeded]", timeout=RUN_TIMEOUT_MS)
 
     percents: list[int] = page.evaluate("window.__percents")
     assert percents == sorted(percents), percents
     assert percents[-1] == 100
     assert len(set(percents)) >= 6, f"the bar should move step by step: {percents}"
-
     for name in SECTIONS:
         section = page.locator(f"[data-section='{name}']")
         expect(section).to_be_visible(timeout=30_000)
@@ -80,34 +126,225 @@ def test_sign_in_start_a_run_and_watch_it_to_the_results(page: Page, people: Peo
     expect(page.locator("[data-section=calendar] tbody tr")).to_have_count(12)
     expect(page.locator("[data-section=amec] tbody tr")).to_have_count(6)
     expect(page.locator("[data-section='7ps'] tbody tr")).to_have_count(7)
-
-    # The cost panel: one bar per phase, and the models' bars add up to the run's cost.
+    expect(page.locator("[data-section=sostac] .tile")).to_have_count(6)
+    assert page.locator("[data-section=evidence] tbody tr").count() >= 1
+    # The cost panel: one bar per phase.
     expect(page.locator("#costs figure")).to_have_count(2)
     expect(page.locator("#costs figure").first.locator("rect")).to_have_count(6)
     cost = float((page.text_content("#run-cost") or "$0").lstrip("$"))
     assert cost > 0
-    expect(page.locator("#run-models")).not_to_have_text("—")
     expect(page.locator("#run-eta")).to_have_text("—")
     expect(page.locator("#cancel-button")).to_be_disabled()
-    shoot(page, "02-run-succeeded")
-    shoot(page, "03-cost-panel", element="#costs")
-    shoot(page, "04-results-full-page", full_page=True)
+    assert_fits(page, "03-run-succeeded")
 
+    # The history lists it first, with its cost and duration.
+    row = page.locator(f".run-row[data-run-id='{run_id}']")
+    expect(row).to_have_attribute("data-status", "succeeded")
+    expect(row.locator(".run-cost")).to_have_text(f"${cost:.4f}")
+    expect(row.locator(".run-duration")).to_have_text(re.compile(r"^\d+ (s|min \d+ s)$"))
+    assert rows(page)[0] == (run_id, "succeeded")
 
-def test_cancel_stops_a_second_run(page: Page, people: People) -> None:
-    sign_in(page)
-    start(page, people.tidewater)
-    page.wait_for_function(
-        "Number(document.getElementById('progress').getAttribute('aria-valuenow')) >= 5",
-        timeout=RUN_TIMEOUT_MS,
-    )
+    # Run again: a new run of the same input opens at once; cancelled midway, it ends there.
+    row.locator(".rerun").click()
+    expect(page.locator("#run-id")).not_to_have_text(run_id)
+    again = page.text_content("#run-id") or ""
+    wait_percent(page, 5)
     page.click("#cancel-button")
     page.wait_for_selector("#run-status[data-status=cancelled]", timeout=RUN_TIMEOUT_MS)
-    percent = int(page.get_attribute("#progress", "aria-valuenow") or 0)
-    assert percent < 100
+    assert int(page.get_attribute("#progress", "aria-valuenow") or 0) < 100
     expect(page.locator("#cancel-button")).to_be_disabled()
     expect(page.locator("[data-section=route-back]")).to_have_count(0)
-    shoot(page, "05-run-cancelled")
+    with on_stack(web):
+        assert documents.get_run(again).input == documents.get_run(run_id).input
+        runs = db().collection(documents.RUNS)
+        total = len(runs.where(filter=FieldFilter("business_id", "==", people.tidewater)).get())
+    expect(page.locator(f".run-row[data-run-id='{again}']")).to_have_attribute(
+        "data-status", "cancelled"
+    )
+    shoot(page, f"04-run-cancelled-{width}px")
+
+    # Filter by status, then page through everything.
+    page.select_option("#history-status", "cancelled")
+    expect(page.locator("#history-list .run-row:not([data-status=cancelled])")).to_have_count(0)
+    expect(page.locator("#history-list .run-row").first).to_have_attribute("data-run-id", again)
+    assert len(rows(page)) >= 6  # the five seeded and this one
+    page.select_option("#history-status", "")
+    expect(page.locator("#history-list .run-row")).to_have_count(10)
+    while page.locator("#history-more").is_visible():
+        shown = len(rows(page))
+        page.click("#history-more")
+        expect(page.locator("#history-list .run-row")).not_to_have_count(shown)
+    assert len(rows(page)) == total > 10
+    assert len({run for run, _ in rows(page)}) == total  # no run twice across pages
+    page.click("#close-run")
+    expect(page.locator("#run")).to_be_hidden()
+    assert_fits(page, "05-history")
+
+
+@PHONE
+def test_a_run_the_budget_stopped_before_any_part_says_so(page: Page, people: People) -> None:
+    sign_in(page)
+    page.select_option("#business", people.tidewater)
+    page.select_option("#history-status", "budget_exceeded")
+    row = page.locator(f".run-row[data-run-id='{people.stopped_run}']")
+    row.locator(".open").click()
+    expect(page.locator("#run-status")).to_have_attribute("data-status", "budget_exceeded")
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text(
+        "Budget exceeded: the analysis stopped before its first step, which may cost up to "
+        "$0.2100, with $0.0400 of the $0.25 daily limit left today, and $0.1800 more is held "
+        "by analyses still in progress."
+    )
+    expect(notice).to_contain_text("No part had finished, so there are no results to show.")
+    expect(notice).not_to_contain_text("kept below")
+    expect(page.locator("#results")).to_be_hidden()
+    # The form was filled from the last analysis meanwhile, the filter's answer notwithstanding.
+    expect(page.locator("[name=industry]")).to_have_value(SAMPLE_INPUT.industry)
+    assert_fits(page, "06-stopped-without-parts")
+
+
+@BOTH_WIDTHS
+def test_a_refused_start_shows_its_cause_and_numbers(
+    page: Page, people: People, web: webapp.WebStack
+) -> None:
+    sign_in(page)
+    notice = page.locator("#notice")
+    page.select_option("#business", people.corner_shop)
+    expect(page.locator("#budget-warning")).to_contain_text("Budget warning: 90%")
+    expect(page.locator("#budget-text")).to_contain_text("$0.0020 left of $0.05 today")
+    page.click("#example-button")  # no analyses yet: the form starts empty
+    page.click("#start-button")
+    expect(notice).to_contain_text("Not started: the budget cannot pay for this analysis.")
+    expect(notice).to_contain_text("only $0.0020 of the $0.05 daily limit is left today")
+    found = re.search(r"may cost up to \$([0-9.]+)", notice.text_content() or "")
+    assert found is not None and float(found[1]) > 0.002
+    expect(page.locator("#run")).to_be_hidden()
+    assert_fits(page, "07-refused-budget-exceeded")
+
+    # Money held by a call in flight: the gauge and the refusal show the same amounts.
+    with on_stack(web):
+        status = get_budget_status(people.busy_bakery)
+    held, free = f"${status.today_reserved:.4f}", f"${status.today_remaining:.4f}"
+    assert status.today_reserved >= 0.45
+    page.select_option("#business", people.busy_bakery)
+    expect(page.locator("#budget-text")).to_contain_text(
+        f"$0.0000 spent, {held} held by analyses in progress, {free} left of $0.50 today"
+    )
+    page.click("#example-button")
+    page.click("#start-button")
+    expect(notice).to_contain_text(
+        f"Not started yet: {held} of the $0.50 daily limit is held by analyses still in "
+        f"progress, so only {free} is free now and the first step may cost up to $"
+    )
+    expect(page.locator("#run")).to_be_hidden()
+    assert_fits(page, "08-refused-money-held")
+
+
+@PHONE
+def test_the_forms_problems_come_back_as_plain_sentences(page: Page, people: People) -> None:
+    sign_in(page)
+    page.select_option("#business", people.harbor)
+    page.click("#example-button")
+    notice = page.locator("#notice")
+    cases = [
+        ("goals", "\n".join(f"Goal number {n}" for n in range(11)), "goals"),
+        ("website", "ftp://files.example", "website"),
+        ("description", "Too short", "description"),
+        ("icp_count", "12", "icp_count"),
+    ]
+    expected = [
+        "Please give at most 10 goals (there are 11).",
+        "The website must be a full address starting with http:// or https://, without spaces.",
+        "“What the business does” needs at least 20 characters.",
+        "“Customer profiles (ICPs)” can be at most 9.",
+    ]
+    for (name, value, field), sentence in zip(cases, expected, strict=True):
+        page.click("#example-button")
+        page.fill(f"[name={name}]", value)
+        page.click("#start-button")
+        expect(notice).to_have_text(sentence)
+        assert not RAW_WORDING.search(notice.text_content() or "")
+        expect(page.locator(f"[name={field}]")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#run")).to_be_hidden()
+    assert_fits(page, "09-form-problem")
+
+
+@PHONE
+def test_a_new_account_sees_how_to_join_and_nothing_to_run(
+    page: Page, web: webapp.WebStack
+) -> None:
+    email = f"new-{uuid.uuid4().hex[:8]}@example.com"
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("#sign-up-button")
+    expect(page.locator("#onboarding")).to_be_visible()
+    token = web.auth.sign_in(email, PASSWORD)
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    expect(page.locator("#onboarding-uid")).to_have_text(claims["user_id"])
+    # No form, no example, nothing that could start a run on a business that is not theirs.
+    expect(page.locator("#workspace")).to_be_hidden()
+    expect(page.locator("#start-form")).to_be_hidden()
+    expect(page.locator("#start-button")).to_be_hidden()
+    assert_fits(page, "10-new-account")
+
+
+@BOTH_WIDTHS
+def test_an_owner_manages_members_sees_plan_and_spending_and_a_new_limit_live(
+    page: Page, people: People, web: webapp.WebStack, width: int
+) -> None:
+    sign_in(page)
+    page.select_option("#business", people.harbor)
+    page.click("#tab-business")
+    with on_stack(web):
+        before = get_budget_status(people.harbor)
+    expect(page.locator("#plan-tier")).to_have_text("pro")
+    expect(page.locator("#plan-daily")).to_have_text(f"${before.daily_limit:.2f} a day")
+    expect(page.locator("#plan-monthly")).to_have_text(f"${before.monthly_limit:.2f} a month")
+
+    # Spending over the last 14 days, stacked by model: yesterday one model, today two.
+    expect(page.locator("#spend-total")).to_contain_text("$0.0600 over the last 14 days")
+    expect(page.locator("#spend-total")).to_contain_text("3 model calls")
+    bars = page.locator("#spend-chart rect[data-series]")
+    expect(bars).to_have_count(3)
+    days = bars.evaluate_all("bars => bars.map(b => b.dataset.day + ' ' + b.dataset.series)")
+    assert len({day.split()[0] for day in days}) == 2, days
+    expect(page.locator("#spend-chart .legend li")).to_have_text(["gpt-5-mini", "gpt-5-nano"])
+
+    # Members: add bob, make him an owner and a member again, remove him.
+    members = page.locator("#members-list .member")
+    expect(members).to_have_count(1)
+    expect(page.locator(".member[data-uid=alice]")).to_contain_text("(you)")
+    page.fill("#member-uid", "not a uid!")
+    page.click("#member-add")
+    expect(page.locator("#notice")).to_have_text(
+        "A user id has only letters, digits and . _ : - in it."
+    )
+    page.fill("#member-uid", "bob")
+    page.click("#member-add")
+    bob = page.locator(".member[data-uid=bob]")
+    expect(bob).to_have_attribute("data-owner", "false")
+    bob.locator(".member-role").click()
+    expect(bob).to_have_attribute("data-owner", "true")
+    alice = page.locator(".member[data-uid=alice]")
+    expect(alice.locator(".member-role")).to_be_enabled()  # two owners: either may step down
+    bob.locator(".member-role").click()
+    expect(bob).to_have_attribute("data-owner", "false")
+    # alice is the only owner again: she can neither step down nor leave.
+    expect(alice.locator(".member-remove")).to_be_disabled()
+    expect(alice.locator(".member-role")).to_be_disabled()
+    assert_fits(page, "11-members")
+    bob.locator(".member-remove").click()
+    expect(members).to_have_count(1)
+
+    # An operator changes the limit: the plan and the gauge show it without a reload.
+    limit = 7 if width < 600 else 9
+    with on_stack(web):
+        register_business(people.harbor, overrides={"daily_limit_usd": str(limit)})
+    expect(page.locator("#plan-daily")).to_have_text(f"${limit}.00 a day")
+    page.click("#tab-analyses")
+    expect(page.locator("#budget-text")).to_contain_text(f"left of ${limit}.00 today")
+    assert page.get_attribute("#gauge", "data-limit") == str(limit)
+    shoot(page, f"12-new-limit-{width}px", element="#budget")
 
 
 def test_another_business_run_cannot_be_read(
@@ -119,50 +356,49 @@ def test_another_business_run_cannot_be_read(
         "Access denied: you are not a member of the business this belongs to."
     )
     expect(page.locator("#run")).to_be_hidden()
-    shoot(page, "06-another-business-denied")
+    shoot(page, "13-another-business-denied")
 
 
-def test_a_budget_warning_appears_when_a_small_limit_is_crossed(page: Page, people: People) -> None:
+def test_a_budget_warning_appears_and_the_stop_keeps_finished_parts(
+    page: Page, people: People
+) -> None:
     sign_in(page)
     page.select_option("#business", people.shoestring)
     expect(page.locator("#budget-text")).to_contain_text("of $0.25 today")
     expect(page.locator("#budget-warning")).to_be_hidden()  # 72% spent: no warning yet
-    start(page, people.shoestring)
+    page.click("#example-button")
+    page.click("#start-button")
     warning = page.locator("#run-warnings li").first
     expect(warning).to_contain_text("Budget warning", timeout=RUN_TIMEOUT_MS)
     expect(warning).to_contain_text("passed 75% of its daily budget")
     expect(page.locator("#budget-warning")).to_contain_text("Budget warning: 75%")
     assert page.get_attribute("#gauge", "data-level") == "75"
-    shoot(page, "07-budget-warning")
-
-
-def test_a_start_beyond_the_budget_is_refused_with_a_reason(page: Page, people: People) -> None:
-    sign_in(page)
-    page.select_option("#business", people.corner_shop)
-    expect(page.locator("#budget-warning")).to_contain_text("Budget warning: 90%")
-    page.click("#start-button")
-    expect(page.locator("#notice")).to_contain_text("Budget exceeded: today's budget")
-    expect(page.locator("#run")).to_be_hidden()
-    shoot(page, "08-budget-exceeded")
+    shoot(page, "14-budget-warning")
+    # $0.25 a day cannot pay for every phase's bound: the run stops, keeping what finished.
+    page.wait_for_selector("#run-status[data-status=budget_exceeded]", timeout=RUN_TIMEOUT_MS)
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("Budget exceeded: the analysis stopped at the")
+    expect(notice).to_contain_text("which may cost up to $")
+    expect(notice).to_contain_text("of the $0.25 daily limit left today")
+    expect(notice).to_contain_text("kept below")
+    expect(page.locator("[data-section=research]")).to_be_visible()
 
 
 @pytest.fixture
 def paused(web: webapp.WebStack) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in web.local.client_env.items():
-            patch.setenv(name, value)
-        get_settings.cache_clear()
+    with on_stack(web):
         set_paused(True, "scheduled maintenance")
         try:
             yield
         finally:
             set_paused(False)
-    get_settings.cache_clear()
 
 
 def test_a_paused_platform_is_explained(page: Page, people: People, paused: None) -> None:
     sign_in(page)
-    start(page, people.tidewater)
+    page.select_option("#business", people.tidewater)
+    expect(page.locator("[name=industry]")).to_have_value(SAMPLE_INPUT.industry)
+    page.click("#start-button")
     expect(page.locator("#notice")).to_contain_text("RaptorFlow is paused for maintenance")
     expect(page.locator("#notice")).to_contain_text("scheduled maintenance")
-    shoot(page, "09-paused")
+    shoot(page, "15-paused")

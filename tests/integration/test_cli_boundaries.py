@@ -16,9 +16,11 @@ import pytest
 
 from common.analysis.launch import start_run
 from common.budget.ledger import BudgetLedger
+from common.budget.status import STATUS
 from common.models import BusinessInput
 from common.money import nanos
 from common.platform.settings import get_settings
+from common.platform.store import db
 from common.runs import documents
 from common.tenants.businesses import business_ref, get_business
 from local import stack
@@ -172,6 +174,9 @@ def test_register_changes_only_what_it_is_given_and_members_are_managed_apart(
     stored = get_business(business_id)
     assert stored.tier == "enterprise" and stored.limits.daily_limit_usd == 20
     assert stored.limits.max_icps == 5 and sorted(stored.members) == ["uid-alice", "uid-bob"]
+    # What clients listen to shows the new limit at once, before anything is spent.
+    published = db().collection(STATUS).document(business_id).get().to_dict() or {}
+    assert published["daily_limit"] == 20
     assert main(["register", business_id, "--daily-limit-usd", "tier"]) == 0
     stored = get_business(business_id)
     assert stored.overrides.daily_limit_usd is None and stored.overrides.max_icps == 5

@@ -26,15 +26,31 @@ export function list(items: string[], className = "tight"): HTMLUListElement {
   return h("ul", { class: className }, items.map((item) => h("li", null, item)));
 }
 
-export function table(headers: string[], rows: Child[][]): HTMLTableElement {
+/** A table that, on a narrow screen, shows each row as a card (its cells labelled by their
+ * column's header through `data-label`, see styles.css) instead of overflowing the page. */
+export function table(headers: string[], rows: (Child | Child[])[][]): HTMLTableElement {
   return h(
     "table",
-    null,
+    { class: "stacking" },
     h("thead", null, h("tr", null, headers.map((name) => h("th", null, name)))),
-    h("tbody", null, rows.map((row) => h("tr", null, row.map((cell) => h("td", null, cell))))),
+    h("tbody", null, rows.map((row) => h("tr", null, row.map((cell, i) => h("td", headers[i] ? { "data-label": headers[i] } : null, cell))))),
   );
 }
 
 export function usd(amount: number, digits = 4): string {
   return `$${amount.toFixed(digits)}`;
+}
+
+/** An amount as a reader compares it: cents from a dollar up, four decimals below. */
+export function money(amount: number): string {
+  return usd(amount, Math.abs(amount) >= 1 ? 2 : 4);
+}
+
+/** A duration in words: "42 s", "3 min 5 s", "1 h 2 min". */
+export function duration(seconds: number | null): string {
+  if (seconds === null || !Number.isFinite(seconds)) return "—";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }

@@ -1,5 +1,6 @@
 // RaptorFlow's reference web app: sign in (Firebase Auth), start an analysis through the API,
-// follow it live with Firestore listeners (runs/{id} and its events), read the results.
+// follow it live with Firestore listeners (runs/{id} and its events), read the results, find
+// past analyses, and, for owners, manage members and see spending.
 
 import { initializeApp } from "firebase/app";
 import {
@@ -24,22 +25,15 @@ import {
 } from "firebase/firestore";
 
 import { Api, ApiError } from "./api";
+import { renderBudget, stopped } from "./budget";
 import { barChart } from "./chart";
 import { byId, h, usd } from "./dom";
+import * as form from "./form";
+import { History } from "./history";
 import { renderResults } from "./results";
-import { type BudgetStatus, type BusinessInput, type Config, type Membership, type Run, type RunEvent, TERMINAL } from "./types";
-
-const SAMPLE: BusinessInput = {
-  name: "Tidewater Coffee Co.",
-  industry: "Specialty coffee (direct-to-consumer subscriptions)",
-  description:
-    "Tidewater roasts single-origin specialty coffee in small batches in Portland, Maine, and ships it within 48 hours of roasting. Customers subscribe for two bags a month; the company also sells to a handful of local cafes.",
-  goals: ["Grow to 5,000 subscribers in 12 months", "Cut monthly churn below 4%"],
-  target_market: "Home coffee enthusiasts aged 25-45 in the US Northeast who care about freshness and sourcing",
-  competitors: ["Trade Coffee", "Blue Bottle Coffee", "Atlas Coffee Club"],
-  icp_count: 3,
-  website: "https://tidewater.example",
-};
+import { Spending } from "./spending";
+import { Team } from "./team";
+import { type BudgetStatus, type Config, type Membership, type Run, type RunEvent, TERMINAL } from "./types";
 
 const config: Config = await (await fetch("config.json", { cache: "no-store" })).json();
 const firebase = initializeApp(config.firebase);
@@ -72,10 +66,27 @@ function explain(error: unknown): string {
       return "Wrong email or password.";
     if (code === "auth/email-already-in-use") return "An account with this email exists already: sign in instead.";
     if (code === "auth/weak-password") return "Please choose a password of at least 6 characters.";
-    return `Sign-in failed (${code}).`;
+    if (code === "auth/invalid-email") return "Please enter a valid email address.";
+    return "Sign-in failed. Please try again.";
   }
   return error instanceof Error ? error.message : String(error);
 }
+
+const failed = (error: unknown) => notify(explain(error));
+
+const runs = new History(api, {
+  open: (runId) => {
+    location.hash = `run=${runId}`;
+  },
+  rerun: (runId) => rerun(runId),
+  failed,
+});
+const spending = new Spending(api, failed);
+const team = new Team(api, () => auth.currentUser?.uid ?? "", {
+  selfChanged: () => void loadBusinesses(),
+  failed,
+  told: (message) => notify(message, "info"),
+});
 
 // --- Sign-in ------------------------------------------------------------------------------------
 
@@ -99,8 +110,9 @@ byId("sign-out").addEventListener("click", () => void signOut(auth));
 onAuthStateChanged(auth, (user) => void (user ? signedIn(user) : signedOut()));
 
 function signedOut(): void {
-  stopListening();
+  closeRun();
   stopBudget?.();
+  stopBudget = null;
   byId("app").hidden = true;
   byId("sign-out").hidden = true;
   byId("who").textContent = "";
@@ -112,6 +124,14 @@ async function signedIn(user: User): Promise<void> {
   byId("sign-in").hidden = true;
   byId("sign-out").hidden = false;
   byId("who").textContent = user.email ?? user.uid;
+  await loadBusinesses();
+  openFromHash();
+}
+
+/** The businesses the user belongs to, into the picker; a user with none sees how to join one. */
+async function loadBusinesses(): Promise<void> {
+  const user = auth.currentUser;
+  if (!user) return;
   try {
     businesses = (await api.me()).businesses;
   } catch (error) {
@@ -119,100 +139,125 @@ async function signedIn(user: User): Promise<void> {
     return;
   }
   const select = byId<HTMLSelectElement>("business");
+  const previous = select.value;
   select.replaceChildren(...businesses.map((b) => h("option", { value: b.business_id }, `${b.name || b.business_id} (${b.tier})`)));
+  if (businesses.some((b) => b.business_id === previous)) select.value = previous;
   byId("app").hidden = false;
-  if (businesses.length === 0) {
-    notify(`You are not a member of any business yet. Ask an owner to add your user id: ${user.uid}`, "info");
-    byId<HTMLButtonElement>("start-button").disabled = true;
-  } else {
-    byId<HTMLButtonElement>("start-button").disabled = false;
-    showBudget(select.value);
+  const none = businesses.length === 0;
+  byId("onboarding").hidden = !none;
+  byId("workspace").hidden = none;
+  byId("onboarding-uid").textContent = user.uid;
+  if (none) {
+    // Nothing to start against: no form, no example to run on someone else's business.
+    closeRun();
+    stopBudget?.();
+    stopBudget = null;
+    return;
   }
-  openFromHash();
+  void showBusiness(select.value);
 }
+
+function business(businessId: string): Membership | undefined {
+  return businesses.find((b) => b.business_id === businessId);
+}
+
+byId<HTMLSelectElement>("business").addEventListener("change", (event) => void showBusiness((event.target as HTMLSelectElement).value));
+
+// Whether the user changed the form since the business was picked: a late answer never
+// overwrites what they typed or the example they asked for.
+let formTouched = false;
+byId("start-form").addEventListener("input", () => {
+  formTouched = true;
+});
+
+/** Everything about one business: its budget (live), its history, the form, its team. */
+async function showBusiness(businessId: string): Promise<void> {
+  showBudget(businessId);
+  const membership = business(businessId);
+  if (membership) void team.show(membership);
+  if (!byId("view-business").hidden) void spending.show(businessId);
+  formTouched = false;
+  form.clear(membership?.name ?? "");
+  void runs.show(businessId);
+  // The form starts from the business's last analysis, for a change and a new run.
+  try {
+    const last = (await api.runs(businessId, { limit: 1 })).runs[0];
+    if (!last) return;
+    const run = await api.run(last.run_id);
+    if (byId<HTMLSelectElement>("business").value === businessId && !formTouched) form.fill(run.input);
+  } catch {
+    // The form stays as it is: nothing to start from.
+  }
+}
+
+byId("example-button").addEventListener("click", () => {
+  formTouched = true;
+  form.fill(form.EXAMPLE);
+});
+
+// --- Views --------------------------------------------------------------------------------------
+
+function selectTab(name: "analyses" | "business"): void {
+  for (const tab of ["analyses", "business"]) {
+    byId(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
+    byId(`view-${tab}`).hidden = tab !== name;
+  }
+  if (name === "business") void spending.show(byId<HTMLSelectElement>("business").value);
+}
+byId("tab-analyses").addEventListener("click", () => selectTab("analyses"));
+byId("tab-business").addEventListener("click", () => selectTab("business"));
 
 // --- Budget -------------------------------------------------------------------------------------
 
-byId<HTMLSelectElement>("business").addEventListener("change", (event) => showBudget((event.target as HTMLSelectElement).value));
-
 function showBudget(businessId: string): void {
   stopBudget?.();
-  // The API refreshes the published status; the listener keeps the gauge live from then on.
-  api.budget(businessId).then(renderBudget, (error) => notify(explain(error)));
+  // The published status is rewritten by every change to the business's budget, a new limit
+  // included; the API computes it for a business that has not published one yet.
+  api.budget(businessId).then(renderBudget, failed);
   stopBudget = onSnapshot(
     doc(db, "budget_status", businessId),
     (snapshot) => snapshot.exists() && renderBudget(snapshot.data() as BudgetStatus),
-    (error) => notify(explain(error)),
+    failed,
   );
-}
-
-function renderBudget(status: BudgetStatus): void {
-  const limit = status.daily_limit || 1;
-  const spent = Math.min(100, (100 * status.today_spent) / limit);
-  const reserved = Math.min(100 - spent, (100 * status.today_reserved) / limit);
-  byId("gauge-spent").style.width = `${spent}%`;
-  byId("gauge-reserved").style.width = `${reserved}%`;
-  const gauge = byId("gauge");
-  gauge.className = status.warning_level ? `gauge level-${status.warning_level}` : "gauge";
-  gauge.setAttribute("data-level", String(status.warning_level ?? 0));
-  byId("gauge").title = `${status.percent_used}% of today's budget spent or reserved`;
-  byId("budget-text").textContent =
-    `${usd(status.today_spent)} spent and ${usd(status.today_reserved)} reserved of ${usd(status.daily_limit, 2)} today (${status.tier} plan)`;
-  byId("budget-month").textContent = `This month: ${usd(status.month_spent)} of ${usd(status.monthly_limit, 2)}, heading for ${usd(status.projected_monthly, 2)}`;
-  const warning = byId("budget-warning");
-  warning.hidden = !status.warning_level;
-  warning.textContent =
-    status.warning_level === 100
-      ? "Budget warning: the budget is used up — new analyses are blocked until it renews."
-      : `Budget warning: ${status.warning_level}% of the budget is used.`;
 }
 
 // --- Starting a run -----------------------------------------------------------------------------
 
-function fillSample(): void {
-  const form = byId<HTMLFormElement>("start-form");
-  const field = (name: string) => form.elements.namedItem(name) as HTMLInputElement;
-  field("name").value = SAMPLE.name;
-  field("industry").value = SAMPLE.industry;
-  field("description").value = SAMPLE.description;
-  field("goals").value = SAMPLE.goals.join("\n");
-  field("competitors").value = SAMPLE.competitors.join("\n");
-  field("target_market").value = SAMPLE.target_market;
-  field("icp_count").value = String(SAMPLE.icp_count);
-  field("website").value = SAMPLE.website ?? "";
-}
-fillSample();
-
-function formInput(form: HTMLFormElement): BusinessInput {
-  const data = new FormData(form);
-  const text = (name: string) => String(data.get(name) ?? "").trim();
-  const lines = (name: string) => text(name).split("\n").map((line) => line.trim()).filter(Boolean);
-  return {
-    name: text("name"),
-    industry: text("industry"),
-    description: text("description"),
-    goals: lines("goals"),
-    target_market: text("target_market"),
-    competitors: lines("competitors"),
-    icp_count: Number(text("icp_count")),
-    website: text("website") || null,
-  };
+async function start(businessId: string, input: ReturnType<typeof form.read>): Promise<void> {
+  notify(null);
+  try {
+    const started = await api.startRun(businessId, input);
+    location.hash = `run=${started.run_id}`;
+    void runs.reload();
+  } catch (error) {
+    notify(explain(error));
+    throw error;
+  }
 }
 
 byId<HTMLFormElement>("start-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const button = byId<HTMLButtonElement>("start-button");
   button.disabled = true;
-  notify(null);
+  form.clearInvalid();
   try {
-    const started = await api.startRun(byId<HTMLSelectElement>("business").value, formInput(event.target as HTMLFormElement));
-    location.hash = `run=${started.run_id}`;
+    await start(byId<HTMLSelectElement>("business").value, form.read());
   } catch (error) {
-    notify(explain(error));
+    if (error instanceof ApiError && error.field) form.markInvalid(error.field);
   } finally {
     button.disabled = false;
   }
 });
+
+/** Start a new run with the input of `runId` (as it was, on the same business). */
+async function rerun(runId: string): Promise<void> {
+  try {
+    const { business_id: businessId, ...input } = (await api.run(runId)).input;
+    await start(businessId, input);
+  } catch (error) {
+    notify(explain(error));
+  }
+}
 
 // --- Following a run ----------------------------------------------------------------------------
 
@@ -221,10 +266,17 @@ byId<HTMLFormElement>("open-run-form").addEventListener("submit", (event) => {
   location.hash = `run=${byId<HTMLInputElement>("open-run-id").value.trim()}`;
 });
 window.addEventListener("hashchange", openFromHash);
+byId("close-run").addEventListener("click", () => {
+  // Out of the address too, without a hashchange: a reload then shows no run.
+  window.history.replaceState(null, "", location.pathname + location.search);
+  closeRun();
+});
 
 function openFromHash(): void {
   const runId = new URLSearchParams(location.hash.slice(1)).get("run");
-  if (runId && auth.currentUser && runId !== shownRun) void openRun(runId);
+  if (!auth.currentUser) return;
+  if (!runId) closeRun();
+  else if (runId !== shownRun) void openRun(runId);
 }
 
 function stopListening(): void {
@@ -233,10 +285,16 @@ function stopListening(): void {
   shownRun = null;
 }
 
+function closeRun(): void {
+  stopListening();
+  for (const id of ["run", "costs", "results"]) byId(id).hidden = true;
+}
+
 async function openRun(runId: string): Promise<void> {
   stopListening();
   shownRun = runId;
   for (const id of ["run", "costs", "results"]) byId(id).hidden = true;
+  selectTab("analyses");
   let run: Run;
   try {
     run = await api.run(runId); // the API says why when the run is not yours
@@ -244,18 +302,23 @@ async function openRun(runId: string): Promise<void> {
     notify(explain(error));
     return;
   }
+  if (shownRun !== runId) return;
+  if (run.business_id !== byId<HTMLSelectElement>("business").value && business(run.business_id)) {
+    byId<HTMLSelectElement>("business").value = run.business_id;
+    void showBusiness(run.business_id);
+  }
   notify(null);
   byId("run-id").textContent = runId;
   byId("run").hidden = false;
   byId("run").scrollIntoView({ block: "start" });
   renderRun(run);
-  const failed = (error: FirestoreError) => notify(explain(error));
+  const failedListening = (error: FirestoreError) => notify(explain(error));
   stopRun.push(
-    onSnapshot(doc(db, "runs", runId), (snapshot) => snapshot.exists() && renderRun({ run_id: runId, ...snapshot.data() } as Run), failed),
+    onSnapshot(doc(db, "runs", runId), (snapshot) => snapshot.exists() && renderRun({ run_id: runId, ...snapshot.data() } as Run), failedListening),
     onSnapshot(
       query(collection(db, "runs", runId, "events"), orderBy("at")),
       (snapshot) => renderEvents(snapshot.docs.map((d) => ({ id: d.id, ...d.data() }) as RunEvent)),
-      failed,
+      failedListening,
     ),
   );
 }
@@ -263,6 +326,7 @@ async function openRun(runId: string): Promise<void> {
 let lastStatus = "";
 
 function renderRun(run: Run): void {
+  if (run.run_id !== shownRun) return;
   const progress = byId("progress");
   progress.setAttribute("aria-valuenow", String(run.percent));
   byId("progress-fill").style.width = `${run.percent}%`;
@@ -280,11 +344,14 @@ function renderRun(run: Run): void {
   const cancel = byId<HTMLButtonElement>("cancel-button");
   cancel.disabled = TERMINAL.has(run.status) || run.cancel_requested;
   renderCosts(run);
+  runs.update(run);
   if (TERMINAL.has(run.status) && lastStatus !== `${run.run_id}:${run.status}`) {
     lastStatus = `${run.run_id}:${run.status}`;
-    if (run.status === "budget_exceeded") notify("Budget exceeded: the analysis stopped because the business's budget is used up. Finished parts are kept below.");
+    const why = stopped(run);
+    if (why) notify(why);
     else if (run.status === "failed") notify(`The analysis failed: ${run.error ?? "unknown error"}`);
     void showResults(run.run_id);
+    void runs.reload();
   }
 }
 

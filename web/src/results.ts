@@ -42,6 +42,29 @@ export function renderResults(results: Results): HTMLElement[] {
           research.competitor_ladder.map((r) => [r.rank, r.competitor, r.position_held, r.weakness_to_exploit]),
         ),
       ),
+      section(
+        "evidence",
+        "Evidence",
+        h("p", { class: "muted" }, "What the research rests on, and how sure it is of each point."),
+        table(
+          ["Claim", "Source", "Confidence"],
+          research.evidence.map((e) => [e.claim, e.source, h("span", { class: `confidence ${e.confidence}` }, e.confidence)]),
+        ),
+      ),
+      section(
+        "sostac",
+        "SOSTAC plan",
+        h(
+          "div",
+          { class: "cards" },
+          h("div", { class: "tile" }, h("h3", null, "Situation"), h("p", null, research.sostac.situation)),
+          h("div", { class: "tile" }, h("h3", null, "Objectives"), list(research.sostac.objectives)),
+          h("div", { class: "tile" }, h("h3", null, "Strategy"), h("p", null, research.sostac.strategy)),
+          h("div", { class: "tile" }, h("h3", null, "Tactics"), list(research.sostac.tactics)),
+          h("div", { class: "tile" }, h("h3", null, "Action"), list(research.sostac.action)),
+          h("div", { class: "tile" }, h("h3", null, "Control"), list(research.sostac.control)),
+        ),
+      ),
     );
   }
 

@@ -21,7 +21,25 @@ export interface Run {
   run_id: string; business_id: string; tier: string; status: RunStatus; percent: number;
   phase: string | null; step: string | null; eta_seconds: number | null; cost_nanos: number;
   models_used: string[]; warnings: string[]; cancel_requested: boolean; error: string | null;
-  stop_reason: string | null; phases: Record<string, PhaseSummary>;
+  stop_reason: string | null; phases: Record<string, PhaseSummary>; duration_seconds?: number | null;
+  input: BusinessInput & { business_id: string };
+}
+
+/** One row of `GET /v1/businesses/{id}/runs` (the run-history contract). */
+export interface RunSummaryItem {
+  run_id: string; business_id: string; name: string; status: RunStatus; percent: number;
+  phase: string | null; step: string | null; created_at: string | null; finished_at: string | null;
+  duration_seconds: number | null; cost_usd: number; stop_reason: string | null; error: string | null;
+  models_used: string[];
+}
+export interface RunPage { runs: RunSummaryItem[]; next_cursor: string | null }
+
+export interface Members { business_id: string; members: string[]; owners: string[] }
+
+export interface UsageGroup { group: string; calls: number; input_tokens: number; output_tokens: number; cost_nanos: number; cost_usd: number }
+export interface UsageReport {
+  business_id: string; from_day: string; to_day: string; group_by: "model" | "tier" | "task" | "day";
+  groups: UsageGroup[]; total: UsageGroup;
 }
 
 export interface RunEvent { id: string; type: string; phase: string | null; step: string | null; percent: number; data: Record<string, unknown> }
