@@ -15,6 +15,7 @@ from common.models import BusinessInput, ResearchOutput
 from common.platform import log
 from common.search.backend import vector_index
 from common.search.embeddings import embed
+from common.spend.ledger import Ledger
 
 logger = logging.getLogger(__name__)
 RECALL_TOP_K = 6
@@ -41,13 +42,16 @@ def snippets(business: BusinessInput, research: ResearchOutput) -> list[tuple[st
     return found
 
 
-def remember(run_id: str, business: BusinessInput, research: ResearchOutput) -> int:
-    """Store the research's snippets for later phases (and later runs). Returns how many."""
+def remember(
+    run_id: str, business: BusinessInput, research: ResearchOutput, ledger: Ledger | None = None
+) -> int:
+    """Store the research's snippets for later phases (and later runs); paid embeddings are
+    reserved and settled on `ledger`. Returns how many."""
     found = snippets(business, research)
     texts = [text for _, text in found]
     vector_index().add_embeddings(
         [f"{run_id}.{n}" for n in range(len(found))],
-        embed(texts, kind="document"),
+        embed(texts, kind="document", ledger=ledger),
         [
             {"business_id": business.business_id, "run_id": run_id, "kind": kind, "text": text}
             for kind, text in found
@@ -60,9 +64,12 @@ def remember(run_id: str, business: BusinessInput, research: ResearchOutput) -> 
     return len(found)
 
 
-def recall(business_id: str, query: str, top_k: int = RECALL_TOP_K) -> list[str]:
-    """The stored snippets of `business_id` most relevant to `query`, best first, no repeats."""
-    (vector,) = embed([query], kind="query")
+def recall(
+    business_id: str, query: str, top_k: int = RECALL_TOP_K, ledger: Ledger | None = None
+) -> list[str]:
+    """The stored snippets of `business_id` most relevant to `query`, best first, no repeats
+    (a paid embedding of the query is reserved and settled on `ledger`)."""
+    (vector,) = embed([query], kind="query", ledger=ledger)
     matches = vector_index().search(vector, top_k=top_k * 2, filter={"business_id": business_id})
     texts: list[str] = []
     for match in matches:

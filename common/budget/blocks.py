@@ -143,6 +143,10 @@ def _applied(name: str, op: str) -> bool:
     return snapshot.exists and (snapshot.to_dict() or {}).get("last_op") == op
 
 
+# A take that finds the cap's shards short first asks at most this many other days to give back
+# the shares they do not use.
+SWEEP_DAYS = 200
+
 # --- sizing --------------------------------------------------------------------------------
 
 # Below this many of the requested amount left, a block is exactly the request: at the margin
@@ -197,6 +201,7 @@ def take(
         scope_ref(scope_name(business.business_id, month)),
     )
     reconciled: set[str] = set()
+    swept = False
     for attempt in range(12):
         home_ref = platform.shard_ref(day, home)
         snapshots, now = _read([day_ref, month_ref, home_ref])
@@ -235,6 +240,12 @@ def take(
             touched = {**touched, **more}
             size = min(size, day_p.platform - day_p.spent - day_p.allocated)
             if size < need:
+                if not swept:
+                    # Near the cap: other days may hold shares they do not use. They give them
+                    # back (each its own commit), and this take looks again.
+                    swept = True
+                    return_platform(day, controls, most=SWEEP_DAYS)
+                    continue
                 raise _platform_refusal(need, day)
         block_id = uuid.uuid4().hex
         entry = OpenBlock(size, None, ttl, controls.version)
@@ -375,10 +386,11 @@ def _platform_marked(day_p: Period, controls: Controls) -> Period:
     )
 
 
-def return_platform(day: str, controls: Controls) -> int:
-    """After a new cap: split `day`'s shards under it, then every business day of `day` gives
-    back what it holds of the cap and does not use (each in its own optimistic commit), paying
-    the shards' debts first. Returns how many days gave some back."""
+def return_platform(day: str, controls: Controls, *, most: int | None = None) -> int:
+    """After a new cap (or near it): split `day`'s shards under the cap in force, then every
+    business day of `day` (at most `most` of them) gives back what it holds of the cap and does
+    not use (each in its own optimistic commit), paying the shards' debts first. Returns how
+    many days gave some back."""
     known = platform.resplit(day, controls)
     query = (
         db()
@@ -386,6 +398,8 @@ def return_platform(day: str, controls: Controls) -> int:
         .where(filter=FieldFilter("kind", "==", "day"))
         .where(filter=FieldFilter("period", "==", day))
     )
+    if most is not None:
+        query = query.limit(most)
     returned = 0
     for snapshot in query.stream():
         for attempt in range(8):

@@ -177,7 +177,9 @@ def take(
     its home shard, else from every shard with a free part. Returns the day and the shards to
     write (all current: `known` holds what was read)."""
     shard = known[home]
-    got = max(0, min(amount, shard.free))
+    # At most half of what the shard has left beyond the need: near the cap, room stays for
+    # the other businesses of the shard.
+    got = max(0, min(amount, max(need, shard.free // 2), shard.free))
     touched = {}
     platform_from = dict(day_p.platform_from)
     if got:

@@ -15,13 +15,20 @@ a function needs no extra service or role to embed):
 
 The dimension follows the configured model, so an index built with one backend cannot be searched
 with the other (the vector index refuses a dimension it does not hold).
+
+Vertex's calls are paid: given a `Ledger` (`common.spend`), each Predict reserves its upper bound
+(the request's characters at the model's price per token: a token is at least one character) and
+settles what the response's token counts say it cost. The local model costs nothing.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import threading
+import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -31,6 +38,8 @@ import numpy.typing as npt
 
 from common.platform.process import per_settings
 from common.platform.settings import Settings
+from common.spend.ledger import Ledger
+from common.spend.records import AttemptRecord, TokenUsage
 
 if TYPE_CHECKING:
     from google.cloud import aiplatform_v1
@@ -44,6 +53,15 @@ _MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a
 # The learned router (common/llm/learned.py) reads the same word pieces.
 TOKENIZER, TOKENIZER_SHA256 = _TOKENIZER, _TOKENIZER_SHA256
 
+# Vertex's published prices in nano-dollars per input token (2026): text-embedding-00x $0.10 and
+# gemini-embedding-001 $0.15 per million tokens. Billing is by tokens, and a token is at least one
+# character, so characters at these prices bound a request's cost from above.
+VERTEX_NANOS_PER_TOKEN = {
+    "text-embedding-005": 0.1,
+    "text-embedding-004": 0.1,
+    "text-multilingual-embedding-002": 0.1,
+    "gemini-embedding-001": 0.15,
+}
 # Output sizes of Vertex's text embedding models when outputDimensionality is not given.
 VERTEX_DIMENSIONS = {
     "text-embedding-005": 768,
@@ -66,8 +84,11 @@ class Embedder(Protocol):
         """The length of every vector."""
         ...
 
-    def embed(self, texts: Sequence[str], kind: Kind = "document") -> list[list[float]]:
-        """One unit-length vector per text; `kind` is "query" for a search's query text."""
+    def embed(
+        self, texts: Sequence[str], kind: Kind = "document", ledger: Ledger | None = None
+    ) -> list[list[float]]:
+        """One unit-length vector per text; `kind` is "query" for a search's query text; a paid
+        embedder reserves and settles each call on `ledger`."""
         ...
 
 
@@ -135,8 +156,11 @@ class LocalEmbedder:
                 self._tokenizer = tokenizer
             return self._session, self._tokenizer
 
-    def embed(self, texts: Sequence[str], kind: Kind = "document") -> list[list[float]]:
-        """Mean-pooled, L2-normalised sentence vectors (the same for documents and queries)."""
+    def embed(
+        self, texts: Sequence[str], kind: Kind = "document", ledger: Ledger | None = None
+    ) -> list[list[float]]:
+        """Mean-pooled, L2-normalised sentence vectors (the same for documents and queries); free
+        to run, so nothing is reserved on `ledger`."""
         checked = _check_texts(texts)
         if not checked:
             return []
@@ -232,8 +256,11 @@ class VertexEmbedder:
             timeout=settings.vertex_timeout_seconds,
         )
 
-    def embed(self, texts: Sequence[str], kind: Kind = "document") -> list[list[float]]:
-        """One vector per text, in order, from as few Predict calls as the limits allow."""
+    def embed(
+        self, texts: Sequence[str], kind: Kind = "document", ledger: Ledger | None = None
+    ) -> list[list[float]]:
+        """One vector per text, in order, from as few Predict calls as the limits allow; each
+        call reserved and settled on `ledger` when one is given."""
         checked = _check_texts(texts)
         task = "RETRIEVAL_QUERY" if kind == "query" else "RETRIEVAL_DOCUMENT"
         parameters: dict[str, Any] = {"autoTruncate": True}
@@ -241,12 +268,7 @@ class VertexEmbedder:
             parameters["outputDimensionality"] = self._output_dimensionality
         vectors: list[list[float]] = []
         for batch in self._batches(checked):
-            response = self._client.predict(
-                endpoint=self.endpoint,
-                instances=[{"content": text, "task_type": task} for text in batch],
-                parameters=parameters,
-                timeout=self._timeout,
-            )
+            response = self._predict(batch, task, parameters, ledger)
             if len(response.predictions) != len(batch):
                 raise RuntimeError(
                     f"Vertex AI returned {len(response.predictions)} embeddings for "
@@ -261,6 +283,48 @@ class VertexEmbedder:
                     )
                 vectors.append(values)
         return _normalised(np.asarray(vectors, dtype=np.float64)) if vectors else []
+
+    def _predict(
+        self, batch: list[str], task: str, parameters: dict[str, Any], ledger: Ledger | None
+    ) -> Any:
+        """One Predict call, reserved before and settled after on `ledger`."""
+        price = VERTEX_NANOS_PER_TOKEN.get(self.model, max(VERTEX_NANOS_PER_TOKEN.values()))
+        key = f"embedding:{uuid.uuid4().hex}"
+        started = time.perf_counter()
+        if ledger is not None:
+            bound = math.ceil(sum(len(text) for text in batch) * price)
+            ledger.reserve(key=key, model=self.model, tier="nano", upper_bound_nanos=bound)
+        tokens, error = 0, None
+        try:
+            response = self._client.predict(
+                endpoint=self.endpoint,
+                instances=[{"content": text, "task_type": task} for text in batch],
+                parameters=parameters,
+                timeout=self._timeout,
+            )
+            tokens = sum(_token_count(prediction, text) for prediction, text in zip(
+                response.predictions, batch, strict=False))  # fmt: skip
+            return response
+        except Exception as failed:
+            error = type(failed).__name__
+            raise
+        finally:
+            if ledger is not None:
+                ledger.settle(
+                    AttemptRecord(
+                        key=key,
+                        task_type="embedding",
+                        model=self.model,
+                        provider="vertex",
+                        usage=TokenUsage(input_tokens=tokens),
+                        cost_nanos=math.ceil(tokens * price),
+                        latency_ms=(time.perf_counter() - started) * 1000,
+                        fallback_used=False,
+                        ok=error is None,
+                        error_code=error,
+                        model_tier="nano",
+                    )
+                )
 
     def _batches(self, texts: list[str]) -> list[list[str]]:
         batches: list[list[str]] = []
@@ -279,6 +343,13 @@ class VertexEmbedder:
         return batches
 
 
+def _token_count(prediction: Any, text: str) -> int:
+    """The tokens Vertex counted for one text (its characters, the bound, if it did not say)."""
+    statistics = prediction.get("embeddings", {}).get("statistics", {}) or {}
+    count = statistics.get("token_count")
+    return int(count) if count is not None else len(text)
+
+
 @functools.cache
 def local_embedder() -> LocalEmbedder:
     """The offline model, loaded once per process whatever the settings."""
@@ -293,6 +364,9 @@ def embedder(settings: Settings) -> Embedder:
     return local_embedder()
 
 
-def embed(texts: Sequence[str], kind: Kind = "document") -> list[list[float]]:
-    """One unit-length vector per text from the configured embedder (see the module docstring)."""
-    return embedder().embed(texts, kind)
+def embed(
+    texts: Sequence[str], kind: Kind = "document", ledger: Ledger | None = None
+) -> list[list[float]]:
+    """One unit-length vector per text from the configured embedder (see the module docstring);
+    a paid embedder reserves and settles each call on `ledger`."""
+    return embedder().embed(texts, kind, ledger)

@@ -302,7 +302,13 @@ class FakeVertex:
         response = aiplatform_v1.PredictResponse(deployed_model_id="")
         # Repeated google.protobuf.Value fields take Python values only through extend().
         response.predictions.extend(
-            {"embeddings": {"values": self.embed(instance["content"]), "statistics": {}}}
+            {
+                "embeddings": {
+                    "values": self.embed(instance["content"]),
+                    # As Vertex reports them: the tokens it counted (here one per 4 characters).
+                    "statistics": {"token_count": max(1, len(instance["content"]) // 4)},
+                }
+            }
             for instance in request.instances
         )
         return response

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import grpc
 import numpy as np
 import pytest
+from google.api_core import exceptions
 
 from common.platform.settings import Settings
 from common.search import embeddings
 from common.search.embeddings import VertexEmbedder
+from tests.unit.llm.doubles import RecordingLedger
 
 from .loopback import FakeVertex
 
@@ -109,3 +112,31 @@ def test_a_wrong_dimension_from_the_service_is_an_error(
 def test_an_unknown_model_needs_its_dimension(production: Callable[..., Settings]) -> None:
     with pytest.raises(ValueError, match="set VERTEX_EMBEDDING_DIMENSION"):
         embeddings.embedder(production(vertex_embedding_model="my-tuned-model"))
+
+
+def test_each_predict_is_reserved_at_its_bound_and_settled_at_its_tokens(
+    vertex: FakeVertex, production: Callable[..., Settings]
+) -> None:
+    """Paid embeddings go through the ledger like model calls: the bound is the characters at
+    the price per token (a token is at least a character), the cost the tokens Vertex counted."""
+    vertex.embed = fake_vector(768)
+    ledger = RecordingLedger()
+    texts = ["x" * 40_000, "y" * 30_000, "short"]  # two Predict calls (60,000 characters each)
+    embeddings.embedder(production()).embed(texts, ledger=ledger)
+
+    assert [r.upper_bound_nanos for r in ledger.reservations] == [4_000, 3_001]
+    assert [a.cost_nanos for a in ledger.settled] == [1_000, 751]
+    assert all(a.task_type == "embedding" and a.ok for a in ledger.settled)
+    assert [a.key for a in ledger.settled] == [r.key for r in ledger.reservations]
+
+
+def test_a_failed_predict_is_settled_at_nothing_and_raised(
+    vertex: FakeVertex, production: Callable[..., Settings]
+) -> None:
+    vertex.embed = fake_vector(768)
+    vertex.fail_next = grpc.StatusCode.INVALID_ARGUMENT
+    ledger = RecordingLedger()
+    with pytest.raises(exceptions.InvalidArgument):
+        embeddings.embedder(production()).embed(["text"], ledger=ledger)
+    (settled,) = ledger.settled
+    assert settled.cost_nanos == 0 and not settled.ok
