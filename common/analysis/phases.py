@@ -41,7 +41,7 @@ from common.platform.errors import AppError, Busy, Conflict, PaymentRequired
 from common.platform.settings import get_settings
 from common.platform.store import db
 from common.runs import documents, events
-from common.runs.events import record_warning
+from common.runs.events import ShownAttempts, record_warning
 from common.spend.ledger import BudgetBusy, BudgetDenied
 from common.tenants.businesses import Business, get_business
 
@@ -307,7 +307,7 @@ def _ask(
             messages,
             schema=prepared.schema,
             allowed_tiers=business.limits.model_tiers,
-            ledger=ledger,
+            ledger=ShownAttempts(ledger, prepared.run_id, spec.name),
             call_key=f"{prepared.run_id}:{spec.name}",
         )
     except BudgetDenied as denied:

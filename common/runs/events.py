@@ -17,9 +17,12 @@ from google.api_core import exceptions
 from google.cloud import firestore
 
 from common.budget.status import BudgetWarning
+from common.llm.base import FAILURE_TEXT
 from common.platform import log
 from common.platform.store import db
 from common.runs.documents import eta_seconds, run_ref
+from common.spend.ledger import Ledger
+from common.spend.records import AttemptRecord, ModelTier
 
 EVENTS = "events"
 logger = logging.getLogger(__name__)
@@ -138,3 +141,23 @@ def record_warning(run_id: str, warning: BudgetWarning, phase: str | None = None
     add_warning(batch, run_id, warning, phase)
     with contextlib.suppress(exceptions.AlreadyExists):
         batch.commit()
+
+
+class ShownAttempts:
+    """A `Ledger` that shows each failed attempt on the run's live step as it happens (the next
+    model, a repair or the workflow's retry follows), and passes everything to `ledger`."""
+
+    def __init__(self, ledger: Ledger, run_id: str, phase: str) -> None:
+        self._ledger = ledger
+        self.run_id = run_id
+        self.phase = phase
+
+    def reserve(self, *, key: str, model: str, tier: ModelTier, upper_bound_nanos: int) -> None:
+        self._ledger.reserve(key=key, model=model, tier=tier, upper_bound_nanos=upper_bound_nanos)
+
+    def settle(self, attempt: AttemptRecord) -> None:
+        self._ledger.settle(attempt)
+        if not attempt.ok:
+            failed = FAILURE_TEXT.get(attempt.error_code or "", "failed")
+            step = f"{self.phase}: {attempt.provider} {attempt.model} {failed}"
+            run_ref(self.run_id).update({"step": step, "updated_at": firestore.SERVER_TIMESTAMP})

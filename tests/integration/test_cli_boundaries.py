@@ -219,10 +219,11 @@ def test_budget_shows_reserved_money_next_to_spent(
     ledger.reserve(
         key=f"{business_id}:call", model="gpt-5-mini", tier="mini", upper_bound_nanos=nanos("0.25")
     )
+    ledger.close()  # the end of the request: only what the call in flight holds stays out
     capsys.readouterr()
     assert main(["budget", business_id]) == 0
     out = capsys.readouterr().out
-    assert "today:  $0.000000 spent + $0.250000 reserved by calls under way" in out
+    assert "today:  $0.000000 spent + $0.250000 held by work in flight" in out
     assert "$49.750000 left of $50.00" in out
     assert "PAUSED" not in out
 

@@ -76,6 +76,7 @@ def test_the_report_counts_each_calls_outcome_by_task_type_and_tier(
     calls.openai.push(VALID)
     calls.run("positioning_analysis")
     # A record written before outcomes were kept, and another business's call.
+    calls.ledger.reserve(key="old-attempt", model="gpt-5-nano", tier="nano", upper_bound_nanos=1)
     calls.ledger.settle(
         AttemptRecord(
             key="old-attempt",
