@@ -56,8 +56,8 @@ def test_usage_refuses_a_bad_range_in_one_line(
     assert err.strip().count("\n") == 0 and "--from" in err
 
 
-def test_report_prints_the_analysis_as_markdown_or_html(
-    new_run: Callable[..., str], capsys: pytest.CaptureFixture[str]
+def test_report_prints_the_analysis_as_markdown_or_html_or_writes_a_pdf(
+    new_run: Callable[..., str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     run_id = new_run()
     for phase in PHASE_ORDER:
@@ -67,3 +67,9 @@ def test_report_prints_the_analysis_as_markdown_or_html(
     assert "## 12-week content calendar" in capsys.readouterr().out
     assert main(["report", run_id, "--format", "html"]) == 0
     assert capsys.readouterr().out.startswith("<!doctype html>")
+    document = tmp_path / "strategy.pdf"
+    assert main(["report", run_id, "--format", "pdf", "--output", str(document)]) == 0
+    assert f"Report written to {document}" in capsys.readouterr().err
+    assert document.read_bytes().startswith(b"%PDF-")
+    assert main(["report", run_id, "--output", str(tmp_path / "missing" / "x.md")]) == 2
+    assert "cannot write" in capsys.readouterr().err
