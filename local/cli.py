@@ -15,11 +15,14 @@
     raptorflow router-report [--business B] [--from D] [--to D]
                                               how model calls ended, by task type and tier
     raptorflow web [--port 8080]              the web app on a local stack, until Ctrl-C
+    raptorflow up [--port 8080] | down        a local stack kept running in the background
+    raptorflow token [--email E]              an ID token from that stack's Auth emulator
     raptorflow completion bash                `source <(raptorflow completion bash)` completes
 
 `--local` starts the whole local stack for the run (Firestore emulator, every function,
-the workflow engine) and stops it afterwards; without it the CLI talks to whatever the
-environment configures (GOOGLE_CLOUD_PROJECT, FIRESTORE_EMULATOR_HOST, EXECUTIONS_ENDPOINT).
+the workflow engine) and stops it afterwards (or uses the stack of `up`); without it the CLI
+talks to whatever the environment configures (GOOGLE_CLOUD_PROJECT, FIRESTORE_EMULATOR_HOST,
+EXECUTIONS_ENDPOINT), else to the stack of `up` (.local/stack.json).
 Every failure is one line saying what to set or start (exit status 2); a run that did not
 succeed exits 1; output cut short by a closed pipe (`| head`) ends quietly.
 """
