@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from local.cli import main
 from local.processes import free_port
 
 pytestmark = pytest.mark.emulator
@@ -125,7 +126,9 @@ def wait_for(process: subprocess.Popen[str], seen: Callable[[str], bool]) -> str
     raise AssertionError(f"ended with {process.wait()} before the line looked for:\n{output}")
 
 
-def test_make_run_then_up_then_the_tour_of_the_readme(shell: Shell) -> None:
+def test_make_run_then_up_then_the_tour_of_the_readme(
+    shell: Shell, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ran = shell("run", "--local")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     run_id = ran.stdout.split("Run ")[1].split(" ")[0]
@@ -138,7 +141,6 @@ def test_make_run_then_up_then_the_tour_of_the_readme(shell: Shell) -> None:
     for shown in (state["web_url"], state["api_url"], state["firestore"], state["auth"]):
         assert shown in up.stdout
     assert "TOKEN=$(.venv/bin/raptorflow token)" in up.stdout
-    assert shell("up").stdout.startswith("Starting the local stack in the background")
     assert "It was up already." in shell("up").stdout  # one stack, not two
 
     # The tour, with nothing set in the environment: the state file says where the stack is.
@@ -146,33 +148,45 @@ def test_make_run_then_up_then_the_tour_of_the_readme(shell: Shell) -> None:
     assert status.returncode == 0, status.stderr
     totals = json.loads(status.stdout)
     assert totals["status"] == "succeeded" and totals["percent"] == 100
-    page = shell("report", run_id, "--format", "html")
-    assert page.returncode == 0 and "Marketing strategy: Tidewater Coffee Co." in page.stdout
-    usage = shell("usage", "tidewater-coffee", "--csv")
-    assert usage.returncode == 0, usage.stderr
-    rows = [line.split(",") for line in usage.stdout.splitlines()[1:]]
-    assert sum(int(row[4]) for row in rows) == round(totals["total_cost_usd"] * 1e9)
-    budget = shell("budget", "tidewater-coffee", "--json")
-    assert json.loads(budget.stdout)["today_spent"] == pytest.approx(totals["total_cost_usd"])
+    # `make run` again: on this stack now, which keeps its run.
+    again = shell("run", "--local")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "On the local stack of `raptorflow up`" in again.stdout
+    second = again.stdout.split("Run ")[1].split(" ")[0]
+
+    # The same commands in this process (as the other CLI tests run them), from a shell's
+    # environment: no backend named, the stack's local folder.
+    for name in ("FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "EXECUTIONS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAPTORFLOW_LOCAL_DIR", str(shell.local_dir))
+    capsys.readouterr()
+    assert main(["report", run_id, "--format", "html"]) == 0
+    assert "Marketing strategy: Tidewater Coffee Co." in capsys.readouterr().out
+    assert main(["status", second, "--json"]) == 0
+    totals_second = json.loads(capsys.readouterr().out)
+    assert main(["usage", "tidewater-coffee", "--csv"]) == 0
+    rows = [line.split(",") for line in capsys.readouterr().out.splitlines()[1:]]
+    spent = totals["total_cost_usd"] + totals_second["total_cost_usd"]
+    assert sum(int(row[4]) for row in rows) == pytest.approx(spent * 1e9, abs=2)
+    assert main(["budget", "tidewater-coffee", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["today_spent"] == pytest.approx(spent)
 
     # The token recipe, and the API and the web app the stack serves.
-    token = shell("token")
-    assert token.returncode == 0, token.stderr
+    assert main(["token"]) == 0
+    token = capsys.readouterr().out.strip()
     me = httpx.get(
-        f"{state['api_url']}/v1/me",
-        headers={"Authorization": f"Bearer {token.stdout.strip()}"},
-        timeout=30,
+        f"{state['api_url']}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
     assert me.status_code == 200, me.text
     assert [b["business_id"] for b in me.json()["businesses"]] == ["tidewater-coffee"]
     assert httpx.get(state["web_url"], timeout=30).status_code == 200
 
-    down = shell("down")
-    assert down.returncode == 0 and "stopped" in down.stdout
+    assert main(["down"]) == 0
+    assert "stopped" in capsys.readouterr().out
     assert not (shell.local_dir / "stack.json").exists()
     assert shell.left() == []
     gone = shell("status", run_id)  # nothing to talk to: one line says what to do
-    assert gone.returncode == 2 and "raptorflow up" in gone.stderr
+    assert gone.returncode == 2 and "raptorflow up" in gone.stderr, gone.stderr
     assert shell("down").stdout == "No local stack is up.\n"
 
 
