@@ -11,6 +11,7 @@ in /proc/*/environ, whichever session or process group it ran in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,15 +35,16 @@ TAG = "RAPTORFLOW_TEST_TAG"
 LIVENESS_SECONDS = 300
 
 
-def tagged(tag: str) -> list[str]:
-    """The command lines of every process whose environment carries the tag."""
-    found = []
+def tagged(tag: str) -> dict[int, str]:
+    """Every process whose environment carries the tag: its pid and command line."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             if f"{TAG}={tag}".encode() in (entry / "environ").read_bytes().split(b"\0"):
-                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:160])
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found[int(entry.name)] = command[:160]
         except OSError:
             continue  # it ended meanwhile, or is not ours to read
     return found
@@ -99,7 +101,7 @@ class Shell:
         )
 
     def left(self) -> list[str]:
-        return tagged(self.tag)
+        return list(tagged(self.tag).values())
 
 
 @pytest.fixture
@@ -109,9 +111,8 @@ def shell(tmp_path: Path) -> Iterator[Shell]:
     # Whatever a failed test left running is stopped (and the test has said so).
     if (tmp_path / "stack.json").exists():
         running("down")
-    for line in running.left():
-        pid = int(line.split()[0]) if line.split()[0].isdigit() else None
-        if pid:
+    for pid in tagged(running.tag):
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -193,8 +194,9 @@ def test_make_run_then_up_then_the_tour_of_the_readme(
 @pytest.mark.parametrize(
     ("command", "signum", "started"),
     [
-        (["up"], signal.SIGINT, 4),  # a Ctrl-C while the functions start in the background
-        (["web"], signal.SIGTERM, 2),  # while the emulators start
+        # A Ctrl-C while the functions start in the background.
+        pytest.param(["up"], signal.SIGINT, 4, id="ctrl-c-to-up"),
+        pytest.param(["web"], signal.SIGTERM, 2, id="sigterm-to-web"),  # the emulators start
     ],
 )
 def test_a_signal_during_start_up_leaves_no_process(
