@@ -130,21 +130,28 @@ def wait_for(process: subprocess.Popen[str], seen: Callable[[str], bool]) -> str
 def test_make_run_then_up_then_the_tour_of_the_readme(
     shell: Shell, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ran = shell("run", "--local")
-    assert ran.returncode == 0, ran.stdout + ran.stderr
-    run_id = ran.stdout.split("Run ")[1].split(" ")[0]
-    assert "`.venv/bin/raptorflow up` starts a stack on it" in ran.stdout
+    # `make run` and `up` in this process (as the other CLI tests run commands), from a shell's
+    # environment: no backend named, the stack's local folder, the tag its children inherit.
+    for name in ("FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "EXECUTIONS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    for name in (TAG, "RAPTORFLOW_LOCAL_DIR", "OFFLINE_LATENCY_MS"):
+        monkeypatch.setenv(name, shell.env[name])
+    monkeypatch.chdir(shell.local_dir)
+    assert main(["run", "--local"]) == 0
+    ran = capsys.readouterr().out
+    run_id = ran.split("Run ")[1].split(" ")[0]
+    assert "`.venv/bin/raptorflow up` starts a stack on it" in ran
     assert shell.left() == [], "make run left processes behind"
 
-    up = shell("up", "--port", str(free_port()))
-    assert up.returncode == 0, up.stdout + up.stderr
+    assert main(["up", "--port", str(free_port())]) == 0
+    up = capsys.readouterr().out
     state = json.loads((shell.local_dir / "stack.json").read_text())
     for shown in (state["web_url"], state["api_url"], state["firestore"], state["auth"]):
-        assert shown in up.stdout
-    assert "TOKEN=$(.venv/bin/raptorflow token)" in up.stdout
+        assert shown in up
+    assert "TOKEN=$(.venv/bin/raptorflow token)" in up
     assert "It was up already." in shell("up").stdout  # one stack, not two
 
-    # The tour, with nothing set in the environment: the state file says where the stack is.
+    # The tour from a new shell, with nothing set: the state file says where the stack is.
     status = shell("status", run_id, "--json")
     assert status.returncode == 0, status.stderr
     totals = json.loads(status.stdout)
@@ -155,12 +162,7 @@ def test_make_run_then_up_then_the_tour_of_the_readme(
     assert "On the local stack of `raptorflow up`" in again.stdout
     second = again.stdout.split("Run ")[1].split(" ")[0]
 
-    # The same commands in this process (as the other CLI tests run them), from a shell's
-    # environment: no backend named, the stack's local folder.
-    for name in ("FIRESTORE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "EXECUTIONS_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RAPTORFLOW_LOCAL_DIR", str(shell.local_dir))
-    capsys.readouterr()
+    # And in this process again.
     assert main(["report", run_id, "--format", "html"]) == 0
     assert "Marketing strategy: Tidewater Coffee Co." in capsys.readouterr().out
     assert main(["status", second, "--json"]) == 0
