@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 SOURCES := common local functions workflows tests bench tools
 
-.PHONY: venv run web web-deps web-build test lint typecheck pytest train-router validate-terraform deploy deploy-check clean
+.PHONY: venv run web up down web-deps web-build test lint typecheck pytest train-router validate-terraform deploy deploy-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: RaptorFlow needs Python 3.11 (set PYTHON=...)"; exit 1; }
@@ -21,7 +21,7 @@ venv: $(STAMP)
 
 run: venv
 	$(BIN)/raptorflow run --local
-	@echo "The web app: \`make web\` serves it on a local stack at http://127.0.0.1:8080/"
+	@echo "The web app: \`make web\` serves it until Ctrl-C; \`make up\` keeps a stack (and the web app) running."
 
 # The reference web app (web/): npm packages from the lockfile and Debian's Chromium for its
 # browser tests (web/setup.sh), the bundle in web/dist, and the app on a local stack.
@@ -33,6 +33,13 @@ web-build: web-deps
 
 web: venv web-build
 	$(BIN)/raptorflow web
+
+# The local stack in the background, on the data `make run` and `make web` keep in .local/.
+up: venv web-build
+	$(BIN)/raptorflow up
+
+down: venv
+	$(BIN)/raptorflow down
 
 test: venv web-deps lint typecheck pytest
 

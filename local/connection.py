@@ -13,8 +13,8 @@ from common.platform.settings import get_settings
 NO_BACKEND = (
     "no Firestore to talk to: FIRESTORE_EMULATOR_HOST is not set and no Google Cloud "
     "credentials were found.\n"
-    "  Here: `raptorflow run --local` starts a local stack for one run; for other commands, "
-    "set FIRESTORE_EMULATOR_HOST (and EXECUTIONS_ENDPOINT) to a stack you run.\n"
+    "  Here: `raptorflow up` starts a local stack that every command then uses "
+    "(`raptorflow run --local` starts one for a single run).\n"
     "  Google Cloud: `gcloud auth application-default login` and set GOOGLE_CLOUD_PROJECT."
 )
 
@@ -31,7 +31,7 @@ def _reachable(address: str, what: str, variable: str) -> None:
     except (OSError, ValueError):
         raise CliError(
             f"{what} answers at {address} ({variable}): start one "
-            f"(`raptorflow run --local` starts a whole stack for one run) or unset {variable}"
+            f"(`raptorflow up` starts a whole local stack) or unset {variable}"
         ) from None
 
 

@@ -24,6 +24,7 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host"}
 )
 TIMEOUT_BODY = b"upstream request timeout"
+STOPPED_BODY = b"the service is shutting down"
 FORBIDDEN_BODY = b"Forbidden: the caller may not invoke this service (roles/run.invoker)."
 
 
@@ -42,6 +43,7 @@ class Ingress:
         self.upstream_port = upstream_port
         self.timeout_seconds = timeout_seconds
         self.authorize = authorize
+        self._stopped = threading.Event()
         ingress = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,6 +71,10 @@ class Ingress:
         return f"http://127.0.0.1:{self.port}/"
 
     def stop(self) -> None:
+        """Stop listening; requests in flight that wait for the function's process give up
+        (they would otherwise wait out the whole timeout for a process that is gone, and hold
+        up the workflow's threads, and so the exit of the command that stopped the stack)."""
+        self._stopped.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -86,6 +92,9 @@ class Ingress:
         except TimeoutError:
             _answer(request, 504, {"Content-Type": "text/plain"}, TIMEOUT_BODY)
             return
+        except ConnectionError:
+            _answer(request, 503, {"Content-Type": "text/plain"}, STOPPED_BODY)
+            return
         _answer(request, status, reply_headers, reply)
 
     def _exchange(
@@ -102,7 +111,8 @@ class Ingress:
             except ConnectionRefusedError:
                 # Starting or restarting: wait for it, as a request waits for a cold start.
                 connection.close()
-                time.sleep(min(0.05, max(remaining, 0)))
+                if self._stopped.wait(min(0.05, max(remaining, 0))):
+                    raise
                 continue
             try:
                 response = connection.getresponse()  # TimeoutError past the deadline

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from local import emulator
 from local.ingress import Ingress
-from local.processes import free_port, stop_groups
+from local.processes import free_port, spawn, stop_groups
 
 if TYPE_CHECKING:
     from workflows.engine import Clock, ExecutionsServer
@@ -36,6 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
 WORKFLOWS_DIR = ROOT / "workflows"
 LOCATION = "us-central1"
+#: The project of every stack the CLI starts (`run --local`, `web`, `up`), so that each sees the
+#: others' data; `demo-` because the Firebase Auth emulator runs for such projects only.
+PROJECT = "demo-raptorflow"
 #: The workflow's wait for one function call (user_env_vars; terraform/workflows.tf).
 CALL_TIMEOUT_VARIABLE = "FUNCTION_CALL_TIMEOUT"
 
@@ -77,6 +80,12 @@ class FunctionConfig:
 
 class StackError(RuntimeError):
     """A piece of the local stack did not start; the message says which and where its log is."""
+
+
+def local_dir() -> Path:
+    """Where the local stacks keep logs, data and the state of `raptorflow up`: .local in the
+    repository, or RAPTORFLOW_LOCAL_DIR (the tests' own folders)."""
+    return Path(os.environ.get("RAPTORFLOW_LOCAL_DIR") or ROOT / ".local")
 
 
 def function_names() -> list[str]:
@@ -208,14 +217,7 @@ def _spawn(
         source = config.source_dir / "main.py"
     command += [f"--target={name}", f"--source={source}", "--host=127.0.0.1", f"--port={port}"]
     with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = spawn(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     return port, process
 
 
@@ -233,7 +235,7 @@ def _start_function(
 
 
 def start(
-    project_id: str = "raptorflow-local",
+    project_id: str = PROJECT,
     *,
     log_dir: Path | None = None,
     function_env: Mapping[str, str] | None = None,
@@ -248,7 +250,7 @@ def start(
 
     Args:
         project_id: The project every piece uses.
-        log_dir: Where each process's log goes (default .local/logs).
+        log_dir: Where each process's log goes (default `local_dir()`/logs).
         function_env: Added to the environment of every function run from the repository.
         firestore: A running emulator to use (and leave running).
         functions: The functions to start and how; default every function of functions/,
@@ -264,7 +266,7 @@ def start(
     from common.platform.settings import get_settings
     from workflows.engine import serve
 
-    log_dir = log_dir or ROOT / ".local" / "logs"
+    log_dir = log_dir or local_dir() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     stack = LocalStack(
         project_id=project_id,
@@ -308,13 +310,14 @@ def start(
 
 @contextlib.contextmanager
 def running(
-    project_id: str = "raptorflow-local",
+    project_id: str = PROJECT,
     *,
     log_dir: Path | None = None,
     function_env: Mapping[str, str] | None = None,
+    firestore: emulator.FirestoreEmulator | None = None,
 ) -> Iterator[LocalStack]:
     """The local stack for the duration of a `with` block, stopped also on Ctrl-C."""
-    stack = start(project_id, log_dir=log_dir, function_env=function_env)
+    stack = start(project_id, log_dir=log_dir, function_env=function_env, firestore=firestore)
     try:
         yield stack
     finally:

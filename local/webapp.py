@@ -129,20 +129,27 @@ def client_config(local: stack.LocalStack, auth: auth_emulator.AuthEmulator) -> 
 
 
 def start(
-    project_id: str = "demo-raptorflow",
+    project_id: str = stack.PROJECT,
     *,
     port: int = 0,
     log_dir: Path | None = None,
     function_env: Mapping[str, str] | None = None,
+    seed: Path | None = None,
+    accounts: Path | None = None,
 ) -> WebStack:
     """Build the app, then start the Firestore emulator with `firestore.rules`, the Auth
-    emulator, the local stack on them, and the app's server on `port`."""
+    emulator, the local stack on them, and the app's server on `port`.
+
+    Args:
+        seed: A Firestore export's metadata file to start from (`emulator.start`).
+        accounts: A folder of exported accounts to start from (`auth_emulator.start`).
+    """
     build()
-    log_dir = log_dir or ROOT / ".local" / "logs"
-    firestore = emulator.start(rules=RULES, log_dir=log_dir)
+    log_dir = log_dir or stack.local_dir() / "logs"
+    firestore = emulator.start(rules=RULES, log_dir=log_dir, seed=seed)
     auth = None
     try:
-        auth = auth_emulator.start(project_id, log_dir=log_dir)
+        auth = auth_emulator.start(project_id, log_dir=log_dir, import_dir=accounts)
         env = {"FIREBASE_AUTH_EMULATOR_HOST": auth.host, **(function_env or {})}
         local = stack.start(project_id, log_dir=log_dir, function_env=env, firestore=firestore)
     except BaseException:
@@ -152,6 +159,11 @@ def start(
         raise
     try:
         web = serve(client_config(local, auth), port=port)
+    except OSError as error:  # the port is taken
+        local.stop()
+        firestore.stop()
+        auth.stop()
+        raise WebAppError(f"the web app cannot listen on port {port}: {error.strerror}") from error
     except BaseException:
         local.stop()
         firestore.stop()
@@ -161,7 +173,7 @@ def start(
 
 
 @contextmanager
-def running(project_id: str = "demo-raptorflow", **kwargs: Any) -> Iterator[WebStack]:
+def running(project_id: str = stack.PROJECT, **kwargs: Any) -> Iterator[WebStack]:
     """The web stack for a `with` block, stopped also on Ctrl-C."""
     web_stack = start(project_id, **kwargs)
     try:

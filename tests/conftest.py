@@ -18,9 +18,11 @@ from local import emulator
 @pytest.fixture(scope="session", autouse=True)
 def _hermetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No test sees the developer's API keys or `.env`: the offline provider answers unless a
-    test points a provider at a loopback server itself."""
+    test points a provider at a loopback server itself. Nor the developer's local stack (of
+    `raptorflow up`) or its data: the local folder is the session's own."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DOTENV_PATH", str(tmp_path_factory.mktemp("env") / "absent.env"))
+        patch.setenv("RAPTORFLOW_LOCAL_DIR", str(tmp_path_factory.mktemp("local")))
         for name in ("OPENAI_API_KEY", "GEMINI_API_KEY", "APP_MODE"):
             patch.delenv(name, raising=False)
         get_settings.cache_clear()

@@ -20,7 +20,7 @@ class Settings(BaseSettings):
 
     app_mode: Literal["development", "production"] = "development"
     project_id: str = Field(
-        default="raptorflow-local",
+        default="demo-raptorflow",  # local/stack.py PROJECT: every local stack's project
         validation_alias=AliasChoices("GOOGLE_CLOUD_PROJECT", "GCP_PROJECT", "PROJECT_ID"),
         min_length=1,
     )

@@ -7,6 +7,7 @@ anonymous credentials; nothing here changes for local runs.
 from __future__ import annotations
 
 import functools
+import os
 import random
 import time
 from collections.abc import Callable
@@ -22,14 +23,17 @@ T = TypeVar("T")
 
 
 @functools.cache
-def _client(project_id: str, database: str) -> firestore.Client:
+def _client(project_id: str, database: str, emulator: str | None) -> firestore.Client:
+    # `emulator` is in the key: a process that moves to another stack (the CLI's
+    # `talking_to`) must not keep a client of the one it left.
     return firestore.Client(project=project_id, database=database)
 
 
 def db(project_id: str | None = None) -> firestore.Client:
     """The Firestore client for `project_id` (default: the configured project)."""
     settings = get_settings()
-    return _client(project_id or settings.project_id, settings.firestore_database)
+    emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    return _client(project_id or settings.project_id, settings.firestore_database, emulator)
 
 
 def transact(operation: Callable[[], T], *, what: str, attempts: int = 8) -> T:

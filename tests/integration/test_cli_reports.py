@@ -6,6 +6,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
+import pty
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,8 +60,8 @@ def test_usage_refuses_a_bad_range_in_one_line(
     assert err.strip().count("\n") == 0 and "--from" in err
 
 
-def test_report_prints_the_analysis_as_markdown_or_html(
-    new_run: Callable[..., str], capsys: pytest.CaptureFixture[str]
+def test_report_prints_the_analysis_as_markdown_or_html_or_writes_a_pdf(
+    new_run: Callable[..., str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     run_id = new_run()
     for phase in PHASE_ORDER:
@@ -67,3 +71,30 @@ def test_report_prints_the_analysis_as_markdown_or_html(
     assert "## 12-week content calendar" in capsys.readouterr().out
     assert main(["report", run_id, "--format", "html"]) == 0
     assert capsys.readouterr().out.startswith("<!doctype html>")
+    document = tmp_path / "strategy.pdf"
+    assert main(["report", run_id, "--format", "pdf", "--output", str(document)]) == 0
+    assert f"Report written to {document}" in capsys.readouterr().err
+    assert document.read_bytes().startswith(b"%PDF-")
+    assert main(["report", run_id, "--output", str(tmp_path / "missing" / "x.md")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_a_pdf_is_not_written_to_a_terminal(firestore_emulator: object) -> None:
+    terminal, screen = pty.openpty()  # the command's output is a terminal, as in a shell
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "local.cli", "report", "0" * 32, "--format", "pdf"],
+            stdout=screen,
+            stderr=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parents[2],
+            env={**os.environ, "GOOGLE_CLOUD_PROJECT": "demo-terminal"},
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(screen)
+        os.close(terminal)
+    assert done.returncode == 2
+    assert done.stderr.decode().strip() == (
+        "error: a PDF is binary: give --output FILE.pdf (or redirect the output)"
+    )
