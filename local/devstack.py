@@ -304,7 +304,9 @@ def seed_demo(web: webapp.WebStack) -> None:
             Business(business_id=sample.business_id, name=sample.name, tier="enterprise")
         )
     if DEMO_UID not in business.owners:
-        members.add_member(business.business_id, members.MemberChange(uid=DEMO_UID, owner=True))
+        members.add_member(
+            business.business_id, members.MemberChange(uid=DEMO_UID, owner=True), by=None
+        )
 
 
 def serve(port: int, on_ready: Callable[[State], None], function_env: Mapping[str, str]) -> None:

@@ -3,8 +3,8 @@
 WeasyPrint (PyPI) implements CSS Paged Media, so the page numbers at the foot of each page and
 in the contents come from the report's own stylesheet; it needs Pango, which this image has
 (it comes with the Java runtime the Firestore emulator needs). The choice, and the browser's
-print that was not chosen, are in docs/decisions/009-report-and-local-stack.md. The CLI is a developer
-tool: WeasyPrint is a development dependency and no deployed function imports this module.
+print that was not chosen, are in docs/decisions/009-report-and-local-stack.md. The CLI is a
+developer tool: WeasyPrint is a development dependency and no deployed function imports this module.
 """
 
 from __future__ import annotations

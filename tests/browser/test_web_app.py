@@ -19,7 +19,7 @@ from common.models import BusinessInput
 from common.platform.store import db
 from common.runs import documents
 from local import webapp
-from local.cli import register_business
+from local.businesses import register_business
 from tests.browser.conftest import (
     PASSWORD,
     SAMPLE,
