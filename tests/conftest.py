@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from google.cloud import firestore
+from playwright.sync_api import Browser, sync_playwright
 
 from common.budget.escrow import escrow
 from common.platform.settings import get_settings
 from local import emulator
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,3 +73,15 @@ def db(project_id: str) -> firestore.Client:
     from common.platform.store import db as store_db
 
     return store_db(project_id)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the session (Playwright's sync API allows one driver per
+    thread at a time, so every test that renders a page shares this one)."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield launched
+        launched.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from common.budget.escrow import escrow
 from common.budget.ledger import BudgetLedger
@@ -28,22 +28,12 @@ from common.platform.settings import get_settings
 from common.runs import documents, lifecycle
 from common.tenants.businesses import Business, save_business
 from local import webapp
+from tests.chromium import CHROMIUM
 from tests.spending import spend
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "local" / "samples" / "tidewater.json"
 SHOTS = ROOT / ".local" / "browser"
-CHROMIUM = Path("/usr/bin/chromium")
-# Flags that work headless as root on this image (no sandbox for root; nothing dials out).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "correct-horse-battery"
 
 
@@ -189,16 +179,6 @@ def people(web: webapp.WebStack) -> Iterator[People]:
             documents.new_run_document(seeded.bobs_run, globex, "pro")
         )
     yield seeded
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield launched
-        launched.close()
 
 
 # A phone (iPhone 12-15 class) and a common laptop screen.

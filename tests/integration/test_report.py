@@ -9,13 +9,13 @@ from collections.abc import Callable
 
 import pypdf
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser
 
 from common.analysis.phases import run_phase, stored_output
 from common.analysis.report import OFFLINE_NOTICE, report
 from common.models import PHASE_ORDER, ContentOutput
 from local import pdf
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SHOTS
+from tests.browser.conftest import SHOTS
 
 pytestmark = pytest.mark.emulator
 CHAPTERS = [
@@ -119,18 +119,17 @@ def test_the_report_prints_to_a_pdf_with_every_chapter(new_run: Callable[..., st
     assert f"{len(text)} / {len(text)}" in text[-1]  # numbered pages, "n / total"
 
 
-def test_the_html_report_fits_a_phone_and_a_desktop(new_run: Callable[..., str]) -> None:
+def test_the_html_report_fits_a_phone_and_a_desktop(
+    new_run: Callable[..., str], browser: Browser
+) -> None:
     run_id = finished_run(new_run, description=f"Tidewater roasts coffee; see {LONG_WORD} .")
     page = report(run_id, "html")
     assert LONG_WORD in page
 
     widths = {}
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        for width in (390, 1366):
-            tab = browser.new_page(viewport={"width": width, "height": 900})
+    for width in (390, 1366):
+        tab = browser.new_page(viewport={"width": width, "height": 900})
+        try:
             tab.set_content(page)
             widths[width] = tab.evaluate(
                 """() => [document.documentElement.scrollWidth,
@@ -142,7 +141,8 @@ def test_the_html_report_fits_a_phone_and_a_desktop(new_run: Callable[..., str])
             tab.screenshot(path=str(SHOTS / f"report-{width}.png"))
             tab.locator("#calendar").scroll_into_view_if_needed()
             tab.screenshot(path=str(SHOTS / f"report-{width}-calendar.png"))
-        browser.close()
+        finally:
+            tab.close()
     for width, (scroll_width, wider) in widths.items():
         assert scroll_width == width and wider == [], (width, scroll_width, wider[:5])
 
