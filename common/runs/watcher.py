@@ -24,6 +24,7 @@ Around Firestore's callback thread it keeps the guards the client does not:
 
 from __future__ import annotations
 
+import copy
 import logging
 import queue
 import threading
@@ -105,7 +106,7 @@ class Subscription(Generic[T]):
                 if self._closed:
                     raise SubscriptionClosed(f"the subscription to {self.path} is closed")
                 if not self._items and self._failure is not None:
-                    raise self._failure
+                    raise _fresh(self._failure)
             try:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 self._tokens.get(timeout=left)
@@ -118,7 +119,7 @@ class Subscription(Generic[T]):
             if item is None:
                 continue
             if isinstance(item, _Error):
-                raise item.error
+                raise _fresh(item.error)
             return item
 
     def __iter__(self) -> Iterator[T]:
@@ -323,7 +324,8 @@ class Watcher(Generic[T]):
             self._wake.set()
 
         rpc._should_recover = should_recover
-        callbacks[:] = [on_done]
+        callbacks[:] = [c for c in callbacks if getattr(c, "__self__", None) is not stream.watch]
+        callbacks.append(on_done)
 
     def _deliver(
         self, listener: _Listener[T], generation: int, snapshots: list[Any], read_time: Any
@@ -476,3 +478,12 @@ def _describe(cause: BaseException | None) -> str:
     if isinstance(cause, grpc.Call):  # the finished call itself, as gRPC reports it
         return f"{cause.code().name}: {cause.details()}"
     return str(cause) or type(cause).__name__
+
+
+def _fresh(error: BaseException) -> BaseException:
+    """A copy of `error` to raise: the same object raised by several consumers' threads (or
+    again and again) would pile all their tracebacks onto one another."""
+    try:
+        return copy.copy(error)
+    except Exception:
+        return error
