@@ -140,7 +140,7 @@ def watch(
             try:
                 run = states.get(timeout=left)
             except TimeoutError:
-                raise TimeoutError(f"run {run_id} did not end within {timeout:.0f} s") from None
+                raise TimeoutError(f"run {run_id} did not end within {timeout:g} s") from None
             on_change(run)
             if run.status in TERMINAL:
                 return run
