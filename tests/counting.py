@@ -21,8 +21,13 @@ from google.cloud.firestore_v1.services.firestore import FirestoreClient
 from google.cloud.firestore_v1.services.firestore.transports.grpc import FirestoreGrpcTransport
 
 
-class Calls(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
-    """RPCs by method name and document writes by path, since the last `reset`."""
+class Calls(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    """RPCs by method name (a listener's `Listen` stream counts once, when it opens) and
+    document writes by path, since the last `reset`."""
 
     def __init__(self) -> None:
         self.rpcs: Counter[str] = Counter()
@@ -61,6 +66,12 @@ class Calls(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor)
     ) -> Any:
         self._count(details.method, request)
         return continuation(details, request)
+
+    def intercept_stream_stream(
+        self, continuation: Callable[..., Any], details: Any, requests: Any
+    ) -> Any:
+        self._count(details.method, None)
+        return continuation(details, requests)
 
     @property
     def total(self) -> int:

@@ -5,8 +5,7 @@ cost so far, models, warnings, timestamps), which clients listen to; its event l
 from __future__ import annotations
 
 import datetime as dt
-import queue
-import threading
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ from common.models import BusinessInput
 from common.money import usd
 from common.platform.errors import NotFound
 from common.platform.store import db
+from common.runs.watcher import Subscription, Watcher
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "budget_exceeded"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "budget_exceeded"})
@@ -104,6 +104,20 @@ def eta_seconds(started_at: dt.datetime | None, percent: int, now: dt.datetime) 
     return max(0, round(elapsed * (100 - percent) / percent))
 
 
+# One Firestore listener per run in this process, shared by every consumer (CLI, tests, benches).
+run_watcher: Watcher[Run] = Watcher(run_from)
+
+
+def subscribe(run_id: str) -> Subscription[Run]:
+    """A live view of the run: its state now, then every new one (`get` or iterate; close it).
+
+    Every consumer of a run in this process shares one Firestore listener, and each state is
+    decoded once for all of them (`common.runs.watcher`); a run that does not exist (or was
+    deleted) is a `NotFound` in its place.
+    """
+    return run_watcher.subscribe(run_ref(run_id))
+
+
 def watch(
     run_id: str,
     on_change: Callable[[Run], None],
@@ -112,40 +126,21 @@ def watch(
 ) -> Run:
     """Call `on_change` with every new state of the run until it ends; return the final state.
 
-    Uses a Firestore realtime listener. Listener callbacks run on Firestore's thread, where an
-    exception would silently kill the listener, so they only hand snapshots over to this thread.
+    `on_change` runs on the caller's thread, never on Firestore's.
 
     Raises:
+        NotFound: the run does not exist, or was deleted.
+        ListenerFailed: Firestore's listener failed and could not be re-established.
         TimeoutError: the run did not end within `timeout` seconds.
     """
-    updates: queue.Queue[Run | BaseException | None] = queue.Queue()
-
-    def forward(snapshots: list[Any], _changes: Any, _read_time: Any) -> None:
-        try:
-            if not snapshots:  # the document was deleted
-                updates.put(None)
-                return
-            updates.put(run_from(snapshots[0]))
-        except BaseException as error:  # handed to the watching thread, raised there
-            updates.put(error)
-
-    listener = run_ref(run_id).on_snapshot(forward)
-    timer = None
-    if timeout is not None:
-        message = f"run {run_id} did not end within {timeout:.0f} s"
-        timer = threading.Timer(timeout, updates.put, args=(TimeoutError(message),))
-        timer.start()
-    try:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with subscribe(run_id) as states:
         while True:
-            update = updates.get()
-            if update is None:
-                raise NotFound(f"run {run_id} was deleted", code="run_not_found")
-            if isinstance(update, BaseException):
-                raise update
-            on_change(update)
-            if update.status in TERMINAL:
-                return update
-    finally:
-        listener.unsubscribe()
-        if timer is not None:
-            timer.cancel()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                run = states.get(timeout=left)
+            except TimeoutError:
+                raise TimeoutError(f"run {run_id} did not end within {timeout:g} s") from None
+            on_change(run)
+            if run.status in TERMINAL:
+                return run
