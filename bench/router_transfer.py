@@ -16,7 +16,8 @@ an APGR with the source left out, as `bench/router.py` measures it.
    `bench/router.py` scores the shipped procedure, by two rules: the best mean (the trainer's)
    and "no harm" (only settings at least as good as length only on every other source). The
    gated neighbours again with the window cut three other ways, to see whether the nested
-   verdict survives a change nobody tuned.
+   verdict survives a change nobody tuned, and whether, trained on all four sources, the gate
+   would open for ten marketing requests.
 2. Transfer: a ridge residual (embedding + cues) fitted on one source, applied to each other
    one; on the diagonal, 5-fold cross-validation within the source.
 3. Model pairs: on MMLU-Pro's three origins, the correlation between the two families' gains
@@ -312,6 +313,48 @@ def local_residuals(sources: Sources) -> None:
             )
 
 
+# Requests of the kind an unlisted marketing task sends, written for this check.
+MARKETING_REQUESTS = (
+    "Write three subject lines for our spring sale email to returning customers of a kayak rental"
+    " shop.",
+    "Summarise our positioning against the two local competitors in one paragraph for the sales"
+    " team.",
+    "Draft a LinkedIn post announcing our new B2B invoicing feature for small accounting firms.",
+    "Which customer segment should we target first for a premium dog food subscription, and why?",
+    "Suggest a content calendar for October for a boutique hotel in Lisbon: 8 Instagram posts"
+    " with themes.",
+    "Rewrite this tagline so it sounds less corporate: 'Delivering synergistic value to"
+    " stakeholders.'",
+    "Give me five blog post ideas about sustainable packaging for an online tea retailer.",
+    "How should a bakery with a $500 monthly budget split it between Google Ads and Instagram?",
+    "Create an ideal customer profile for a SaaS tool that schedules shifts for restaurants.",
+    "What KPIs should we track for a referral programme launched by a dental clinic?",
+)
+
+
+def marketing_gate(sources: Sources, table: Array, k: int = 100) -> None:
+    """Section 1, continued: trained on all four sources, would the closeness gate open for
+    marketing requests (where production would use it)?"""
+    embedded = sources.corpus.residual[:, : train_router.EMBEDDING]
+    centre = embedded.mean(axis=0)
+    unit = _unit(embedded)
+    scale = sources.corpus.scale[: train_router.EMBEDDING]
+    closeness = Local(sources)._closeness(tuple(sources.groups), k)
+    near = []
+    for request in MARKETING_REQUESTS:
+        vector = table[learned.word_pieces(request)].mean(axis=0) / scale - centre
+        similarity = unit @ (vector / np.linalg.norm(vector))
+        near.append(float(np.sort(similarity)[-k:].mean()))
+    cells = []
+    for quantile in (0.25, 0.5):
+        gate = float(np.quantile(closeness, quantile))
+        cells.append(f"{gate:.3f} ({quantile:.0%}): {sum(n >= gate for n in near)}")
+    print(
+        f"  {len(near)} marketing requests, mean similarity to their {k} nearest training prompts"
+        f" {min(near):.3f}-{max(near):.3f}; requests that open the gate at {', '.join(cells)}"
+    )
+
+
 WINDOWS = ((700, 300), (300, 200), (500, 0))
 
 
@@ -594,6 +637,7 @@ def main() -> None:
     sources = Sources.build(corpus)
     print(f"Features in {time.perf_counter() - started:.0f} s; {len(corpus.prompts)} prompts\n")
     local_residuals(sources)
+    marketing_gate(sources, table)
     other_windows(corpus, table)
     transfer(sources)
     model_pairs(sources)
