@@ -312,9 +312,10 @@ class _Source:
 class Trainer:
     """Fits, and cross-validates across sources, on one corpus."""
 
-    def __init__(self, corpus: Corpus) -> None:
+    def __init__(self, corpus: Corpus, target: Array | None = None) -> None:
+        """`target`: what to learn per prompt (default: the strong model's mean gain, `gap`)."""
         self.corpus = corpus
-        target = corpus.gap()
+        target = corpus.gap() if target is None else target
         has_rows = np.bincount(corpus.row_prompt, minlength=len(corpus.prompts)) > 0
         self.sources = {
             g: _Source(corpus, np.nonzero((corpus.group == g) & has_rows)[0], target)

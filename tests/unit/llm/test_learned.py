@@ -300,6 +300,30 @@ def test_leaving_a_source_out_scores_it_with_a_model_that_never_saw_it() -> None
         assert corpus.curve(held_out, index).apgr() == pytest.approx(oracle.apgr())  # 0.75
 
 
+def test_the_trainer_learns_the_target_it_is_given() -> None:
+    # The same toy sources; told that shorter prompts gain more, the slope turns negative and
+    # each held-out source is ranked shortest first (the worst order for the real gains).
+    prompts = [
+        train_router.Prompt("mmlu-pro", group, f"{group}{i}", "word " * (1 + 5 * i), {
+            "gemini-1.5-pro-002": 1.0, "gemini-1.5-flash-002": float(i < 3),
+        })
+        for group in ("a", "b") for i in range(6)
+    ]  # fmt: skip
+    corpus = train_router.Corpus.build(prompts, np.zeros((learned.VOCABULARY, 384)))
+    settings = train_router.Settings("chars", 1.0, 0.0)
+    default = train_router.Trainer(corpus).fit(["a", "b"], settings)
+    given = train_router.Trainer(corpus, corpus.gap()).fit(["a", "b"], settings)
+    reversed_ = train_router.Trainer(corpus, -corpus.gap())
+    assert given.slope == default.slope > 0
+    assert reversed_.fit(["a", "b"], settings).slope == pytest.approx(-default.slope)
+    held_out = reversed_.out_of_source(["a", "b"], settings)
+    weak = (np.arange(6) < 3).astype(np.float64)
+    worst = router_metrics.pgr_curve(-np.arange(6.0), np.ones(6), weak)
+    for group in ("a", "b"):
+        index = np.nonzero(corpus.group == group)[0]
+        assert corpus.curve(held_out, index).apgr() == pytest.approx(worst.apgr())  # 0.25
+
+
 def _python(code: str) -> str:
     result = subprocess.run(
         [sys.executable, "-c", code],
