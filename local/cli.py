@@ -473,7 +473,9 @@ def parser() -> argparse.ArgumentParser:
     document.add_argument("run_id", type=run_id_arg)
     document.add_argument("--format", choices=["md", "html"], default="md")
     outcomes = command(
-        "router-report", _router_report, "how calls ended (first try, repaired, fell back, failed)"
+        "router-report",
+        _router_report,
+        "how calls ended (first try, repaired, fell back, escalated, failed)",
     )
     outcomes.add_argument("--business", type=business_id_arg, help="one business (default: all)")
     outcomes.add_argument("--from", dest="start", type=date_arg, metavar="DATE")
