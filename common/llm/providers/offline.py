@@ -17,7 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.llm.base import InvalidRequest, Message, ProviderRequest, ProviderResponse
+from common.llm.base import (
+    InvalidRequest,
+    Message,
+    OutputSink,
+    ProviderRequest,
+    ProviderResponse,
+)
 from common.llm.tokens import count_message_tokens, count_tokens, encoding
 from common.spend.records import TokenUsage
 
@@ -36,6 +42,9 @@ _ITEM_NOUNS = {
     "amec": "Stage",
 }
 _DEFAULT_ARRAY_SIZE = 3
+# A streamed answer arrives in at most this many chunks of at least this many tokens.
+_STREAM_CHUNKS = 8
+_STREAM_CHUNK_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -281,7 +290,9 @@ class OfflineProvider:
                 f"offline answer needs {output_tokens} output tokens but max_output_tokens is "
                 f"{request.max_output_tokens}: raise the task's max_output_tokens"
             )
-        if self._latency_s > 0:
+        if request.on_output is not None:
+            self._stream(text, request.on_output)
+        elif self._latency_s > 0:
             self._sleep(self._latency_s)
         usage = TokenUsage(
             input_tokens=count_message_tokens(request.messages), output_tokens=output_tokens
@@ -293,3 +304,13 @@ class OfflineProvider:
             provider=PROVIDER,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
+
+    def _stream(self, text: str, sink: OutputSink) -> None:
+        """Hand the answer's tokens to `sink` in a few chunks, the latency spread over them as a
+        model's generation time is."""
+        tokens = len(encoding().encode_ordinary(text))
+        chunks = max(1, min(_STREAM_CHUNKS, tokens // _STREAM_CHUNK_TOKENS))
+        for chunk in range(1, chunks + 1):
+            if self._latency_s > 0:
+                self._sleep(self._latency_s / chunks)
+            sink(tokens * chunk // chunks)

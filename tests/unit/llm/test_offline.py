@@ -251,3 +251,15 @@ def test_the_longest_answer_fills_the_schema_within_the_tasks_output_bound(
         # All the evidence and competitors the schema allows.
         assert isinstance(answer, ResearchOutput)
         assert len(answer.evidence) == 20 and len(answer.competitor_ladder) == 10
+
+
+def test_a_streamed_offline_answer_is_heard_in_chunks_over_its_latency() -> None:
+    waits: list[float] = []
+    heard: list[int] = []
+    provider = OfflineProvider(latency_ms=800, sleep=waits.append)
+    request = _request(ContentOutput).model_copy(update={"on_output": heard.append})
+    response = provider.complete(request)
+    assert heard == sorted(heard) and len(heard) > 1
+    assert heard[-1] == response.usage.output_tokens  # the whole answer, in the end
+    assert sum(waits) == pytest.approx(0.8)  # the latency, spread over the chunks
+    assert response.text == OfflineProvider().complete(_request(ContentOutput)).text
