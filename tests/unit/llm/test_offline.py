@@ -86,10 +86,12 @@ def test_research_weaves_in_industry_goals_and_competitors() -> None:
         OfflineProvider().complete(_request(ResearchOutput)).text
     )
     assert [rung.rank for rung in research.competitor_ladder] == [1, 2, 3]
-    assert {rung.competitor for rung in research.competitor_ladder} == {
+    # The named competitors first, then placeholders: no competitor twice on one ladder.
+    assert [rung.competitor for rung in research.competitor_ladder] == [
         "Shopify Analytics",
         "Glew",
-    }
+        "[offline] Competitor 3 of Acme Analytics",
+    ]
     assert "B2B SaaS" in research.situation_analysis.summary
     assert "Grow trial signups 30%" in research.situation_analysis.summary
     assert any("Enter the EU market" in s for s in research.situation_analysis.strengths)
@@ -263,3 +265,39 @@ def test_a_streamed_offline_answer_is_heard_in_chunks_over_its_latency() -> None
     assert heard[-1] == response.usage.output_tokens  # the whole answer, in the end
     assert sum(waits) == pytest.approx(0.8)  # the latency, spread over the chunks
     assert response.text == OfflineProvider().complete(_request(ContentOutput)).text
+
+
+def test_texts_of_an_answer_and_of_different_requests_never_repeat_each_other() -> None:
+    content = ContentOutput.model_validate_json(
+        OfflineProvider().complete(_request(ContentOutput)).text
+    )
+    titles = [item.title for week in content.calendar for item in week.items]
+    assert len(set(titles)) == len(titles) == 36
+    other = _request(ContentOutput).model_copy(
+        update={"messages": business_messages(task="Plan weeks 4 to 6.")}
+    )
+    again = ContentOutput.model_validate_json(OfflineProvider().complete(other).text)
+    assert not set(titles) & {item.title for week in again.calendar for item in week.items}
+
+
+def test_weak_answers_come_at_the_given_rate_repeat_the_description_and_stay_valid() -> None:
+    provider = OfflineProvider(weak_rates={"gpt-5-nano": 0.3}, seed=7)
+    weak = 0
+    for n in range(200):
+        request = _request(AnalyticsOutput).model_copy(
+            update={"model": "gpt-5-nano", "messages": business_messages(task=f"Ask {n}.")}
+        )
+        answer = AnalyticsOutput.model_validate_json(provider.complete(request).text)
+        if provider.weak(request):
+            weak += 1
+            assert answer.amec[0].objective == BUSINESS.description.rstrip(".") or (
+                answer.amec[0].objective in BUSINESS.description
+            )
+            assert answer.clv.annual_retention_rate > 0.99
+        else:
+            assert answer.amec[0].objective.startswith("[offline]")
+    assert 40 <= weak <= 80  # about 30% of 200
+    mini = _request(AnalyticsOutput)  # gpt-5-mini: no rate given, never weak
+    assert not provider.weak(mini)
+    seeded = OfflineProvider(weak_rates={"gpt-5-nano": 0.3}, seed=7)
+    assert [seeded.weak(r) for r in [mini]] == [provider.weak(mini)]
