@@ -120,6 +120,34 @@ def _short(text: str, max_tokens: int) -> str:
     return encoding().decode(ids[:max_tokens]).rstrip() + "…"
 
 
+# fmt: off
+_ONES = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+)
+_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_CALLS = (
+    "alfa", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
+    "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
+    "uniform", "victor", "whiskey", "xray", "yankee", "zulu",
+)
+# fmt: on
+
+
+def spelled(n: int) -> str:
+    """`n` in two words (its number, below 100, and a call sign): texts told apart by words,
+    not only by a digit, as a model's distinct answers would be."""
+    if n < 20:
+        number = _ONES[n]
+    elif n < 100:
+        tens, ones = divmod(n, 10)
+        number = _TENS[tens] + (f"-{_ONES[ones]}" if ones else "")
+    else:
+        number = str(n)
+    return f"{number} {_CALLS[(n - 1) % len(_CALLS)]}"
+
+
 def _label(key: str | None) -> str:
     return (key or "item").replace("_", " ")
 
@@ -274,15 +302,15 @@ class _Generator:
                 noun, n = "Option", 1
             return f"{MARK} {noun} {n} for {b.name}"
         if key == "source":
-            return f"{MARK} placeholder source: no research was run for {b.name}"
+            return f"{MARK} placeholder source {n}: no research was run for {b.name}"
         if schema.get("maxLength", 0) > 200:
             rivals = ", ".join(b.competitors[:3]) or "its competitors"
             return (
-                f"{MARK} {_label(key).capitalize()} {n}{tag} for {b.name}, a {b.industry} "
-                f"business with the goal '{goal}', competing with {rivals} for "
+                f"{MARK} {_label(key).capitalize()} {spelled(n)}{tag} for {b.name}, a "
+                f"{b.industry} business with the goal '{goal}', competing with {rivals} for "
                 f"{b.target_market}."
             )
-        return f"{MARK} {_label(key).capitalize()} {n}{tag} for {b.name}: {goal}"
+        return f"{MARK} {_label(key).capitalize()} {spelled(n)}{tag} for {b.name}: {goal}"
 
 
 def request_tag(messages: Sequence[Message]) -> str:

@@ -301,3 +301,31 @@ def test_weak_answers_come_at_the_given_rate_repeat_the_description_and_stay_val
     assert not provider.weak(mini)
     seeded = OfflineProvider(weak_rates={"gpt-5-nano": 0.3}, seed=7)
     assert [seeded.weak(r) for r in [mini]] == [provider.weak(mini)]
+
+
+def _sub_task_schemas() -> list[tuple[str, type[BaseModel]]]:
+    from common.analysis import answers
+    from common.analysis.registry import SUB_TASKS
+
+    sized = {
+        "icps_segments": answers.icp_segments(9),
+        "icps_review": answers.icp_review(9),
+        "content_weeks": answers.week_batch(3, [f"ICP {n}" for n in range(9)]),
+        "content_review": answers.calendar_review(4),
+    }
+    return [(task, sized.get(task, sub.answer)) for task, sub in SUB_TASKS.items()]
+
+
+@pytest.mark.parametrize(("task", "model"), _sub_task_schemas(), ids=lambda v: str(v)[:30])
+def test_the_longest_sub_task_answer_fills_its_schema_within_its_output_bound(
+    task: str, model: type[BaseModel]
+) -> None:
+    # The worst case the production-parity run sends each sub-task (tests/parity).
+    from common.analysis.registry import SUB_TASKS
+
+    bound = SUB_TASKS[task].max_output_tokens
+    schema = response_schema(model)
+    text = placeholder_json(schema, business_messages(LARGEST), longest=True, max_tokens=bound)
+    model.model_validate_json(text)
+    assert count_tokens(text) <= bound
+    assert _longest_bounds(schema, json.loads(text)) == []
