@@ -288,8 +288,15 @@ def request_cancel(run_id: str) -> Run:
     if run.status in TERMINAL:
         raise Conflict(f"run {run_id} already ended {run.status}", code="run_final")
     batch = db().batch()
+    # `cancel_requests` is what a phase learns between its sub-tasks from its own commits'
+    # transform results (a Maximum(0) of it), without a read: it stops there.
     batch.update(
-        run_ref(run_id), {"cancel_requested": True, "updated_at": firestore.SERVER_TIMESTAMP}
+        run_ref(run_id),
+        {
+            "cancel_requested": True,
+            "cancel_requests": firestore.Increment(1),
+            "updated_at": firestore.SERVER_TIMESTAMP,
+        },
     )
     add_event(
         batch,
