@@ -271,3 +271,35 @@ def test_progress_never_moves_back_and_streams_in_steps_of_at_most_five(
     stepped = {e["percent"] for e in events.events(run_id)}
     assert set(seen) - stepped - {100}
     assert 100 - FINISH_WEIGHT in seen
+
+
+@pytest.mark.emulator
+def test_where_a_sub_task_starts_is_learned_from_recorded_outcomes_read_once(
+    new_run: Callable[..., str],
+    db: firestore.Client,
+    weak: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from common.analysis import outcomes
+    from tests.counting import counting
+
+    monkeypatch.setenv("ROUTER_MIN_SAMPLES", "2")
+    monkeypatch.setenv("ROUTER_EXPLORE_RATE", "0")
+    weak('{"nano": 1.0}')  # nano's first tries all fail: the cascade should learn to skip it
+    first, second = new_run(), new_run()
+    run_phase(first, "research")
+    run_phase(second, "research")
+    assert _attempts(db, second, "research_facts")[0]["model_tier"] == "nano"
+
+    outcomes.forget()  # the process read the outcomes before these runs: read them again
+    third = new_run()
+    with counting(db) as calls:
+        run_phase(third, "research")
+        run_phase(third, "positioning")
+    facts = _attempts(db, third, "research_facts")
+    assert [(a["model_tier"], a["outcome"]) for a in facts] == [("mini", "first_try")]
+    rates = outcomes.pass_rates()
+    assert rates[("research_facts", "nano")].passed == 0
+    assert rates[("research_facts", "nano")].tried >= 2
+    # One query of the usage records for both phases (the cache), beside the evidence searches.
+    assert calls.rpcs["RunQuery"] == 1 + 2
