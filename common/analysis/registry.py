@@ -28,7 +28,7 @@ from common.models import (
     SelectedPositioning,
     Strict,
 )
-from common.runs.lifecycle import START_WEIGHT
+from common.runs.documents import START_WEIGHT
 
 #: Where a sub-task starts: a tier, "strongest" (the strongest tier the business may use,
 #: always), or None (the router's own routing: the classifier).

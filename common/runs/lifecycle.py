@@ -27,7 +27,17 @@ from common.platform import log
 from common.platform.errors import Conflict, Contention
 from common.platform.secrets import redact
 from common.platform.store import db
-from common.runs.documents import PHASES, RUNS, TERMINAL, Run, RunStatus, get_run, run_from, run_ref
+from common.runs.documents import (
+    PHASES,
+    RUNS,
+    START_WEIGHT,
+    TERMINAL,
+    Run,
+    RunStatus,
+    get_run,
+    run_from,
+    run_ref,
+)
 from common.runs.events import add_event, record_warning
 
 Transition = Literal["start", "succeed", "cancel", "budget_exceeded", "fail"]
@@ -43,7 +53,6 @@ FINAL_EVENT: dict[RunStatus, str] = {
     "budget_exceeded": "budget_exceeded",
     "failed": "run_failed",
 }
-START_WEIGHT = 2  # percent points for starting; the phases hold 95, finishing the last 3
 MESSAGE_MAX_CHARS = 64_000  # of the workflow's error, read to find its cause
 ERROR_MAX_CHARS = 4000  # of the readable error a run keeps
 # The budget's refusal when an operator paused the platform: not the business's budget.
