@@ -269,8 +269,8 @@ class SchemaAnsweringOpenAI:
 
     With `longest` set, each answer is the largest its schema allows within the request's
     `max_completion_tokens` (every array at its maxItems, strings as long as fit; the schema's
-    string lengths, which OpenAI's form of it drops, come from the phase model the schema is
-    named after), with its true token count: the worst case a phase may be sent.
+    string lengths, which OpenAI's form of it drops, come from the phase's or sub-task's model
+    the schema is named after), with its true token count: the worst case a phase may be sent.
     """
 
     requests: list[Recorded] = field(default_factory=list)
@@ -285,12 +285,14 @@ class SchemaAnsweringOpenAI:
 
     def start(self) -> SchemaAnsweringOpenAI:
         # Imported here: the servers above serve protocol tests that need no application code.
+        from common.analysis.registry import SUB_TASKS
         from common.llm.providers.offline import placeholder_json
         from common.llm.schema import response_schema, schema_name
         from common.llm.tokens import count_tokens
         from common.models import PHASE_OUTPUTS
 
-        canonical = {schema_name(model): response_schema(model) for model in PHASE_OUTPUTS.values()}
+        models = [*PHASE_OUTPUTS.values(), *(sub.answer for sub in SUB_TASKS.values())]
+        canonical = {schema_name(model): response_schema(model) for model in models}
         api = self
 
         class Handler(QuietHandler):
@@ -302,7 +304,7 @@ class SchemaAnsweringOpenAI:
                 schema = response_format["schema"]
                 if api.longest:
                     answer = placeholder_json(
-                        canonical.get(response_format["name"], schema),
+                        with_lengths(schema, canonical.get(response_format["name"], {})),
                         body["messages"],
                         longest=True,
                         max_tokens=body["max_completion_tokens"],
@@ -331,6 +333,33 @@ class SchemaAnsweringOpenAI:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+def with_lengths(schema: Any, canonical: Any) -> Any:
+    """`schema` (as OpenAI received it: sized per request, string lengths dropped) with the
+    string lengths of `canonical` (the model's own schema) put back where they match."""
+    if not isinstance(schema, dict) or not isinstance(canonical, dict):
+        return schema
+    found = dict(schema)
+    if schema.get("type") == "string" or "string" in (schema.get("type") or []):
+        for key in ("maxLength", "minLength"):
+            if key in canonical and key not in found:
+                found[key] = canonical[key]
+    if "properties" in schema:
+        theirs = canonical.get("properties", {})
+        found["properties"] = {
+            name: with_lengths(child, theirs.get(name, {}))
+            for name, child in schema["properties"].items()
+        }
+    if "items" in schema:
+        found["items"] = with_lengths(schema["items"], canonical.get("items", {}))
+    if "anyOf" in schema:
+        options = canonical.get("anyOf", [])
+        found["anyOf"] = [
+            with_lengths(child, options[n] if n < len(options) else {})
+            for n, child in enumerate(schema["anyOf"])
+        ]
+    return found
 
 
 # --- Gemini generateContent -------------------------------------------------------------------
