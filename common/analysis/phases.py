@@ -363,7 +363,7 @@ def _store(
     run_id = work.run_id
     done = sorted(work.done, key=lambda d: (TIERS.index(d.tier), -d.cost_nanos))
     lead = done[-1]  # the strongest tier's answer: the phase's model
-    unresolved = built.unresolved + [u for d in work.done for u in d.unresolved]
+    unresolved = (built.unresolved + [u for d in work.done for u in d.unresolved])[:10]
     escalations = sum(len(d.escalations) for d in work.done)
     input_tokens = sum(d.input_tokens for d in work.done)
     output_tokens = sum(d.output_tokens for d in work.done)

@@ -167,7 +167,7 @@ PHASES: dict[PhaseName, PhaseSpec] = {
                     "competitor once, with the position it holds and the weakness of it this "
                     "business can exploit.",
                     points=5,
-                    start="mini",
+                    start="nano",
                     learns=True,
                     max_output_tokens=8_000,
                     expected_tokens=350,
@@ -204,7 +204,7 @@ PHASES: dict[PhaseName, PhaseSpec] = {
                     "each with a name, a statement, its target segment, its key differentiator "
                     "and its risks. The options must differ in substance, not in wording.",
                     points=5,
-                    start="mini",
+                    start="nano",
                     learns=True,
                     max_output_tokens=8_000,
                     expected_tokens=700,
@@ -269,7 +269,7 @@ PHASES: dict[PhaseName, PhaseSpec] = {
                     "they are, their pains, goals, buying triggers, objections, the channels "
                     "that reach them, and the key message for them.",
                     points=9,
-                    start="mini",
+                    start="nano",
                     learns=True,
                     max_output_tokens=6_000,
                     expected_tokens=500,
@@ -307,7 +307,7 @@ PHASES: dict[PhaseName, PhaseSpec] = {
                     "Define the classic marketing mix for the selected positioning: product, "
                     "price, place and promotion, each specific to this business.",
                     points=4,
-                    start="mini",
+                    start="nano",
                     learns=True,
                     max_output_tokens=6_000,
                     expected_tokens=300,
@@ -319,7 +319,7 @@ PHASES: dict[PhaseName, PhaseSpec] = {
                     "Define the service marketing mix for the selected positioning: people, "
                     "process and physical evidence, each specific to this business.",
                     points=4,
-                    start="mini",
+                    start="nano",
                     learns=True,
                     max_output_tokens=5_000,
                     expected_tokens=230,
@@ -406,7 +406,7 @@ PHASES: dict[PhaseName, PhaseSpec] = {
                     "activities, outputs, outtakes, outcomes, impact), each with its objective "
                     "and metrics.",
                     points=4,
-                    start="mini",
+                    start="nano",
                     learns=True,
                     max_output_tokens=8_000,
                     expected_tokens=900,
@@ -433,7 +433,7 @@ PHASES: dict[PhaseName, PhaseSpec] = {
                     "sends the team back to which earlier phase (research, positioning, icps, "
                     "strategy or content), and what to do there.",
                     points=4,
-                    start="mini",
+                    start="nano",
                     learns=True,
                     max_output_tokens=6_000,
                     expected_tokens=450,

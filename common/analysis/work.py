@@ -36,6 +36,8 @@ from common.spend.ledger import Ledger
 from common.spend.records import AttemptRecord, ModelTier
 
 PARTS = "parts"
+# What an answer still fails, as far as a person reads it (the first few problems).
+UNRESOLVED_KEPT = 3
 T = TypeVar("T")
 
 
@@ -116,7 +118,7 @@ class Done:
                 }
                 for e in completion.escalations
             ],
-            unresolved=completion.unresolved,
+            unresolved=completion.unresolved[:UNRESOLVED_KEPT],
             cost_nanos=completion.cost_nanos,
             attempts=len(completion.attempts),
             input_tokens=completion.usage.input_tokens,

@@ -7,17 +7,24 @@ a call on nano each time and should start higher. `start_tier` chooses the cheap
 whose recent first-try pass rate meets the target, from `PassRates` the caller read (usage
 records; the reading is cached, never a query per call), and now and then starts one tier
 lower than that on purpose (bounded exploration), so a tier that got better is found again.
-Pure: no I/O here.
+
+A rate measured on few calls is noisy: a tier counts as missing the target only when the data
+say so with confidence (the upper end of its 95% Wilson interval is below the target), so a
+cheap tier passing 70% of the time is not abandoned for a 65% target after two unlucky calls
+in five. Pure: no I/O here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.llm.catalogue import TIERS
 from common.spend.records import ModelTier
+
+_Z = 1.96  # 95%
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,20 @@ class PassRate:
     @property
     def rate(self) -> float:
         return self.passed / self.tried if self.tried else 0.0
+
+    @property
+    def upper(self) -> float:
+        """The upper end of the rate's 95% Wilson score interval."""
+        if not self.tried:
+            return 1.0
+        n, p, z = self.tried, self.rate, _Z
+        centre = p + z * z / (2 * n)
+        spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return min(1.0, (centre + spread) / (1 + z * z / n))
+
+    def meets(self, target: float) -> bool:
+        """Whether the rate may meet `target` (not shown to fall short of it)."""
+        return self.upper >= target
 
 
 #: (task type, tier) -> its recent first-try pass rate.
@@ -70,7 +91,8 @@ def start_tier(
             own routing: the task profile, else the classifier).
         allowed: the tiers the caller may use.
         rates: recent first-try pass rates by (task type, tier).
-        target: the first-try pass rate a tier must reach to be started on.
+        target: the first-try pass rate a tier must reach to be started on (not be shown,
+            with 95% confidence, to fall short of).
         min_samples: first tries a tier needs before its rate counts.
         explore_rate: the share of calls started one tier below the choice (when there is
             one), so cheaper tiers keep being measured.
@@ -84,32 +106,42 @@ def start_tier(
         for tier in tiers
         if (task_type, tier) in rates and rates[(task_type, tier)].tried >= min_samples
     }
-    passing = [tier for tier in tiers if tier in known and known[tier].rate >= target]
+    prior = _gate(default, tiers)
+
+    def may_pass(tier: ModelTier) -> bool:
+        # A tier not measured yet is given the benefit of the doubt from the task's default
+        # up (cheap first); below its default it is only explored.
+        if tier in known:
+            return known[tier].meets(target)
+        return prior is not None and TIERS.index(tier) >= TIERS.index(prior)
+
+    passing = [tier for tier in tiers if may_pass(tier)]
     chosen: ModelTier | None
-    if passing:
+    measured = ", ".join(f"{t} {known[t].rate:.0%} of {known[t].tried}" for t in known)
+    if passing and passing[0] in known:
         chosen = passing[0]
         found = known[chosen]
         reason = (
             f"{chosen} passed {found.passed} of its last {found.tried} first tries "
-            f"({found.rate:.0%}, target {target:.0%})"
+            f"({found.rate:.0%}, up to {found.upper:.0%}; target {target:.0%})"
         )
         cheaper = [t for t in tiers[: tiers.index(chosen)] if t in known]
         if cheaper:
             reason += "; " + ", ".join(f"{t} {known[t].rate:.0%}" for t in cheaper)
+    elif passing:
+        chosen = passing[0]
+        reason = f"{chosen} not measured yet for {task_type}: its default first" + (
+            f" ({measured}; target {target:.0%})" if known else ""
+        )
     elif known:
         # Every tier measured falls short: start just above the best of them, to learn.
         worst = max(known, key=tiers.index)
         higher = tiers[tiers.index(worst) + 1 :]
         chosen = higher[0] if higher else worst
-        reason = (
-            f"{', '.join(f'{t} {known[t].rate:.0%}' for t in known)} of first tries passed, "
-            f"below the {target:.0%} target: starting on {chosen}"
-        )
+        reason = f"{measured} first tries passed, short of the {target:.0%} target"
     else:
-        chosen = _gate(default, tiers)
-        reason = f"no outcomes of {task_type} yet: its default " + (
-            chosen if chosen is not None else "routing"
-        )
+        chosen = prior
+        reason = f"no outcomes of {task_type} yet: the router's own routing"
     if chosen is not None:
         lower = tiers[: tiers.index(chosen)]
         if lower and explores(key, explore_rate):

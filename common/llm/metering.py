@@ -263,7 +263,11 @@ class Repairing:
                 if last:
                     raise CheckFailed(failed.problems, failed.response) from failed
                 text = failed.response.text
-                why = "That answer does not hold up: " + "; ".join(failed.problems) + "."
+                why = (
+                    f"That answer (try {ask} of {self._asks}) does not hold up: "
+                    + "; ".join(failed.problems)
+                    + "."
+                )
                 fix = (
                     "Reply again with only a JSON object that satisfies the response schema "
                     "and fixes every one of these problems."

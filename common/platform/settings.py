@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     # `router_outcomes_limit` attempts of the usage records, read at most once every
     # `router_outcomes_seconds` per process; `router_explore_rate` of calls start one tier
     # lower on purpose, so a cheaper tier that got better is found. A model is asked
-    # `cascade_asks` times in all before the call moves one tier up. `analysis_routing`
+    # `cascade_asks` times in all before the call moves one tier up (3: asking again costs a
+    # fifth of what the next tier does, in the catalogue's prices). `analysis_routing`
     # "strongest" puts every call on the strongest tier the business may use (the benchmark's
     # comparison).
     router_pass_target: float = Field(default=0.65, gt=0, le=1)
@@ -79,7 +80,7 @@ class Settings(BaseSettings):
     router_explore_rate: float = Field(default=0.05, ge=0, le=0.5)
     router_outcomes_seconds: float = Field(default=600.0, ge=0, le=86_400)
     router_outcomes_limit: int = Field(default=2000, ge=10, le=50_000)
-    cascade_asks: int = Field(default=2, ge=1, le=5)
+    cascade_asks: int = Field(default=3, ge=1, le=5)
     analysis_routing: Literal["cascade", "strongest"] = "cascade"
     # Live progress streamed from a model's answer: at most one write per phase this often.
     progress_write_seconds: float = Field(default=1.0, ge=0, le=60)

@@ -30,13 +30,15 @@ from common.platform.store import db
 from common.runs.documents import (
     PHASES,
     RUNS,
-    START_WEIGHT,
     TERMINAL,
     Run,
     RunStatus,
     get_run,
     run_from,
     run_ref,
+)
+from common.runs.documents import (
+    START_WEIGHT as START_WEIGHT,  # re-exported: the lifecycle adds these points
 )
 from common.runs.events import add_event, record_warning
 

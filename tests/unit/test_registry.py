@@ -22,7 +22,7 @@ from common.analysis.registry import (
 )
 from common.models import PHASE_ORDER, PHASE_OUTPUTS
 from common.runs.documents import eta_seconds
-from common.runs.lifecycle import START_WEIGHT
+from common.runs.documents import START_WEIGHT
 from local.stack import WORKFLOWS_DIR
 
 WORKFLOW = WORKFLOWS_DIR / "marketing_analysis.workflows.yaml"

@@ -52,8 +52,9 @@ _ITEM_NOUNS = {
     "amec": "Stage",
 }
 _DEFAULT_ARRAY_SIZE = 3
-# How many words of the business's description a weak answer repeats.
-_ECHO_WORDS = 24
+# How many words of the business's description a weak answer may repeat, at most and at least.
+_ECHO_WORDS = 48
+_ECHO_MIN_WORDS = 8
 # Names that refer to something (an ICP, a competitor): the same in every request.
 _REFERENCES = frozenset({"name", "option_name", "icp", "competitor"})
 # A streamed answer arrives in at most this many chunks of at least this many tokens.
@@ -136,8 +137,8 @@ _CALLS = (
 
 
 def spelled(n: int) -> str:
-    """`n` in two words (its number, below 100, and a call sign): texts told apart by words,
-    not only by a digit, as a model's distinct answers would be."""
+    """`n` in digits and two words (its number, below 100, and a call sign): texts told apart
+    by words, not only by a digit, as a model's distinct answers would be."""
     if n < 20:
         number = _ONES[n]
     elif n < 100:
@@ -145,7 +146,7 @@ def spelled(n: int) -> str:
         number = _TENS[tens] + (f"-{_ONES[ones]}" if ones else "")
     else:
         number = str(n)
-    return f"{number} {_CALLS[(n - 1) % len(_CALLS)]}"
+    return f"{n} {number} {_CALLS[(n - 1) % len(_CALLS)]}"
 
 
 def _label(key: str | None) -> str:
@@ -214,9 +215,13 @@ class _Generator:
         if kind == "array":
             return self.array(schema, key)
         if kind == "string":
+            sound = _clip(self.padded(self.text(schema, key, index, owner), schema), schema)
             if self.weak:
-                return _words_within(self.b.description, schema.get("maxLength"))
-            return _clip(self.padded(self.text(schema, key, index, owner), schema), schema)
+                # As long as the sound text, in the business's own words.
+                said = max(len(sound.split()), _ECHO_MIN_WORDS)
+                echo = " ".join(self.b.description.split()[:said])
+                return _words_within(echo, schema.get("maxLength"))
+            return sound
         if kind == "integer":
             return int(self.number(schema, float((index or 0) + 1)))
         if kind == "number":
@@ -306,17 +311,19 @@ class _Generator:
         if schema.get("maxLength", 0) > 200:
             rivals = ", ".join(b.competitors[:3]) or "its competitors"
             return (
-                f"{MARK} {_label(key).capitalize()} {spelled(n)}{tag} for {b.name}, a "
-                f"{b.industry} business with the goal '{goal}', competing with {rivals} for "
-                f"{b.target_market}."
+                f"{MARK} {_label(key).capitalize()} {spelled(n)}{tag} for {b.name} "
+                f"({b.industry}): '{goal}', against {rivals}, for {b.target_market}."
             )
         return f"{MARK} {_label(key).capitalize()} {spelled(n)}{tag} for {b.name}: {goal}"
 
 
 def request_tag(messages: Sequence[Message]) -> str:
-    """A short mark of the request (its last user turn), which texts of its answer carry."""
-    ask = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-    return " #" + hashlib.sha256(ask.encode()).hexdigest()[:3]
+    """A short mark of the request (two made-up words from its whole conversation), which
+    texts of its answer carry."""
+    asked = json.dumps([m["content"] for m in messages]).encode()
+    digest = hashlib.sha256(asked).digest()
+    letters = [chr(ord("a") + byte % 26) for byte in digest[:6]]
+    return f" #{''.join(letters[:3])}-{''.join(letters[3:])}"
 
 
 def placeholder_json(
