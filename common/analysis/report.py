@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -79,7 +79,28 @@ def report(run_id: str, format: Format = "md") -> str:
             blocks.append(Paragraph(f"({phase}: not available, the run ended before it)"))
             continue
         blocks.extend(_blocks(output))
+    blocks.extend(_making(run.phases))
     return render(blocks, format)
+
+
+def _making(phases: dict[str, dict[str, Any]]) -> Iterator[Block]:
+    """How the analysis was made: each phase's sub-tasks, the model that answered, the answers
+    that moved up a tier (and why), and what each cost."""
+    rows = [
+        [
+            phase,
+            step["title"],
+            step["model"],
+            "; ".join(f"{e['from']} → {e['to']}: {e['reason']}" for e in step["escalations"])
+            or "-",
+            format_usd(step["cost_nanos"], 6),
+        ]
+        for phase in PHASE_ORDER
+        for step in phases.get(phase, {}).get("sub_tasks", [])
+    ]
+    if rows:
+        yield Heading(2, "How this analysis was made")
+        yield Table(["Phase", "Step", "Model", "Moved up a tier", "Cost"], rows)
 
 
 def _blocks(output: BaseModel) -> Iterator[Block]:

@@ -50,6 +50,9 @@ def test_a_finished_run_reads_as_a_strategy_document(new_run: Callable[..., str]
         re.findall(r"^\|(?:---\|)+$", markdown, flags=re.M)
     )
     assert "<h2>12-week content calendar</h2>" in page
+    # How it was made: one row per sub-task, with the model that answered it.
+    making = markdown.split("## How this analysis was made")[1]
+    assert making.count("\n| research |") == 3 and "gpt-5-nano" in making
 
 
 @pytest.mark.emulator
