@@ -136,11 +136,18 @@ class Found:
     parts: dict[str, dict[str, Any]]
 
 
-def _read(run_id: str, spec: PhaseSpec) -> Found:
+def read(run_id: str, spec: PhaseSpec, *, parts: bool = True) -> Found:
+    """The run, the phase's result if stored, the results it builds on and (with `parts`) the
+    parts stored before, in one round trip.
+
+    Raises:
+        NotFound: no such run.
+    """
     run = documents.run_ref(run_id)
+    keys = part_keys(spec.name) if parts else []
     refs = [run, phase_ref(run_id, spec.name)]
     refs += [phase_ref(run_id, name) for name in spec.needs]
-    refs += [part_ref(run_id, spec.name, key) for key in part_keys(spec.name)]
+    refs += [part_ref(run_id, spec.name, key) for key in keys]
     found = {snapshot.reference.path: snapshot for snapshot in db().get_all(refs)}
     stored = found[phase_ref(run_id, spec.name).path]
     earlier: dict[PhaseName, Strict] = {}
@@ -151,9 +158,9 @@ def _read(run_id: str, spec: PhaseSpec) -> Found:
             earlier[name] = PHASE_OUTPUTS[name].model_validate(snapshot.get("output"))
         else:
             missing.append(name)
-    parts = {
+    stored_parts = {
         key: found[part_ref(run_id, spec.name, key).path].to_dict() or {}
-        for key in part_keys(spec.name)
+        for key in keys
         if found[part_ref(run_id, spec.name, key).path].exists
     }
     return Found(
@@ -161,7 +168,7 @@ def _read(run_id: str, spec: PhaseSpec) -> Found:
         stored=stored.to_dict() if stored.exists else None,
         earlier=earlier,
         missing=missing,
-        parts=parts,
+        parts=stored_parts,
     )
 
 
@@ -251,7 +258,7 @@ def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) ->
     started = time.monotonic()
     settings = get_settings()
     spec = PHASES[phase]
-    found = _read(run_id, spec)
+    found = read(run_id, spec)
     run = found.run
     if found.stored is not None:
         return _result(run_id, phase, found.stored, replayed=True)
