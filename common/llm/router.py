@@ -202,7 +202,8 @@ class Router:
             asks: how many times in all one model is asked for this call (the first ask and
                 the asks again of an invalid or failing answer).
             escalate: whether an answer that still fails after its asks (or invalid JSON from
-                every provider of the tier) moves the call one allowed tier up.
+                every provider of the tier) moves the call one allowed tier up; the top allowed
+                tier, with nothing above it to take over, gets one ask more.
             tier: the tier to start on (overrides complexity), for the reason `why`.
             profile: the task's defaults when `task_type` is not one `common.llm.tasks` lists.
             on_output: streams each answer, telling it the output tokens so far.
@@ -247,7 +248,9 @@ class Router:
                 escalates=above is not None,
                 deadline=deadline,
             )
-            chain = self._chain(decision, call, ledger, call_key, records, stage, check, asks)
+            # The top of a cascade gets one ask more: nothing above it can take over.
+            here = asks + 1 if escalate and above is None else asks
+            chain = self._chain(decision, call, ledger, call_key, records, stage, check, here)
             request = request_for(decision, messages, schema, self._timeout)
             if on_output is not None:
                 request = request.model_copy(update={"on_output": on_output})

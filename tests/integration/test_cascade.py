@@ -97,7 +97,8 @@ def test_a_basic_business_never_reaches_the_full_model_however_weak_the_answers(
         ("nano", "escalated"),
         ("mini", "failed"),
         ("mini", "failed"),
-        ("mini", "failed"),  # the top of the tiers allowed: nothing to escalate to
+        ("mini", "failed"),
+        ("mini", "failed"),  # the top of the tiers allowed: one ask more, nothing above it
     ]
     # The phase is stored with what its answers still fail, said where a person sees it.
     stored = phase_ref(run_id, "research").get().to_dict() or {}

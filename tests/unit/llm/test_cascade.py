@@ -80,16 +80,18 @@ def test_failing_every_ask_moves_one_tier_up_and_records_why() -> None:
 
 def test_the_cascade_stays_within_the_callers_tiers() -> None:
     # A basic business: nano and mini. Two tiers of failures, and it never reaches full.
-    openai = ScriptedProvider("openai").push(VAGUE, VAGUE, VAGUE, VAGUE)
+    openai = ScriptedProvider("openai").push(VAGUE, VAGUE, VAGUE, VAGUE, VAGUE)
     ledger = RecordingLedger()
     basic = frozenset({"nano", "mini"})
     completion = _ask(_router(openai), ledger, tier="nano", escalate=True, allowed_tiers=basic)
     assert {r.model for r in openai.requests} == {"gpt-5-nano", "gpt-5-mini"}
+    # The top allowed tier gets one ask more: nothing above it can take over.
     assert [(a.model_tier, a.outcome) for a in ledger.settled] == [
         ("nano", "failed"),
         ("nano", "escalated"),
         ("mini", "failed"),
-        ("mini", "failed"),  # the top of the tiers allowed: nothing to escalate to
+        ("mini", "failed"),
+        ("mini", "failed"),
     ]
     # The last answer is returned with what it still fails, rather than nothing.
     assert completion.unresolved == ["the statement says nothing specific"]
