@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     # 0.90: full for prompts with cues of difficulty, mini for the rest (decision 003).
     router_quality_target: float = Field(default=0.90, ge=0.5, le=1.0)
     router_model_path: Path | None = None
-    # The offline provider's weak answers (tests, benches, demos; decision 009): the share of
+    # The offline provider's weak answers (tests, benches, demos; decision 011): the share of
     # each model tier's answers that are weak, as JSON ({"nano": 0.3, "mini": 0.1}; none by
     # default), and their seed.
     offline_weak_rates: dict[
@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     ] = Field(default_factory=dict)
     offline_weak_seed: int = Field(default=0, ge=0)
 
-    # The analysis's cascade (issue 20, decision 009). A sub-task starts on the cheapest tier
+    # The analysis's cascade (issue 20, decision 011). A sub-task starts on the cheapest tier
     # whose first answers passed their checks at least `router_pass_target` of the time
     # (`router_min_samples` first tries before a tier's rate counts), from the newest
     # `router_outcomes_limit` attempts of the usage records, read at most once every
