@@ -334,7 +334,7 @@ def parser() -> argparse.ArgumentParser:
     outcomes = command(
         "router-report",
         businesses.router_report_command,
-        "how calls ended (first try, repaired, fell back, failed)",
+        "how calls ended (first try, repaired, fell back, escalated, failed)",
     )
     outcomes.add_argument("--business", type=business_id_arg, help="one business (default: all)")
     outcomes.add_argument("--from", dest="start", type=date_arg, metavar="DATE")

@@ -55,7 +55,7 @@ def start_run(
             field="icp_count",
         )
     run_id = run_id or uuid.uuid4().hex
-    require_room(run_id, business, "research")
+    require_room(run_id, business, "research", registered.tier)
 
     ref = documents.run_ref(run_id)
     ref.create(documents.new_run_document(run_id, business, registered.tier))

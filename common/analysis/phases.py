@@ -1,10 +1,14 @@
-"""The six analysis phases: what each needs, and `run_phase`, which one Cloud Function runs.
+"""The six analysis phases: `run_phase`, which one Cloud Function runs.
 
-A phase builds its prompt from the business and the earlier results it needs, asks the router
-for a structured answer (every model call reserves and settles budget), validates it, stores it
-under `runs/{run_id}/phases/{phase}` and reports progress. Replaying a finished phase returns the
-stored result and charges nothing; a second instance arriving while the first still works gets
-`Busy` (503), which the workflow retries.
+A phase reads what it needs in one round trip (the run, its own result if any, the results it
+builds on, the parts an earlier instance stored), takes its lease (one commit that also puts it
+on the run: running, its start points), recalls the business's evidence, runs its pipeline of
+sub-tasks (`common.analysis.pipelines`: every model call reserves and settles budget, every
+answer is checked, every sub-task's end is one commit) and ends with one commit: its result, its
+last progress and the run's totals. Replaying a finished phase returns the stored result and
+charges nothing; a second instance arriving while the first still works gets `Busy` (503),
+which the workflow retries; a cancellation stops the phase between sub-tasks (409
+`run_cancelled`), keeping what was paid for.
 """
 
 from __future__ import annotations
@@ -22,10 +26,16 @@ from google.api_core import exceptions
 from google.cloud import firestore
 from pydantic import BaseModel, Field, create_model
 
-from common.analysis import evidence, prompts
+from common.analysis import answers, evidence, prompts
+from common.analysis.pipelines import PIPELINES, Built, part_keys
+from common.analysis.progress import PhaseProgress
+from common.analysis.registry import PHASE_TASKS, PHASES, PhaseSpec, SubTaskSpec
+from common.analysis.work import Cancelled, Tally, Work, deadline, part_ref
+from common.budget import sources
 from common.budget.ledger import BudgetLedger
-from common.llm import Completion, Router, get_router
-from common.llm.base import FAILURE_TEXT, AllProvidersFailed, Message
+from common.llm import Router, get_router
+from common.llm.base import FAILURE_TEXT, AllProvidersFailed, Message, OutOfTime
+from common.llm.catalogue import TIERS
 from common.models import (
     PHASE_OUTPUTS,
     BusinessInput,
@@ -43,56 +53,10 @@ from common.platform.store import db
 from common.runs import documents, events
 from common.runs.events import ShownAttempts, record_warning
 from common.spend.ledger import BudgetBusy, BudgetDenied
-from common.tenants.businesses import Business, get_business
 
 LEASES = "leases"
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: PhaseName
-    title: str
-    weight: int  # points of the run's percent
-    needs: tuple[PhaseName, ...]
-    task_type: str  # the router's task type: its default complexity and output bound
-
-
-PHASES: dict[PhaseName, Phase] = {
-    phase.name: phase
-    for phase in (
-        Phase("research", "Researching the market", 20, (), "research_analysis"),
-        Phase("positioning", "Choosing a positioning", 15, ("research",), "positioning_analysis"),
-        Phase(
-            "icps", "Profiling ideal customers", 15, ("research", "positioning"), "icp_generation"
-        ),
-        Phase(
-            "strategy", "Setting the strategy", 15, ("research", "positioning"), "strategy_analysis"
-        ),
-        Phase(
-            "content",
-            "Planning 12 weeks of content",
-            15,
-            ("positioning", "icps"),
-            "content_calendar",
-        ),
-        Phase(
-            "analytics",
-            "Designing measurement",
-            15,
-            ("positioning", "icps", "strategy"),
-            "analytics_projection",
-        ),
-    )
-}
-PHASE_TASKS: dict[PhaseName, str] = {name: phase.task_type for name, phase in PHASES.items()}
-# Steps of a phase and their share (in tenths) of its weight; the model call is the long one.
-STEPS: tuple[tuple[str, int], ...] = (
-    ("started", 1),
-    ("context", 1),
-    ("answered", 6),
-    ("stored", 2),
-)
+__all__ = ["LEASES", "PHASES", "PHASE_TASKS", "PhaseRequest", "PhaseResult", "run_phase"]
 
 
 class PhaseRequest(Strict):
@@ -114,15 +78,8 @@ class PhaseResult(BaseModel):
     stored_at: str
 
 
-def step_delta(weight: int, index: int) -> int:
-    """Percent points step `index` adds; a phase's steps add up to exactly its weight."""
-    done_before = sum(share for _, share in STEPS[:index])
-    done_after = done_before + STEPS[index][1]
-    return round(weight * done_after / 10) - round(weight * done_before / 10)
-
-
 def output_model(phase: PhaseName, business: BusinessInput) -> type[Strict]:
-    """The schema the model must answer with (ICPs: exactly the number asked for)."""
+    """The schema of a phase's output (ICPs: exactly the number asked for)."""
     if phase != "icps":
         return PHASE_OUTPUTS[phase]
     count = business.icp_count
@@ -137,6 +94,11 @@ def phase_ref(run_id: str, phase: str) -> firestore.DocumentReference:
     ref: firestore.DocumentReference = (
         documents.run_ref(run_id).collection(documents.PHASES).document(phase)
     )
+    return ref
+
+
+def lease_ref(run_id: str, phase: str) -> firestore.DocumentReference:
+    ref: firestore.DocumentReference = documents.run_ref(run_id).collection(LEASES).document(phase)
     return ref
 
 
@@ -163,48 +125,120 @@ def _result(run_id: str, phase: PhaseName, stored: dict[str, Any], replayed: boo
     )
 
 
+@dataclass(frozen=True)
+class Found:
+    """What a phase reads before it starts, in one round trip."""
+
+    run: documents.Run
+    stored: dict[str, Any] | None
+    earlier: dict[PhaseName, Strict]
+    missing: list[PhaseName]
+    parts: dict[str, dict[str, Any]]
+
+
+def read(run_id: str, spec: PhaseSpec, *, parts: bool = True) -> Found:
+    """The run, the phase's result if stored, the results it builds on and (with `parts`) the
+    parts stored before, in one round trip.
+
+    Raises:
+        NotFound: no such run.
+    """
+    run = documents.run_ref(run_id)
+    keys = part_keys(spec.name) if parts else []
+    refs = [run, phase_ref(run_id, spec.name)]
+    refs += [phase_ref(run_id, name) for name in spec.needs]
+    refs += [part_ref(run_id, spec.name, key) for key in keys]
+    found = {snapshot.reference.path: snapshot for snapshot in db().get_all(refs)}
+    stored = found[phase_ref(run_id, spec.name).path]
+    earlier: dict[PhaseName, Strict] = {}
+    missing: list[PhaseName] = []
+    for name in spec.needs:
+        snapshot = found[phase_ref(run_id, name).path]
+        if snapshot.exists:
+            earlier[name] = PHASE_OUTPUTS[name].model_validate(snapshot.get("output"))
+        else:
+            missing.append(name)
+    stored_parts = {
+        key: found[part_ref(run_id, spec.name, key).path].to_dict() or {}
+        for key in keys
+        if found[part_ref(run_id, spec.name, key).path].exists
+    }
+    return Found(
+        run=documents.run_from(found[run.path]),
+        stored=stored.to_dict() if stored.exists else None,
+        earlier=earlier,
+        missing=missing,
+        parts=stored_parts,
+    )
+
+
+@dataclass
+class Lease:
+    """This instance's hold on a phase (its version, for a conditional delete)."""
+
+    ref: firestore.DocumentReference
+    update_time: Any
+    ended: bool = False
+
+
 @contextlib.contextmanager
-def _lease(run_id: str, phase: PhaseName) -> Iterator[None]:
-    """Hold this phase of this run for one instance at a time (expires if the holder dies)."""
-    ref = documents.run_ref(run_id).collection(LEASES).document(phase)
+def _lease(run_id: str, spec: PhaseSpec, progress: PhaseProgress) -> Iterator[Lease]:
+    """Hold this phase of this run for one instance at a time (expires if the holder dies). The
+    hold is written with the phase's start on the run: running, its start points, its event."""
+    phase = spec.name
+    ref = lease_ref(run_id, phase)
     now = dt.datetime.now(dt.UTC)
     lease = {
         "holder": uuid.uuid4().hex,
         "expires_at": now + dt.timedelta(seconds=get_settings().phase_lease_seconds),
     }
-    try:
-        acquired = ref.create(lease)
-    except exceptions.AlreadyExists:
+    progress.add(spec.start_points)
+    step = f"{spec.title}: recalling evidence"
+
+    def start(batch: firestore.WriteBatch, event: bool) -> None:
+        fields, percent = progress.fields(step=step)
+        fields[f"phases.{phase}.status"] = "running"
+        batch.update(documents.run_ref(run_id), fields)
+        if event:
+            events.add_event(
+                batch, run_id, f"{phase}.00.started", f"{phase}_progress",
+                phase=phase, step=step, percent=percent,
+            )  # fmt: skip
+
+    acquired = None
+    for event in (True, False):
+        batch = db().batch()
+        batch.create(ref, lease)
+        start(batch, event)
+        try:
+            acquired = progress.commit(batch)[0]
+            break
+        except exceptions.AlreadyExists:
+            if ref.get().exists:
+                break  # held, by a live instance or a dead one
+            # The phase started before (an instance that stopped early): no second event.
+    if acquired is None:
         held = ref.get()
         if held.exists and (held.to_dict() or {})["expires_at"] > now:
             raise Busy(
                 f"phase {phase} of run {run_id} is already running", code="phase_in_progress"
-            ) from None
-        try:  # the holder died: take over, unless another instance just did
-            acquired = ref.update(
-                lease, option=db().write_option(last_update_time=held.update_time)
             )
+        try:  # the holder died: take over, unless another instance just did
+            batch = db().batch()
+            batch.update(ref, lease, option=db().write_option(last_update_time=held.update_time))
+            start(batch, False)
+            acquired = progress.commit(batch)[0]
         except (exceptions.FailedPrecondition, exceptions.NotFound):
             raise Busy(
                 f"phase {phase} of run {run_id} is already running", code="phase_in_progress"
             ) from None
+    held_lease = Lease(ref, acquired.update_time)
     try:
-        yield
+        yield held_lease
     finally:
-        with contextlib.suppress(exceptions.FailedPrecondition, exceptions.NotFound):
-            ref.delete(option=db().write_option(last_update_time=acquired.update_time))
-
-
-def _report_step(run_id: str, spec: Phase, index: int, **kwargs: Any) -> bool:
-    name = STEPS[index][0]
-    return events.report(
-        run_id,
-        f"{spec.name}.{index:02d}.{name}",
-        kwargs.pop("kind", f"{spec.name}_progress"),
-        phase=spec.name,
-        percent_delta=step_delta(spec.weight, index),
-        **kwargs,
-    )
+        if not held_lease.ended:
+            with contextlib.suppress(exceptions.FailedPrecondition, exceptions.NotFound):
+                ref.delete(option=db().write_option(last_update_time=held_lease.update_time))
 
 
 def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) -> PhaseResult:
@@ -212,104 +246,75 @@ def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) ->
 
     Raises:
         NotFound: the run does not exist.
-        Conflict: the run is not running, or an earlier phase this one needs has not finished.
+        Conflict: the run is not running (`run_not_running`), was cancelled while the phase
+            ran (`run_cancelled`: it stopped between sub-tasks), or an earlier phase this one
+            needs has not finished.
         PaymentRequired: the budget refused a model call (the code is the budget's reason).
-        Busy: another instance is running this phase, or every provider failed: retry later.
+        Busy: another instance is running this phase, every provider failed, or the phase ran
+            out of time; retry later (what was done is kept).
         AppError: every provider refused its API key (500 `providers_refused_key`, not
             retried: a refused key stays refused).
     """
     started = time.monotonic()
+    settings = get_settings()
     spec = PHASES[phase]
-    run = documents.get_run(run_id)
-    stored = phase_ref(run_id, phase).get()
-    if stored.exists:
-        return _result(run_id, phase, stored.to_dict() or {}, replayed=True)
+    found = read(run_id, spec)
+    run = found.run
+    if found.stored is not None:
+        return _result(run_id, phase, found.stored, replayed=True)
     if run.status != "running":
         raise Conflict(f"run {run_id} is {run.status}", code="run_not_running")
-    prepared = prepare(run_id, run.input, phase, required=True)
-
-    with _lease(run_id, phase):
-        _report_step(
-            run_id,
-            spec,
-            0,
-            step=f"{spec.title}: retrieving evidence",
-            updates={f"phases.{phase}.status": "running"},
+    if found.missing:
+        raise Conflict(
+            f"phase {phase} needs {found.missing[0]} to finish first", code="phase_out_of_order"
         )
-        found = evidence.recall(run.business_id, prepared.evidence_query)
-        business = get_business(run.business_id)
-        _report_step(run_id, spec, 1, step=f"{spec.title}: asking the model")
-        completion = _ask(router or get_router(), prepared, business, prepared.messages(found))
-        if isinstance(completion.parsed, ResearchOutput):
-            evidence.remember(run_id, run.input, completion.parsed)
-        _report_step(
-            run_id,
-            spec,
-            2,
-            step=f"{spec.title}: answer from {completion.model_used} validated",
-            data={"model": completion.model_used, "provider": completion.provider},
+    business = sources.current(run.business_id).business
+    progress = PhaseProgress(run, phase, write_every=settings.progress_write_seconds)
+    with _lease(run_id, spec, progress) as lease:
+        recalled = evidence.recall(run.business_id, evidence_query(spec, run.input))
+        budget = BudgetLedger(
+            business,
+            run_id=run_id,
+            phase=phase,
+            on_warning=lambda warning: record_warning(run_id, warning, phase),
         )
+        ledger = Tally(ShownAttempts(budget, run_id, phase))
+        work = Work(
+            run_id=run_id,
+            business=run.input,
+            router=router or get_router(),
+            ledger=ledger,
+            progress=progress,
+            settings=settings,
+            allowed=business.limits.model_tiers,
+            deadline=deadline(started, settings),
+            evidence=recalled,
+            parts=found.parts,
+        )
+        built = _build(work, spec, found.earlier)
+        if phase == "research":
+            assert isinstance(built.output, ResearchOutput)
+            evidence.remember(run_id, run.input, built.output)
         duration_ms = (time.monotonic() - started) * 1000
-        return _store(run_id, spec, completion, duration_ms)
+        return _store(work, spec, built, lease, duration_ms)
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """What one phase's model call is built from: the same for the phase itself, the budget
-    check before it and the check before a run starts."""
-
-    run_id: str
-    business: BusinessInput
-    spec: Phase
-    earlier: dict[PhaseName, Strict]
-    schema: type[Strict]
-
-    @property
-    def evidence_query(self) -> str:
-        """What the phase searches the business's evidence for."""
-        return f"{self.business.name}: {prompts.INSTRUCTIONS[self.spec.name]}"
-
-    def messages(self, found: list[str] | None = None) -> list[Message]:
-        """The phase's prompt, with the evidence `found` for it (at most
-        `prompts.EVIDENCE_MAX_BYTES` of it)."""
-        return prompts.phase_messages(self.spec.name, self.business, self.earlier, found)
+def evidence_query(spec: PhaseSpec, business: BusinessInput) -> str:
+    """What the phase searches the business's evidence for."""
+    return f"{business.name}: {prompts.INSTRUCTIONS[spec.name]}"
 
 
-def prepare(run_id: str, business: BusinessInput, phase: PhaseName, *, required: bool) -> Prepared:
-    """The phase's schema and the stored outputs of the phases it builds on (`Conflict` if one
-    is missing and `required`; otherwise the missing ones are left out)."""
-    spec = PHASES[phase]
-    earlier: dict[PhaseName, Strict] = {}
-    for name in spec.needs:
-        output = stored_output(run_id, name)
-        if output is not None:
-            earlier[name] = output
-        elif required:
-            raise Conflict(
-                f"phase {spec.name} needs {name} to finish first", code="phase_out_of_order"
-            )
-    return Prepared(run_id, business, spec, earlier, output_model(phase, business))
-
-
-def _ask(
-    router: Router, prepared: Prepared, business: Business, messages: list[Message]
-) -> Completion[Strict]:
-    spec = prepared.spec
-    ledger = BudgetLedger(
-        business,
-        run_id=prepared.run_id,
-        phase=spec.name,
-        on_warning=lambda warning: record_warning(prepared.run_id, warning, spec.name),
-    )
+def _build(work: Work, spec: PhaseSpec, earlier: dict[PhaseName, Strict]) -> Built:
+    """Run the phase's pipeline, turning what stops it into the function's answer."""
+    run_id = work.run_id
     try:
-        return router.execute(
-            spec.task_type,
-            messages,
-            schema=prepared.schema,
-            allowed_tiers=business.limits.model_tiers,
-            ledger=ShownAttempts(ledger, prepared.run_id, spec.name),
-            call_key=f"{prepared.run_id}:{spec.name}",
-        )
+        return PIPELINES[spec.name](work, earlier)
+    except Cancelled as cancelled:
+        _stopped(work, spec)
+        raise Conflict(str(cancelled), code="run_cancelled") from cancelled
+    except OutOfTime as late:
+        _show(run_id, f"{spec.title}: out of time; the workflow retries, keeping what is done")
+        raise Busy(f"phase {spec.name} ran out of time: {late}", code="phase_out_of_time") from late
     except BudgetDenied as denied:
         raise PaymentRequired(str(denied), code=denied.reason) from denied
     except BudgetBusy as busy:
@@ -320,12 +325,12 @@ def _ask(
         )
         if failed.refused_keys:
             # A refused key stays refused: no retry, the run fails now and says why.
-            _show(prepared.run_id, f"{spec.title}: {causes}")
+            _show(run_id, f"{spec.title}: {causes}")
             raise AppError(str(failed), code="providers_refused_key") from failed
-        _show(prepared.run_id, f"{spec.title}: {causes}; the workflow retries")
+        _show(run_id, f"{spec.title}: {causes}; the workflow retries")
         raise Busy(str(failed), code="providers_unavailable") from failed
     finally:
-        ledger.close()  # blocks this request took and no longer uses go back now
+        work.ledger.close()  # blocks this request took and no longer uses go back now
 
 
 def _show(run_id: str, step: str) -> None:
@@ -333,47 +338,185 @@ def _show(run_id: str, step: str) -> None:
     documents.run_ref(run_id).update({"step": step, "updated_at": firestore.SERVER_TIMESTAMP})
 
 
+def _stopped(work: Work, spec: PhaseSpec) -> None:
+    """The phase stops for a cancellation: its event and the cost of what it paid for that no
+    part has counted yet, once."""
+    batch = db().batch()
+    step = f"{spec.title}: stopped, the run was cancelled"
+    fields, percent = work.progress.fields(step=step)
+    fields[f"phases.{spec.name}.status"] = "cancelled"
+    fields["cost_nanos"] = firestore.Increment(work.ledger.nanos - work.counted_nanos)
+    events.add_event(
+        batch,
+        work.run_id,
+        f"{spec.name}.99.stopped",
+        "phase_stopped",
+        phase=spec.name,
+        step=step,
+        percent=percent,
+        data={"parts": [done.key for done in work.done], "cost_usd": usd(work.ledger.nanos)},
+    )
+    batch.update(documents.run_ref(work.run_id), fields)
+    with contextlib.suppress(exceptions.AlreadyExists):
+        work.progress.commit(batch)
+
+
 def _store(
-    run_id: str, spec: Phase, completion: Completion[Strict], duration_ms: float
+    work: Work, spec: PhaseSpec, built: Built, lease: Lease, duration_ms: float
 ) -> PhaseResult:
-    assert completion.parsed is not None  # the router validated it against the schema
+    """The phase's end, one commit: its result, its last sub-tasks' events, its progress, the
+    run's totals; the lease goes with it."""
+    run_id = work.run_id
+    done = sorted(work.done, key=lambda d: (TIERS.index(d.tier), -d.cost_nanos))
+    lead = done[-1]  # the strongest tier's answer: the phase's model
+    unresolved = (built.unresolved + [u for d in work.done for u in d.unresolved])[:10]
+    escalations = sum(len(d.escalations) for d in work.done)
+    input_tokens = sum(d.input_tokens for d in work.done)
+    output_tokens = sum(d.output_tokens for d in work.done)
+    # Reviews inside checks are paid but no part: their cost is the phase's beyond its parts.
+    cost = sum(d.cost_nanos for d in work.done) + work.ledger.nanos - _own_parts(work)
+    sub_tasks = [d.summary() for d in work.done]
     stored = {
         "phase": spec.name,
-        "output": completion.parsed.model_dump(mode="json"),
-        "model": completion.model_used,
-        "provider": completion.provider,
-        "downgraded_from": completion.decision.downgraded_from,
-        "routing_reason": completion.decision.reason,
-        "fallback_used": completion.fallback_used,
-        "attempts": len(completion.attempts),
-        "usage": completion.usage.model_dump(),
-        "cost_nanos": completion.cost_nanos,
+        "output": built.output.model_dump(mode="json"),
+        "model": lead.model,
+        "provider": lead.provider,
+        "models": sorted({d.model for d in work.done}),
+        "sub_tasks": sub_tasks,
+        "escalations": escalations,
+        "unresolved": unresolved,
+        "attempts": sum(d.attempts for d in work.done),
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        "cost_nanos": cost,
         "duration_ms": duration_ms,
         "completed_at": firestore.SERVER_TIMESTAMP,
     }
     summary = {
-        **{k: stored[k] for k in ("model", "provider", "cost_nanos", "duration_ms")},
-        "input_tokens": completion.usage.input_tokens,
-        "output_tokens": completion.usage.output_tokens + completion.usage.reasoning_tokens,
+        "model": lead.model,
+        "provider": lead.provider,
+        "cost_nanos": cost,
+        "duration_ms": duration_ms,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "status": "completed",
+        "models": stored["models"],
+        "escalations": escalations,
+        "unresolved": unresolved,
+        "sub_tasks": [
+            {k: s[k] for k in ("key", "title", "model", "tier", "escalations", "cost_nanos")}
+            for s in sub_tasks
+        ],
     }
+    step = f"{spec.title}: done"
+    fields, percent = work.progress.fields(step=step, final=True)
+    fields.update({f"phases.{spec.name}.{key}": value for key, value in summary.items()})
+    fields["cost_nanos"] = firestore.Increment(work.ledger.nanos - work.counted_nanos)
+    fields["models_used"] = firestore.ArrayUnion(stored["models"])
+    fields["providers_used"] = firestore.ArrayUnion(sorted({d.provider for d in work.done}))
     batch = db().batch()
-    batch.create(phase_ref(run_id, spec.name), stored)
     # If another instance stored this phase first, nothing here is written and its result counts.
-    recorded = _report_step(
+    batch.create(phase_ref(run_id, spec.name), stored)
+    for final, label in work.final:
+        events.add_event(
+            batch,
+            run_id,
+            work.event_id(final.sub, final.key),
+            "subtask_completed",
+            phase=spec.name,
+            step=final.step(spec.title, label),
+            percent=percent,
+            data=work.event_data(final),
+        )
+    events.add_event(
+        batch,
         run_id,
-        spec,
-        3,
-        kind="phase_completed",
-        step=f"{spec.title}: done",
-        data={**summary, "cost_usd": usd(completion.cost_nanos)},
-        updates={
-            f"phases.{spec.name}": {**summary, "status": "completed"},
-            # The live totals (the final summary is summed from the usage records).
-            "cost_nanos": firestore.Increment(completion.cost_nanos),
-            "models_used": firestore.ArrayUnion([completion.model_used]),
-            "providers_used": firestore.ArrayUnion([completion.provider]),
+        f"{spec.name}.99.completed",
+        "phase_completed",
+        phase=spec.name,
+        step=step,
+        percent=percent,
+        data={
+            **{k: summary[k] for k in ("model", "provider", "cost_nanos", "duration_ms")},
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cost_usd": usd(cost),
+            "escalations": escalations,
+            "unresolved": unresolved,
         },
-        batch=batch,
     )
+    batch.update(documents.run_ref(run_id), fields)
+    batch.delete(lease.ref)
+    try:
+        work.progress.commit(batch)
+        lease.ended = True
+        replayed = False
+    except exceptions.AlreadyExists:
+        replayed = True
+    else:
+        work.progress.catch_up()
+    if unresolved:
+        logger.warning(
+            "phase stored with checks still failing",
+            extra={"json_fields": {"run_id": run_id, "phase": spec.name, "unresolved": unresolved}},
+        )
     snapshot = phase_ref(run_id, spec.name).get()
-    return _result(run_id, spec.name, snapshot.to_dict() or {}, replayed=not recorded)
+    return _result(run_id, spec.name, snapshot.to_dict() or {}, replayed=replayed)
+
+
+def _own_parts(work: Work) -> int:
+    """What this instance's own (not reused) sub-tasks cost."""
+    return sum(d.cost_nanos for d in work.done if not d.reused)
+
+
+# --- What the budget checks need --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a phase's first model call is built from, for the budget checks before it: the
+    phase's first sub-task, its prompt and its answer's schema."""
+
+    run_id: str
+    business: BusinessInput
+    spec: PhaseSpec
+    earlier: dict[PhaseName, Strict]
+
+    @property
+    def first(self) -> SubTaskSpec:
+        return self.spec.sub_tasks[0]
+
+    @property
+    def schema(self) -> type[Strict]:
+        if self.spec.name == "icps":
+            return answers.icp_segments(self.business.icp_count)
+        return self.first.answer
+
+    @property
+    def evidence_query(self) -> str:
+        """What the phase searches the business's evidence for."""
+        return evidence_query(self.spec, self.business)
+
+    def messages(self, found: list[str] | None = None) -> list[Message]:
+        """The first sub-task's prompt, with the evidence `found` for it."""
+        sub = self.first
+        instruction = sub.instruction.format(
+            icp_count=self.business.icp_count, first=1, last=3, must_use=""
+        )
+        earlier: dict[str, BaseModel | str] = {str(k): v for k, v in self.earlier.items()}
+        return prompts.subtask_messages(instruction, self.business, earlier, found)
+
+
+def prepare(run_id: str, business: BusinessInput, phase: PhaseName, *, required: bool) -> Prepared:
+    """The stored outputs of the phases `phase` builds on (`Conflict` if one is missing and
+    `required`; otherwise the missing ones are left out)."""
+    spec = PHASES[phase]
+    earlier: dict[PhaseName, Strict] = {}
+    for name in spec.needs:
+        output = stored_output(run_id, name)
+        if output is not None:
+            earlier[name] = output
+        elif required:
+            raise Conflict(
+                f"phase {spec.name} needs {name} to finish first", code="phase_out_of_order"
+            )
+    return Prepared(run_id, business, spec, earlier)

@@ -18,15 +18,18 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
 
-from common.analysis.phases import PHASES, PhaseRequest, prepare, stored_output
+from common.analysis.phases import PHASES, PhaseRequest, Prepared, prepare, read
 from common.analysis.prompts import EVIDENCE_RESERVE_BYTES
+from common.analysis.registry import SubTaskSpec
 from common.budget.check import BudgetDecision, check_budget_before_task
+from common.llm import Call, estimator
 from common.llm.base import InvalidRequest
 from common.models import BusinessInput, Code, PhaseName, Slug, Strict, UnicodeText
 from common.money import nanos
 from common.platform.errors import Conflict, InvalidInput, PaymentRequired
 from common.platform.http import validate
 from common.runs import documents
+from common.tenants.tiers import TierName, limits_for
 
 
 class PhaseCheck(PhaseRequest):
@@ -72,27 +75,64 @@ def answer(body: dict[str, Any]) -> BudgetDecision:
 
 
 def check_phase(run_id: str, phase: PhaseName) -> BudgetDecision:
-    """Allow `phase` of `run_id` to start, or raise why not."""
-    run = documents.get_run(run_id)
+    """Allow `phase` of `run_id` to start, or raise why not (one read of the run and the
+    results it concerns, then the budget's)."""
+    found = read(run_id, PHASES[phase], parts=False)
+    run = found.run
     if run.cancel_requested:
         raise Conflict(f"run {run_id} was cancelled", code="run_cancelled")
     if run.status in documents.TERMINAL:
         raise Conflict(f"run {run_id} already ended {run.status}", code="run_final")
-    if stored_output(run_id, phase) is not None:
+    if found.stored is not None:
         return BudgetDecision.free(run.business_id, run.tier, PHASES[phase].task_type)
-    return require_room(run_id, run.input, phase)
+    prepared = Prepared(run_id, run.input, PHASES[phase], found.earlier)
+    return require_room(run_id, run.input, phase, run.tier, prepared=prepared)  # type: ignore[arg-type]
 
 
-def require_room(run_id: str, business: BusinessInput, phase: PhaseName) -> BudgetDecision:
-    """The budget decision for the phase's first model call, or `PaymentRequired`."""
-    prepared = prepare(run_id, business, phase, required=False)
+def require_room(
+    run_id: str,
+    business: BusinessInput,
+    phase: PhaseName,
+    tier: TierName | None = None,
+    *,
+    prepared: Prepared | None = None,
+) -> BudgetDecision:
+    """The budget decision for the phase, or `PaymentRequired`: whether the first try of each
+    of its model calls fits (every sub-task, once per ICP or batch, where it starts without
+    outcomes, on the tiers `tier` allows; all tiers when unknown). Asks again and escalations
+    are paid from what is left; the ledger refuses any call that no longer fits."""
+    prepared = prepared or prepare(run_id, business, phase, required=False)
+    tiers = limits_for(tier).model_tiers if tier is not None else None
+    messages = prepared.messages()
+    bound = 0
+    for sub in prepared.spec.sub_tasks:
+        start = "full" if sub.start in ("strongest", None) else sub.start
+        call = Call(
+            sub.task_type,
+            messages,
+            allowed_tiers=tiers,
+            schema=prepared.schema if sub is prepared.first else sub.answer,
+            unseen_bytes=EVIDENCE_RESERVE_BYTES if sub.evidence else 0,
+            tier=start,  # type: ignore[arg-type]
+            profile=sub.profile,
+        )
+        bound += estimator().bounded(call)[1] * calls_of(sub, business)
     allowed, decision = check_budget_before_task(
         business.business_id,
-        prepared.spec.task_type,
-        prepared.messages(),
+        prepared.first.task_type,
+        messages,
         schema=prepared.schema,
-        unseen_bytes=EVIDENCE_RESERVE_BYTES,
+        amount_nanos=bound,
     )
     if not allowed:
         raise PaymentRequired(decision.message, code=decision.reason)
     return decision
+
+
+def calls_of(sub: SubTaskSpec, business: BusinessInput) -> int:
+    """How many first tries of `sub` a phase makes (once per ICP, per batch, per option)."""
+    if sub.phase == "icps" and sub.name == "profile":
+        return business.icp_count
+    if sub.name == "critique":
+        return 3
+    return max(sub.instances)

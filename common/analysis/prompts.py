@@ -1,7 +1,9 @@
-"""The messages each phase sends to the router.
+"""The messages each sub-task (and, for comparison, each phase as one call) sends to the router.
 
 Every prompt carries the business as one `BUSINESS_JSON:` line (the offline provider reads it to
-ground its placeholder text) and the earlier phases' results it builds on.
+ground its placeholder text), then what it builds on: earlier phases' results and earlier
+sub-tasks' answers (`EARLIER_RESULT name: {json}`), plain context (`CONTEXT name: text`), the
+recalled evidence when the sub-task uses it, and last its `TASK:`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ SYSTEM = (
     "business: no generic advice."
 )
 
+# Each phase's brief as one call (the static routing the cascade replaced, kept to compare
+# against) and what its evidence is recalled for.
 INSTRUCTIONS: dict[PhaseName, str] = {
     "research": (
         "Research the market situation of this business. Give a SWOT situation analysis; a "
@@ -101,6 +105,31 @@ def phase_messages(
     if block is not None:
         parts.append(block)
     parts.append("TASK: " + INSTRUCTIONS[phase].format(icp_count=business.icp_count))
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
+
+
+def subtask_messages(
+    task: str,
+    business: BusinessInput,
+    earlier: Mapping[str, BaseModel | str],
+    evidence: list[str] | None = None,
+) -> list[Message]:
+    """The system and user messages of one sub-task: `task` is its instruction, `earlier` what
+    it builds on (results as compact JSON, text as it is), `evidence` the recalled snippets."""
+    parts = [business_line(business)]
+    for name, item in earlier.items():
+        if isinstance(item, BaseModel):
+            compact = json.dumps(item.model_dump(mode="json"), separators=(",", ":"))
+            parts.append(f"EARLIER_RESULT {name}: {compact}")
+        else:
+            parts.append(f"CONTEXT {name}: {item}")
+    block = evidence_block(evidence or [])
+    if block is not None:
+        parts.append(block)
+    parts.append("TASK: " + task)
     return [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": "\n\n".join(parts)},

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -43,6 +44,7 @@ from common.models import (
     StrategyOutput,
     Strict,
 )
+from common.money import format_usd
 from common.runs import lifecycle
 from common.runs.documents import Run, get_run
 
@@ -101,6 +103,7 @@ def build(run_id: str) -> Document:
             blocks.extend(_blocks(outputs[phase]))
         else:
             blocks.append(Paragraph(f"({phase}: not available, the run ended before it)"))
+    blocks.extend(_making(run.phases))
     blocks.extend(_colophon(run, summary))
     return Document(blocks, running_title=f"{run.input.name}: marketing strategy")
 
@@ -170,6 +173,26 @@ def _summary(run: Run, outputs: dict[PhaseName, Strict]) -> Iterator[Block]:
             f"Not available: {', '.join(missing)} (the run ended {run.status} before "
             f"{'it' if len(missing) == 1 else 'them'})."
         )
+
+
+def _making(phases: dict[str, dict[str, Any]]) -> Iterator[Block]:
+    """How the analysis was made: each phase's sub-tasks, the model that answered, the answers
+    that moved up a tier (and why), and what each cost."""
+    rows = [
+        [
+            PHASE_TITLES.get(phase, phase),
+            step["title"],
+            step["model"],
+            "; ".join(f"{e['from']} → {e['to']}: {e['reason']}" for e in step["escalations"])
+            or "-",
+            format_usd(step["cost_nanos"], 6),
+        ]
+        for phase in PHASE_ORDER
+        for step in phases.get(phase, {}).get("sub_tasks", [])
+    ]
+    if rows:
+        yield Heading(2, "How this analysis was made", "making")
+        yield Table(["Phase", "Step", "Model", "Moved up a tier", "Cost"], rows)
 
 
 def _colophon(run: Run, summary: lifecycle.RunSummary) -> Iterator[Block]:

@@ -115,10 +115,10 @@ class RouterReport:
         """The report as a text table (what `raptorflow router-report` prints)."""
         lines = [
             f"{'task type':<24} {'tier':<4} {'calls':>6} {'first try':>9} {'repaired':>9} "
-            f"{'fell back':>9} {'failed':>7} {'cost $':>10}"
+            f"{'fell back':>9} {'escalated':>9} {'failed':>7} {'cost $':>10}"
         ]
         for row in self.rows:
-            widths = (8, 8, 8, 6)  # the columns' widths, less the % sign
+            widths = (8, 8, 8, 8, 6)  # the columns' widths, less the % sign
             shares = [
                 f"{row.share(o) * 100:{w}.1f}%"
                 for o, w in zip(get_args(Outcome), widths, strict=True)
@@ -174,20 +174,26 @@ def _calls(
 def router_report(
     business_id: str | None = None, start: dt.date | None = None, end: dt.date | None = None
 ) -> RouterReport:
-    """Each call's outcome (first try, repaired, fell back, failed) by task type and model tier.
+    """Each call's outcome (first try, repaired, fell back, escalated, failed) by task type and
+    the model tier it started on.
 
     A call is the attempts sharing a `call_key` (within a business): it ended as its answered
-    attempt did, or failed if none answered; its tier is that of its first attempt (the routed
-    model: the chain stays within a tier). `start` and `end` are UTC days, inclusive, of the
-    attempts' budget periods.
+    attempt did; `escalated` if it was answered only after moving up a tier (its answers below
+    failed their checks); failed if nothing answered. Its tier is that of its first attempt
+    (where it started: a fallback stays within a tier). `start` and `end` are UTC days,
+    inclusive, of the attempts' budget periods.
     """
     calls, without = _calls(business_id, start, end)
     rows: dict[tuple[str, ModelTier], tuple[Counter[Outcome], int]] = {}
     for attempts in calls:
-        answered = [r["outcome"] for r in attempts if r["outcome"] != "failed"]
+        outcomes = [r["outcome"] for r in attempts]
+        answered = [o for o in outcomes if o not in ("failed", "escalated")]
         group = (attempts[0]["task_type"], attempts[0]["model_tier"])
         counts, cost = rows.get(group, (Counter(), 0))
-        counts[answered[-1] if answered else "failed"] += 1
+        if not answered:
+            counts["failed"] += 1
+        else:
+            counts["escalated" if "escalated" in outcomes else answered[-1]] += 1
         rows[group] = (counts, cost + sum(int(r["charged_nanos"]) for r in attempts))
     return RouterReport(
         rows=[

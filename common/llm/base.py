@@ -5,6 +5,7 @@ Money is an integer number of nano-dollars (`common.money`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -24,8 +25,17 @@ class Message(TypedDict):
     content: str
 
 
+#: Hears how many output tokens a streamed answer has so far (called as they arrive, from the
+#: thread making the call; it must not raise).
+OutputSink = Callable[[int], None]
+
+
 class ProviderRequest(BaseModel):
-    """One model call, already routed: exactly what a provider sends."""
+    """One model call, already routed: exactly what a provider sends.
+
+    With `on_output` set the provider streams the answer and calls it as tokens arrive;
+    without, it asks for the whole answer at once. Either way it returns the whole answer.
+    """
 
     model: str
     messages: list[Message]
@@ -35,6 +45,7 @@ class ProviderRequest(BaseModel):
     json_schema: dict[str, Any] | None = None
     schema_name: str | None = None
     timeout_seconds: float = Field(gt=0)
+    on_output: OutputSink | None = Field(default=None, exclude=True, repr=False)
 
 
 class ProviderResponse(BaseModel):
@@ -107,6 +118,7 @@ FAILURE_TEXT: dict[str, str] = {
     "connection_error": "could not be reached",
     "auth_failed": "refused the API key",
     "invalid_output": "answered invalid JSON",
+    "check_failed": "answered with an answer that failed its checks",
 }
 
 FALLBACK_ERRORS: tuple[type[ProviderError], ...] = (
@@ -117,6 +129,27 @@ FALLBACK_ERRORS: tuple[type[ProviderError], ...] = (
     ProviderAuthError,
     InvalidOutput,
 )
+
+
+class CheckFailed(Exception):
+    """An answer valid against its schema failed the caller's checks on every ask its tier
+    allows. Not a provider's failure: the chain does not fall back on it (another provider's
+    model of the same tier is no better judge), the router moves up a tier or gives up.
+
+    Attributes:
+        problems: what the last answer failed, in the checks' words.
+        response: the last answer.
+    """
+
+    def __init__(self, problems: list[str], response: ProviderResponse):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+        self.response = response
+
+
+class OutOfTime(Exception):
+    """The call's deadline leaves no room for another attempt (nothing was reserved for it):
+    the caller stops and is retried later."""
 
 
 class InvalidRequest(Exception):

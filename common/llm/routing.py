@@ -19,7 +19,7 @@ from common.llm.base import Complexity, InvalidRequest, Message, ProviderRequest
 from common.llm.catalogue import TIERS, Catalogue, ModelSpec, ProviderName
 from common.llm.complexity import classify
 from common.llm.schema import JsonSchema, response_schema, schema_name
-from common.llm.tasks import DEFAULT_REASONING_EFFORT, task_profile
+from common.llm.tasks import DEFAULT_REASONING_EFFORT, TaskProfile, task_profile
 from common.llm.thinking import thinking_budget
 from common.llm.tokens import PromptCount, count_prompt
 from common.spend.records import ModelTier
@@ -29,6 +29,9 @@ COMPLEXITY_TIER: dict[Complexity, ModelTier] = {
     "simple": "nano",
     "balanced": "mini",
     "complex": "full",
+}
+TIER_COMPLEXITY: dict[ModelTier, Complexity] = {
+    tier: complexity for complexity, tier in COMPLEXITY_TIER.items()
 }
 _TIER_RANK = {tier: rank for rank, tier in enumerate(TIERS)}
 _ROLES = frozenset({"system", "user", "assistant"})
@@ -86,6 +89,9 @@ class Call:
         schema: a pydantic model the answer must validate against (structured output).
         unseen_bytes: text the prompt will carry that is not in `messages` yet, at most this many
             UTF-8 bytes (counted into every bound).
+        tier: the tier to route to (before the allowed tiers gate it), overriding complexity;
+            `why` says why the caller chose it.
+        profile: the task's defaults, for a task type `common.llm.tasks` does not list.
     """
 
     task_type: str
@@ -95,6 +101,9 @@ class Call:
     reasoning_effort: ReasoningEffort | None = None
     schema: type[BaseModel] | None = None
     unseen_bytes: int = 0
+    tier: ModelTier | None = None
+    why: str | None = None
+    profile: TaskProfile | None = None
 
 
 def plan(
@@ -112,10 +121,15 @@ def plan(
         call.reasoning_effort,
         call.schema,
     )
-    profile = task_profile(task_type)
+    profile = call.profile or task_profile(task_type)
     checked = check_messages(call.messages)
     source: ComplexitySource
-    if complexity is not None:
+    if call.tier is not None:
+        if call.tier not in _TIER_RANK:
+            raise InvalidRequest(f"tier: must be nano, mini or full, got {call.tier!r}")
+        complexity, source = TIER_COMPLEXITY[call.tier], "explicit"
+        why = call.why or f"tier {call.tier!r} chosen by the caller"
+    elif complexity is not None:
         if complexity not in get_args(Complexity):
             raise InvalidRequest(
                 f"complexity: must be simple, balanced or complex, got {complexity!r}"
@@ -195,6 +209,14 @@ def gate(wanted: ModelTier, allowed: frozenset[ModelTier] | None) -> ModelTier:
     if below:
         return max(below, key=_TIER_RANK.__getitem__)
     return min(allowed, key=_TIER_RANK.__getitem__)
+
+
+def tier_above(tier: ModelTier, allowed: frozenset[ModelTier] | None) -> ModelTier | None:
+    """The next tier up from `tier` that `allowed` holds (None: all), or None at the top."""
+    for candidate in TIERS[_TIER_RANK[tier] + 1 :]:
+        if allowed is None or candidate in allowed:
+            return candidate
+    return None
 
 
 def request_for(

@@ -71,8 +71,15 @@ def build_router(settings: Settings | None = None) -> Router:
                 "GEMINI_API_KEY to Secret Manager (or enable GEMINI_USE_VERTEX), or set "
                 "LLM_OFFLINE=true to serve offline placeholders on purpose"
             )
-        providers[catalogue.provider_order[0]] = OfflineProvider(
-            latency_ms=settings.offline_latency_ms
+        first = catalogue.provider_order[0]
+        weak_rates = {
+            catalogue.routed(first, tier).name: rate
+            for tier, rate in settings.offline_weak_rates.items()
+        }
+        providers[first] = OfflineProvider(
+            latency_ms=settings.offline_latency_ms,
+            weak_rates=weak_rates,
+            seed=settings.offline_weak_seed,
         )
     router = Router(
         providers,

@@ -57,6 +57,33 @@ class Settings(BaseSettings):
     # 0.90: full for prompts with cues of difficulty, mini for the rest (decision 003).
     router_quality_target: float = Field(default=0.90, ge=0.5, le=1.0)
     router_model_path: Path | None = None
+    # The offline provider's weak answers (tests, benches, demos; decision 011): the share of
+    # each model tier's answers that are weak, as JSON ({"nano": 0.3, "mini": 0.1}; none by
+    # default), and their seed.
+    offline_weak_rates: dict[
+        Literal["nano", "mini", "full"], Annotated[float, Field(ge=0, le=1)]
+    ] = Field(default_factory=dict)
+    offline_weak_seed: int = Field(default=0, ge=0)
+
+    # The analysis's cascade (issue 20, decision 011). A sub-task starts on the cheapest tier
+    # whose first answers passed their checks at least `router_pass_target` of the time
+    # (`router_min_samples` first tries before a tier's rate counts), from the newest
+    # `router_outcomes_limit` attempts of the usage records, read at most once every
+    # `router_outcomes_seconds` per process; `router_explore_rate` of calls start one tier
+    # lower on purpose, so a cheaper tier that got better is found. A model is asked
+    # `cascade_asks` times in all before the call moves one tier up (3: asking again costs a
+    # fifth of what the next tier does, in the catalogue's prices). `analysis_routing`
+    # "strongest" puts every call on the strongest tier the business may use (the benchmark's
+    # comparison).
+    router_pass_target: float = Field(default=0.65, gt=0, le=1)
+    router_min_samples: int = Field(default=20, ge=1, le=10_000)
+    router_explore_rate: float = Field(default=0.05, ge=0, le=0.5)
+    router_outcomes_seconds: float = Field(default=600.0, ge=0, le=86_400)
+    router_outcomes_limit: int = Field(default=2000, ge=10, le=50_000)
+    cascade_asks: int = Field(default=3, ge=1, le=5)
+    analysis_routing: Literal["cascade", "strongest"] = "cascade"
+    # Live progress streamed from a model's answer: at most one write per phase this often.
+    progress_write_seconds: float = Field(default=1.0, ge=0, le=60)
 
     # Budget escrow (common/budget, docs/decisions/006). How long a process may reuse what it
     # read of a business's limits and the platform controls: the time within which a lowered

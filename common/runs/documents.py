@@ -22,6 +22,9 @@ RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "bu
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "budget_exceeded"})
 RUNS = "runs"
 PHASES = "phases"
+# Percent points for starting (the lifecycle's); the phases hold most of the rest and finishing
+# the last few (common/analysis/registry.py: FINISH_WEIGHT).
+START_WEIGHT = 2
 
 
 class Run(BaseModel):

@@ -161,3 +161,9 @@ class ShownAttempts:
             failed = FAILURE_TEXT.get(attempt.error_code or "", "failed")
             step = f"{self.phase}: {attempt.provider} {attempt.model} {failed}"
             run_ref(self.run_id).update({"step": step, "updated_at": firestore.SERVER_TIMESTAMP})
+
+    def close(self) -> None:
+        """Close the ledger underneath, if it has an end (a `BudgetLedger` does)."""
+        close = getattr(self._ledger, "close", None)
+        if close is not None:
+            close()

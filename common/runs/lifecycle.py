@@ -27,7 +27,19 @@ from common.platform import log
 from common.platform.errors import Conflict, Contention
 from common.platform.secrets import redact
 from common.platform.store import db
-from common.runs.documents import PHASES, RUNS, TERMINAL, Run, RunStatus, get_run, run_from, run_ref
+from common.runs.documents import (
+    PHASES,
+    RUNS,
+    TERMINAL,
+    Run,
+    RunStatus,
+    get_run,
+    run_from,
+    run_ref,
+)
+from common.runs.documents import (
+    START_WEIGHT as START_WEIGHT,  # re-exported: the lifecycle adds these points
+)
 from common.runs.events import add_event, record_warning
 
 Transition = Literal["start", "succeed", "cancel", "budget_exceeded", "fail"]
@@ -43,7 +55,6 @@ FINAL_EVENT: dict[RunStatus, str] = {
     "budget_exceeded": "budget_exceeded",
     "failed": "run_failed",
 }
-START_WEIGHT = 2  # percent points for starting; the phases hold 95, finishing the last 3
 MESSAGE_MAX_CHARS = 64_000  # of the workflow's error, read to find its cause
 ERROR_MAX_CHARS = 4000  # of the readable error a run keeps
 # The budget's refusal when an operator paused the platform: not the business's budget.
@@ -288,8 +299,15 @@ def request_cancel(run_id: str) -> Run:
     if run.status in TERMINAL:
         raise Conflict(f"run {run_id} already ended {run.status}", code="run_final")
     batch = db().batch()
+    # `cancel_requests` is what a phase learns between its sub-tasks from its own commits'
+    # transform results (a Maximum(0) of it), without a read: it stops there.
     batch.update(
-        run_ref(run_id), {"cancel_requested": True, "updated_at": firestore.SERVER_TIMESTAMP}
+        run_ref(run_id),
+        {
+            "cancel_requested": True,
+            "cancel_requests": firestore.Increment(1),
+            "updated_at": firestore.SERVER_TIMESTAMP,
+        },
     )
     add_event(
         batch,

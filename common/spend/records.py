@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ModelTier = Literal["nano", "mini", "full"]
 # How a call's answer came about, as its attempts record it (AttemptRecord.outcome).
-Outcome = Literal["first_try", "repaired", "fell_back", "failed"]
+Outcome = Literal["first_try", "repaired", "fell_back", "escalated", "failed"]
 
 
 class TokenUsage(BaseModel):
@@ -41,7 +41,14 @@ class AttemptRecord(BaseModel):
     # made before these existed. The logical call this attempt belongs to, its model's tier,
     # and the outcome: first_try (the call's first attempt gave a valid answer), repaired (the
     # repair of an invalid answer did), fell_back (a later model of the chain did), failed
-    # (this attempt gave no usable answer; the chain may go on).
+    # (this attempt gave no usable answer; the chain may go on), escalated (this attempt's answer
+    # failed its checks on the last ask its tier allows, and the call moved one tier up, where
+    # outcomes start again: the first answer there is a first_try).
     call_key: str | None = None
     model_tier: ModelTier | None = None
     outcome: Outcome | None = None
+    # The cascade (issue 20): what this attempt's answer failed (the checks' words, as the model
+    # was told them when it was asked again; None when it passed or was never judged), and on
+    # every attempt made after the call moved up a tier, the tier it moved up from.
+    check_failure: str | None = None
+    escalated_from: ModelTier | None = None

@@ -13,11 +13,13 @@ import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 from playwright.sync_api import Page, expect
 
+from common.analysis.phases import run_phase
 from common.budget.operator import set_paused
 from common.budget.status import get_budget_status
-from common.models import BusinessInput
+from common.models import PHASE_ORDER, BusinessInput
+from common.platform.settings import get_settings
 from common.platform.store import db
-from common.runs import documents
+from common.runs import documents, lifecycle
 from local import webapp
 from local.businesses import register_business
 from tests.browser.conftest import (
@@ -128,6 +130,13 @@ def test_start_watch_results_then_history_run_again_and_cancel(
     expect(page.locator("[data-section='7ps'] tbody tr")).to_have_count(7)
     expect(page.locator("[data-section=sostac] .tile")).to_have_count(6)
     assert page.locator("[data-section=evidence] tbody tr").count() >= 1
+    # Every sub-task is a step: in the activity list as it happens, and in how it was made.
+    with on_stack(web):
+        done = documents.get_run(run_id)
+    steps = [s for p in done.phases.values() for s in p.get("sub_tasks", [])]
+    assert len(steps) >= 17
+    expect(page.locator("[data-section=making] tbody tr")).to_have_count(len(steps))
+    expect(page.locator("#run-events li[data-type=subtask_completed]")).to_have_count(len(steps))
     # The cost panel: one bar per phase.
     expect(page.locator("#costs figure")).to_have_count(2)
     expect(page.locator("#costs figure").first.locator("rect")).to_have_count(6)
@@ -401,3 +410,39 @@ def test_a_paused_platform_is_explained(page: Page, people: People, paused: None
     expect(page.locator("#notice")).to_contain_text("RaptorFlow is paused for maintenance")
     expect(page.locator("#notice")).to_contain_text("scheduled maintenance")
     shoot(page, "15-paused")
+
+
+def test_escalations_show_in_the_activity_and_in_how_the_analysis_was_made(
+    page: Page, people: People, web: webapp.WebStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An analysis whose nano answers all fail their checks (the offline provider's weak
+    # answers), run by the phases as the functions run them, on the web stack's emulator.
+    run_id = uuid.uuid4().hex
+    with on_stack(web):
+        monkeypatch.setenv("OFFLINE_WEAK_RATES", '{"nano": 1.0}')
+        get_settings.cache_clear()
+        harbor = SAMPLE_INPUT.model_copy(update={"business_id": people.harbor, "icp_count": 3})
+        documents.run_ref(run_id).create(documents.new_run_document(run_id, harbor, "pro"))
+        lifecycle.transition(run_id, "start")
+        for phase in PHASE_ORDER:
+            run_phase(run_id, phase)
+        lifecycle.transition(run_id, "succeed")
+        monkeypatch.delenv("OFFLINE_WEAK_RATES")
+        escalated = [
+            s for p in documents.get_run(run_id).phases.values() for s in p["sub_tasks"]
+            if s["escalations"]
+        ]  # fmt: skip
+    assert escalated  # every sub-task starting on nano moved up to mini
+    sign_in(page)
+    page.select_option("#business", people.harbor)
+    page.locator(f".run-row[data-run-id='{run_id}'] .open").click()
+    page.wait_for_selector("#run-status[data-status=succeeded]")
+    marks = page.locator("#run-events li[data-escalated] .badge.escalated")
+    expect(marks.first).to_contain_text("escalated nano → mini: ")
+    assert marks.count() >= min(len(escalated), 30)
+    making = page.locator("[data-section=making]")
+    expect(making).to_contain_text(f"{len(escalated)} answers failed a check of sense")
+    expect(making.locator("tbody tr", has_text="gpt-5-nano → gpt-5-mini")).to_have_count(
+        len(escalated)
+    )
+    assert_fits(page, "16-escalations")

@@ -17,6 +17,7 @@ from google.cloud.workflows import executions_v1
 
 from common.analysis import launch
 from common.analysis.phases import stored_output
+from common.budget import usage
 from common.models import PHASE_ORDER, BusinessInput
 from common.platform.errors import PaymentRequired
 from common.platform.store import db
@@ -126,12 +127,16 @@ def test_a_cancelled_run_ends_cancelled_and_keeps_its_finished_phases(
 
     assert final.status == "cancelled" and final.stop_reason == "run_cancelled"
     assert stored_output(run_id, "research") is not None
-    assert stored_output(run_id, "positioning") is not None  # the phase under way finished
+    kinds = [e["type"] for e in events.events(run_id)]
+    # The phase under way stops between its sub-tasks (or ends, if it was on its last one),
+    # keeping what was paid for; no phase starts after it.
+    if stored_output(run_id, "positioning") is None:
+        assert "phase_stopped" in kinds and final.phases["positioning"]["status"] == "cancelled"
     assert all(
         stored_output(run_id, p) is None for p in ("icps", "strategy", "content", "analytics")
     )
-    kinds = [e["type"] for e in events.events(run_id)]
     assert "cancel_requested" in kinds and kinds[-1] == "run_cancelled"
+    assert final.cost_nanos == usage.run_totals(run_id).cost_nanos  # every call counted once
     assert execution(run_id).state == executions_v1.Execution.State.SUCCEEDED
 
 

@@ -26,6 +26,7 @@ CHAPTERS = [
     "Strategy",
     "12-week content calendar",
     "Measurement",
+    "How this analysis was made",
     "Models and cost",
 ]
 SECTIONS = [
@@ -46,6 +47,7 @@ SECTIONS = [
     "## Measurement",
     "### Customer lifetime value",
     "### Route-back triggers",
+    "## How this analysis was made",
     "## Models and cost",
 ]
 # A word no line can hold at 390 px (a pasted link, say): it must wrap, not widen the page.
@@ -98,6 +100,10 @@ def test_a_finished_run_reads_as_a_strategy_document(new_run: Callable[..., str]
     assert page.count('<article class="week">') == 12
     for anchor in ("summary", "research", "calendar", "cost"):
         assert f'href="#{anchor}"' in page and f'id="{anchor}"' in page
+
+    # How it was made: one row per sub-task, with the model that answered it.
+    making = markdown.split("## How this analysis was made")[1].split("## Models and cost")[0]
+    assert making.count("\n| Research |") == 3 and "gpt-5-nano" in making
 
 
 def test_the_report_prints_to_a_pdf_with_every_chapter(new_run: Callable[..., str]) -> None:

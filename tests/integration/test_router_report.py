@@ -76,7 +76,7 @@ def test_the_report_counts_each_calls_outcome_by_task_type_and_tier(
     calls.openai.push(VALID)
     calls.run("positioning_analysis")
     # A record written before outcomes were kept, and another business's call.
-    calls.ledger.reserve(key="old-attempt", model="gpt-5-nano", tier="nano", upper_bound_nanos=1)
+    calls.ledger.reserve(key="old-attempt", model="gpt-5-nano", tier="nano", upper_bound_nanos=10)
     calls.ledger.settle(
         AttemptRecord(
             key="old-attempt",
@@ -103,7 +103,9 @@ def test_the_report_counts_each_calls_outcome_by_task_type_and_tier(
     ]
     mini = found[("positioning_analysis", "mini")]
     assert mini.calls == 3
-    assert mini.outcomes == {"first_try": 1, "repaired": 1, "fell_back": 1, "failed": 0}
+    assert mini.outcomes == {
+        "first_try": 1, "repaired": 1, "fell_back": 1, "escalated": 0, "failed": 0,
+    }  # fmt: skip
     assert mini.share("repaired") == pytest.approx(1 / 3)
     full = found[("strategy_analysis", "full")]
     assert (full.calls, full.outcomes["failed"]) == (1, 1)
@@ -132,11 +134,11 @@ def test_the_report_counts_each_calls_outcome_by_task_type_and_tier(
     )
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == [
-        "task", "type", "tier", "calls", "first", "try", "repaired", "fell", "back", "failed",
-        "cost", "$",
+        "task", "type", "tier", "calls", "first", "try", "repaired", "fell", "back", "escalated",
+        "failed", "cost", "$",
     ]  # fmt: skip
     row = next(line for line in out if line.startswith("positioning_analysis"))
-    assert row.split()[1:7] == ["mini", "4", "50.0%", "25.0%", "25.0%", "0.0%"]
+    assert row.split()[1:8] == ["mini", "4", "50.0%", "25.0%", "25.0%", "0.0%", "0.0%"]
     assert "1 attempts recorded before outcomes were kept are not counted" in out[-1]
 
 

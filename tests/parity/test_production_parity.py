@@ -15,6 +15,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common.analysis import evidence, prompts
 from common.analysis.phases import stored_output
+from common.analysis.registry import PHASES
 from common.llm.tokens import count_tokens
 from common.models import PHASE_ORDER, ResearchOutput
 from common.platform.store import db
@@ -137,7 +138,7 @@ def test_positioning_sees_evidence_that_research_stored_from_another_process(
     written = [text for kind, text in snippets if kind != "description"]
     assert written
     business = f'"business_id":"{success.business.business_id}"'
-    task = "TASK: " + prompts.INSTRUCTIONS["positioning"].split("{")[0]
+    task = "TASK: " + PHASES["positioning"].sub_task("options").instruction.split("{")[0]
     prompts_seen = [
         message["content"]
         for request in production.openai.requests

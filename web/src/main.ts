@@ -30,10 +30,10 @@ import { barChart } from "./chart";
 import { byId, h, usd } from "./dom";
 import * as form from "./form";
 import { History } from "./history";
-import { renderResults } from "./results";
+import { renderMaking, renderResults } from "./results";
 import { Spending } from "./spending";
 import { Team } from "./team";
-import { type BudgetStatus, type Config, type Membership, type Run, type RunEvent, TERMINAL } from "./types";
+import { type BudgetStatus, type Config, type Escalation, type Membership, type Run, type RunEvent, TERMINAL } from "./types";
 
 const config: Config = await (await fetch("config.json", { cache: "no-store" })).json();
 const firebase = initializeApp(config.firebase);
@@ -325,8 +325,11 @@ async function openRun(runId: string): Promise<void> {
 
 let lastStatus = "";
 
+let latestRun: Run | null = null;
+
 function renderRun(run: Run): void {
   if (run.run_id !== shownRun) return;
+  latestRun = run;
   const progress = byId("progress");
   progress.setAttribute("aria-valuenow", String(run.percent));
   byId("progress-fill").style.width = `${run.percent}%`;
@@ -356,8 +359,25 @@ function renderRun(run: Run): void {
 }
 
 function renderEvents(events: RunEvent[]): void {
-  byId("run-events").replaceChildren(
-    ...events.slice(-30).map((e) => h("li", { "data-type": e.type }, `${e.percent}% · ${e.step ?? e.type.replaceAll("_", " ")}`)),
+  byId("run-events").replaceChildren(...events.slice(-40).map(activity));
+}
+
+/** One line of the activity list: a step, and when a sub-task's answers had to move up a
+ * model tier (or still fail a check) a mark saying so, with why. */
+function activity(e: RunEvent): HTMLLIElement {
+  const escalations = (e.data.escalations as Escalation[] | undefined) ?? [];
+  const unresolved = (e.data.unresolved as string[] | undefined) ?? [];
+  const step = e.step ?? e.type.replaceAll("_", " ");
+  // The step's own words already say "(escalated … : why)"; the mark says it at a glance.
+  const line = escalations.length ? step.replace(/ \(escalated .*$/, "") : step;
+  return h(
+    "li",
+    { "data-type": e.type, ...(escalations.length ? { "data-escalated": String(escalations.length) } : {}) },
+    `${e.percent}% · ${line}`,
+    escalations.map((x) =>
+      h("span", { class: "badge escalated", title: x.reason }, `escalated ${x.from_tier} → ${x.to_tier}: ${x.reason}`),
+    ),
+    unresolved.length ? h("span", { class: "badge unresolved", title: unresolved.join("; ") }, `still failing: ${unresolved[0]}`) : null,
   );
 }
 
@@ -382,7 +402,8 @@ async function showResults(runId: string): Promise<void> {
     const results = await api.results(runId);
     if (shownRun !== runId) return;
     const container = byId("results");
-    container.replaceChildren(...renderResults(results));
+    const making = latestRun?.run_id === runId ? renderMaking(latestRun) : null;
+    container.replaceChildren(...renderResults(results), ...(making ? [making] : []));
     container.hidden = results.completed.length === 0;
   } catch (error) {
     notify(explain(error));

@@ -1,9 +1,9 @@
 // The analysis laid out for a marketer, one section per result, in the order they build on.
 
 import { h, list, table, usd } from "./dom";
-import type { Results } from "./types";
+import type { Results, Run } from "./types";
 
-function section(name: string, title: string, ...body: (Node | string)[]): HTMLElement {
+function section(name: string, title: string, ...body: (Node | string | null)[]): HTMLElement {
   return h("section", { "data-section": name }, h("h2", null, title), ...body);
 }
 
@@ -212,4 +212,37 @@ export function renderResults(results: Results): HTMLElement[] {
     );
   }
   return sections;
+}
+
+const PHASES = ["research", "positioning", "icps", "strategy", "content", "analytics"];
+
+/** How the analysis was made: each phase's sub-tasks, the model that answered each, the ones
+ * whose answers failed their checks and moved up a model tier (and why), and what each cost. */
+export function renderMaking(run: Run): HTMLElement | null {
+  const rows = PHASES.flatMap((phase) =>
+    (run.phases?.[phase]?.sub_tasks ?? []).map((step) => [
+      phase,
+      step.title,
+      step.model,
+      step.escalations.length
+        ? list(step.escalations.map((e) => `${e.from} → ${e.to}: ${e.reason}`))
+        : "—",
+      usd(step.cost_nanos / 1e9, 6),
+    ]),
+  );
+  if (rows.length === 0) return null;
+  const escalated = PHASES.reduce((n, phase) => n + (run.phases?.[phase]?.escalations ?? 0), 0);
+  const unresolved = PHASES.flatMap((phase) => run.phases?.[phase]?.unresolved ?? []);
+  return section(
+    "making",
+    "How this analysis was made",
+    h(
+      "p",
+      { class: "muted" },
+      `Each step asked the cheapest model likely to do it well; ${escalated} answer${escalated === 1 ? "" : "s"} ` +
+        "failed a check of sense and went to a stronger model.",
+    ),
+    unresolved.length ? h("div", { class: "warning" }, "Still failing a check:", list(unresolved)) : null,
+    table(["Phase", "Step", "Model", "Moved up", "Cost"], rows),
+  );
 }

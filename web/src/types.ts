@@ -9,9 +9,18 @@ export interface Config {
 export interface Membership { business_id: string; name: string; tier: string; owner: boolean }
 export interface Me { uid: string; email: string | null; businesses: Membership[] }
 
+/** One model call moving up a tier because its answers failed their checks. */
+export interface Escalation { from: string; to: string; from_tier: string; to_tier: string; reason: string }
+
+/** A phase's sub-task as its phase recorded it (common/analysis/work.py: Done.summary). */
+export interface SubTaskSummary {
+  key: string; title: string; model: string; tier: string; escalations: Escalation[]; cost_nanos: number;
+}
+
 export interface PhaseSummary {
   model?: string; provider?: string; cost_nanos?: number; duration_ms?: number;
   input_tokens?: number; output_tokens?: number; status?: string;
+  models?: string[]; escalations?: number; unresolved?: string[]; sub_tasks?: SubTaskSummary[];
 }
 
 export type RunStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled" | "budget_exceeded";

@@ -13,12 +13,18 @@ router can bound what a call costs:
 
 SDK retries are off (one attempt: `HttpRetryOptions(attempts=1)`); the per-call timeout is passed
 in each request's `http_options`.
+
+A request with `on_output` streams (`streamGenerateContent?alt=sse`): each chunk's answer text is
+counted as it arrives (thoughts are not the answer) and the sink hears the total so far; the
+last chunk carries the finish reason and the usage, and the whole is judged as one answer.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import httpx2
@@ -42,6 +48,7 @@ from common.llm.base import (
 )
 from common.llm.schema import gemini_schema
 from common.llm.thinking import thinking_budget
+from common.llm.tokens import count_message_tokens, count_tokens
 from common.platform.secrets import redact
 from common.spend.records import TokenUsage
 
@@ -104,19 +111,42 @@ class GeminiProvider:
             config.response_mime_type = "application/json"
             config.response_json_schema = gemini_schema(request.json_schema)
         started = time.perf_counter()
+        streamed = 0
         try:
-            response = self._client.models.generate_content(
-                model=request.model, contents=contents, config=config
-            )
+            if request.on_output is not None:
+                sink = request.on_output
+                chunks = []
+                for chunk in self._client.models.generate_content_stream(
+                    model=request.model, contents=contents, config=config
+                ):
+                    chunks.append(chunk)
+                    text = _text(chunk)
+                    if text:
+                        streamed += count_tokens(text)
+                        sink(streamed)
+                answer = _Answer.of_stream(chunks, streamed=True)
+            else:
+                response = self._client.models.generate_content(
+                    model=request.model, contents=contents, config=config
+                )
+                answer = _Answer.of(response)
         except genai_errors.APIError as exc:
-            raise _status_error(exc, request.model) from exc
+            raise _billed(_status_error(exc, request.model), request, streamed) from exc
         except _TIMEOUTS as exc:
-            raise ProviderTimeout(
-                f"{type(exc).__name__}: {exc}", provider=PROVIDER, model=request.model
+            raise _billed(
+                ProviderTimeout(
+                    f"{type(exc).__name__}: {exc}", provider=PROVIDER, model=request.model
+                ),
+                request,
+                streamed,
             ) from exc
         except _TRANSPORT_ERRORS as exc:
-            raise ProviderConnectionError(
-                f"{type(exc).__name__}: {exc}", provider=PROVIDER, model=request.model
+            raise _billed(
+                ProviderConnectionError(
+                    f"{type(exc).__name__}: {exc}", provider=PROVIDER, model=request.model
+                ),
+                request,
+                streamed,
             ) from exc
         except ValueError as exc:
             # A 200 whose body is not the JSON the SDK expects: the provider's side is broken.
@@ -124,37 +154,101 @@ class GeminiProvider:
                 f"unreadable response: {exc}"[:500], provider=PROVIDER, model=request.model
             ) from exc
         latency_ms = (time.perf_counter() - started) * 1000
-        usage = _usage(response)
-        candidate = response.candidates[0] if response.candidates else None
-        if candidate is None:
-            feedback = response.prompt_feedback
-            reason = feedback.block_reason if feedback is not None else None
+        usage = answer.usage
+        if answer.candidates == 0:
             raise InvalidOutput(
-                f"no candidate (prompt block reason: {reason})",
+                f"no candidate (prompt block reason: {answer.block_reason})",
                 provider=PROVIDER,
                 model=request.model,
                 usage=usage,
             )
-        finish = candidate.finish_reason.value if candidate.finish_reason else None
-        if finish in _BAD_FINISH:
+        if answer.streamed and answer.finish is None:
             raise InvalidOutput(
-                f"answer stopped early: finishReason {finish}",
+                "the stream ended before the answer finished",
                 provider=PROVIDER,
                 model=request.model,
                 usage=usage,
             )
-        parts = candidate.content.parts if candidate.content and candidate.content.parts else []
-        text = "".join(part.text for part in parts if part.text and not part.thought)
-        if not text.strip():
+        if answer.finish in _BAD_FINISH:
             raise InvalidOutput(
-                f"empty answer (finishReason {finish})",
+                f"answer stopped early: finishReason {answer.finish}",
+                provider=PROVIDER,
+                model=request.model,
+                usage=usage,
+            )
+        if not answer.text.strip():
+            raise InvalidOutput(
+                f"empty answer (finishReason {answer.finish})",
                 provider=PROVIDER,
                 model=request.model,
                 usage=usage,
             )
         return ProviderResponse(
-            text=text, usage=usage, model=request.model, provider=PROVIDER, latency_ms=latency_ms
+            text=answer.text,
+            usage=usage,
+            model=request.model,
+            provider=PROVIDER,
+            latency_ms=latency_ms,
         )
+
+
+@dataclass
+class _Answer:
+    """What a call answered, whole or streamed: the answer text (thoughts left out), how the
+    first candidate finished, how many candidates came, and the usage."""
+
+    text: str
+    finish: str | None
+    candidates: int
+    block_reason: Any
+    usage: TokenUsage
+    streamed: bool = False
+
+    @classmethod
+    def of(cls, response: genai_types.GenerateContentResponse) -> _Answer:
+        return cls.of_stream([response])
+
+    @classmethod
+    def of_stream(
+        cls, chunks: Sequence[genai_types.GenerateContentResponse], *, streamed: bool = False
+    ) -> _Answer:
+        finish, candidates, block_reason = None, 0, None
+        usage = TokenUsage(input_tokens=0)
+        for chunk in chunks:
+            if chunk.usage_metadata is not None:
+                usage = _usage(chunk)  # the last chunk's totals are the call's
+            if chunk.candidates:
+                candidates = max(candidates, len(chunk.candidates))
+                reason = chunk.candidates[0].finish_reason
+                if reason:
+                    finish = reason.value
+            elif chunk.prompt_feedback is not None:
+                block_reason = chunk.prompt_feedback.block_reason
+        text = "".join(_text(chunk) for chunk in chunks)
+        return cls(text, finish, candidates, block_reason, usage, streamed)
+
+
+def _text(chunk: genai_types.GenerateContentResponse) -> str:
+    """The answer text of one response or chunk (its first candidate's non-thought parts)."""
+    candidate = chunk.candidates[0] if chunk.candidates else None
+    parts = (
+        candidate.content.parts
+        if candidate and candidate.content and candidate.content.parts
+        else []
+    )
+    return "".join(part.text for part in parts if part.text and not part.thought)
+
+
+def _billed(
+    error: ProviderError | InvalidRequest, request: ProviderRequest, streamed: int
+) -> Exception:
+    """`error`, with what a stream cut off mid-answer was billed (the prompt and the tokens that
+    arrived) when it was."""
+    if streamed and isinstance(error, ProviderError):
+        error.usage = TokenUsage(
+            input_tokens=count_message_tokens(request.messages), output_tokens=streamed
+        )
+    return error
 
 
 def _contents(

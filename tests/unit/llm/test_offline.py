@@ -86,10 +86,12 @@ def test_research_weaves_in_industry_goals_and_competitors() -> None:
         OfflineProvider().complete(_request(ResearchOutput)).text
     )
     assert [rung.rank for rung in research.competitor_ladder] == [1, 2, 3]
-    assert {rung.competitor for rung in research.competitor_ladder} == {
+    # The named competitors first, then placeholders: no competitor twice on one ladder.
+    assert [rung.competitor for rung in research.competitor_ladder] == [
         "Shopify Analytics",
         "Glew",
-    }
+        "[offline] Competitor 3 of Acme Analytics",
+    ]
     assert "B2B SaaS" in research.situation_analysis.summary
     assert "Grow trial signups 30%" in research.situation_analysis.summary
     assert any("Enter the EU market" in s for s in research.situation_analysis.strengths)
@@ -251,3 +253,79 @@ def test_the_longest_answer_fills_the_schema_within_the_tasks_output_bound(
         # All the evidence and competitors the schema allows.
         assert isinstance(answer, ResearchOutput)
         assert len(answer.evidence) == 20 and len(answer.competitor_ladder) == 10
+
+
+def test_a_streamed_offline_answer_is_heard_in_chunks_over_its_latency() -> None:
+    waits: list[float] = []
+    heard: list[int] = []
+    provider = OfflineProvider(latency_ms=800, sleep=waits.append)
+    request = _request(ContentOutput).model_copy(update={"on_output": heard.append})
+    response = provider.complete(request)
+    assert heard == sorted(heard) and len(heard) > 1
+    assert heard[-1] == response.usage.output_tokens  # the whole answer, in the end
+    assert sum(waits) == pytest.approx(0.8)  # the latency, spread over the chunks
+    assert response.text == OfflineProvider().complete(_request(ContentOutput)).text
+
+
+def test_texts_of_an_answer_and_of_different_requests_never_repeat_each_other() -> None:
+    content = ContentOutput.model_validate_json(
+        OfflineProvider().complete(_request(ContentOutput)).text
+    )
+    titles = [item.title for week in content.calendar for item in week.items]
+    assert len(set(titles)) == len(titles) == 36
+    other = _request(ContentOutput).model_copy(
+        update={"messages": business_messages(task="Plan weeks 4 to 6.")}
+    )
+    again = ContentOutput.model_validate_json(OfflineProvider().complete(other).text)
+    assert not set(titles) & {item.title for week in again.calendar for item in week.items}
+
+
+def test_weak_answers_come_at_the_given_rate_repeat_the_description_and_stay_valid() -> None:
+    provider = OfflineProvider(weak_rates={"gpt-5-nano": 0.3}, seed=7)
+    weak = 0
+    for n in range(200):
+        request = _request(AnalyticsOutput).model_copy(
+            update={"model": "gpt-5-nano", "messages": business_messages(task=f"Ask {n}.")}
+        )
+        answer = AnalyticsOutput.model_validate_json(provider.complete(request).text)
+        if provider.weak(request):
+            weak += 1
+            assert answer.amec[0].objective == BUSINESS.description.rstrip(".") or (
+                answer.amec[0].objective in BUSINESS.description
+            )
+            assert answer.clv.annual_retention_rate > 0.99
+        else:
+            assert answer.amec[0].objective.startswith("[offline]")
+    assert 40 <= weak <= 80  # about 30% of 200
+    mini = _request(AnalyticsOutput)  # gpt-5-mini: no rate given, never weak
+    assert not provider.weak(mini)
+    seeded = OfflineProvider(weak_rates={"gpt-5-nano": 0.3}, seed=7)
+    assert [seeded.weak(r) for r in [mini]] == [provider.weak(mini)]
+
+
+def _sub_task_schemas() -> list[tuple[str, type[BaseModel]]]:
+    from common.analysis import answers
+    from common.analysis.registry import SUB_TASKS
+
+    sized = {
+        "icps_segments": answers.icp_segments(9),
+        "icps_review": answers.icp_review(9),
+        "content_weeks": answers.week_batch(3, [f"ICP {n}" for n in range(9)]),
+        "content_review": answers.calendar_review(4),
+    }
+    return [(task, sized.get(task, sub.answer)) for task, sub in SUB_TASKS.items()]
+
+
+@pytest.mark.parametrize(("task", "model"), _sub_task_schemas(), ids=lambda v: str(v)[:30])
+def test_the_longest_sub_task_answer_fills_its_schema_within_its_output_bound(
+    task: str, model: type[BaseModel]
+) -> None:
+    # The worst case the production-parity run sends each sub-task (tests/parity).
+    from common.analysis.registry import SUB_TASKS
+
+    bound = SUB_TASKS[task].max_output_tokens
+    schema = response_schema(model)
+    text = placeholder_json(schema, business_messages(LARGEST), longest=True, max_tokens=bound)
+    model.model_validate_json(text)
+    assert count_tokens(text) <= bound
+    assert _longest_bounds(schema, json.loads(text)) == []
