@@ -8,15 +8,26 @@ pre-flight bound, then the call itself on the offline provider (priced as the ro
 Prints estimates per second and the ratio estimate / actual (p50, p95, max); an estimate below
 its actual cost would be a budget hole, so the script counts them (must be 0).
 
-    .venv/bin/python -m bench.costs [--tasks 1000]
+Then whole runs of the sample business (`local/samples/tidewater.json`, enterprise) on the
+emulator, one after another, each phase in this process on the offline provider: before each
+run, what it is expected to cost (what must fit for it to start: `require_run_room`), after it,
+what it was charged; the first runs start cold (no recorded costs), the later ones from what
+the earlier recorded. The target is an estimate at most 1.5 times the actual once learned.
+Twice: with sound answers, and with weak ones that are asked again and escalated.
+
+    .venv/bin/python -m bench.costs [--tasks 1000] [--runs 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
 import time
+import uuid
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -50,13 +61,20 @@ def text(rng: random.Random, characters: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=8)
     args = parser.parse_args()
+    per_call(args.tasks)
+    per_run(args.runs, "sound answers")
+    per_run(args.runs, "weak answers (nano 30%, mini 10%: asks again, escalations)", WEAK)
+
+
+def per_call(tasks: int) -> None:
     rng = random.Random(7)
     router = Router({"openai": OfflineProvider()})
     check = estimator()
     task_types = [*TASKS, "ad_hoc_question", "summarise_feedback"]
     calls = []
-    for number in range(args.tasks):
+    for number in range(tasks):
         content = f"Task {number}. " + text(rng, rng.randint(1000, 9000))
         calls.append(Call(rng.choice(task_types), [Message(role="user", content=content)]))
 
@@ -74,12 +92,12 @@ def main() -> None:
         actual.append(completion.cost_nanos)
 
     print(
-        f"{args.tasks} tasks, inputs {min(len(c.messages[0]['content']) for c in calls)}-"
+        f"{tasks} tasks, inputs {min(len(c.messages[0]['content']) for c in calls)}-"
         f"{max(len(c.messages[0]['content']) for c in calls)} characters "
         f"(mean {statistics.mean(len(c.messages[0]['content']) for c in calls):.0f})"
     )
-    print(f"  budget-check estimates (catalogue only): {args.tasks / check_seconds:8.0f} per s")
-    print(f"  router pre-flight bounds:                {args.tasks / bound_seconds:8.0f} per s")
+    print(f"  budget-check estimates (catalogue only): {tasks / check_seconds:8.0f} per s")
+    print(f"  router pre-flight bounds:                {tasks / bound_seconds:8.0f} per s")
     for label, estimates in (("budget check", checks), ("router bound", bounds)):
         ratios = sorted(e / a for e, a in zip(estimates, actual, strict=True) if a)
         below = sum(e < a for e, a in zip(estimates, actual, strict=True))
@@ -88,6 +106,66 @@ def main() -> None:
             f"p95 {ratios[int(0.95 * (len(ratios) - 1))]:6.2f}  max {ratios[-1]:7.2f}  "
             f"below actual: {below} (must be 0)"
         )
+
+
+WEAK = '{"nano": 0.3, "mini": 0.1}'
+
+
+def per_run(runs: int, label: str, weak: str = "{}") -> None:
+    """Estimates of whole runs of the sample business against what each was charged, with
+    the offline provider's answers weak at the rates `weak` gives."""
+    # The emulator and the phases are imported here: the per-call figures need neither.
+    from common.analysis import outcomes
+    from common.analysis.phases import run_phase
+    from common.analysis.preflight import require_run_room
+    from common.budget.usage import run_totals
+    from common.models import PHASE_ORDER, BusinessInput
+    from common.platform.settings import get_settings
+    from common.runs import documents, lifecycle
+    from common.tenants.businesses import Business, save_business
+    from local import emulator
+
+    sample = Path(__file__).resolve().parents[1] / "local" / "samples" / "tidewater.json"
+    business = BusinessInput.model_validate(json.loads(sample.read_text()))
+    firestore = emulator.start()
+    os.environ.update(
+        {
+            "FIRESTORE_EMULATOR_HOST": firestore.host,
+            "GOOGLE_CLOUD_PROJECT": f"bench-{uuid.uuid4().hex[:8]}",
+            "LLM_OFFLINE": "1",
+            "OFFLINE_LATENCY_MS": "0",
+            "OFFLINE_WEAK_RATES": weak,
+        }
+    )
+    get_settings.cache_clear()
+    rows = []
+    try:
+        save_business(Business(business_id=business.business_id, tier="enterprise"))
+        for _ in range(runs):
+            outcomes.forget()  # what the runs before this one recorded
+            run_id = uuid.uuid4().hex
+            estimate = require_run_room(run_id, business, "enterprise").estimate_usd
+            documents.run_ref(run_id).create(
+                documents.new_run_document(run_id, business, "enterprise")
+            )
+            lifecycle.transition(run_id, "start")
+            for phase in PHASE_ORDER:
+                run_phase(run_id, phase)
+            actual = run_totals(run_id).cost_nanos / 1e9
+            rows.append((estimate, actual))
+    finally:
+        firestore.stop()
+    print(f"{runs} runs of the sample business (enterprise, offline provider, {label}):")
+    for number, (estimate, actual) in enumerate(rows, 1):
+        print(
+            f"  run {number}: expected ${estimate:.6f}, charged ${actual:.6f}, "
+            f"estimate / actual {estimate / actual:5.2f}"
+        )
+    learned = [e / a for e, a in rows[-3:]]
+    print(
+        f"  estimate / actual once learned (last 3 runs): max {max(learned):.2f} (target <= 1.5); "
+        f"cold start (run 1): {rows[0][0] / rows[0][1]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,21 +1,35 @@
-"""What orchestration and Firestore add to a run.
+"""What orchestration and Firestore add to a run, and how many Firestore calls a run makes.
 
-Starts the local stack (emulator, every function under functions-framework, the workflow engine),
-runs N full offline analyses, and prints for each: the wall time from `start_run` to the final
-status, the sum of the phase functions' own time (each phase's handler, as it measured itself),
-the critical path through the phases (parallel pairs count once), and their ratios.
+Starts the local stack (emulator, every function under functions-framework behind its ingress,
+the workflow engine) with every process, this one included, reaching the emulator through a
+counting gRPC proxy (`tests/proxy.py`), runs N full offline analyses one after another, and
+prints for each:
+- the wall time from `start_run` to the final status the customer's listener sees, the
+  critical path through the phases' own time (each phase's handler as it measured itself;
+  parallel pairs count their longer branch) and their ratio;
+- where the rest went, along the critical path: the launch, the lifecycle's start and succeed,
+  the budget checks, each phase call beyond the phase's own time (framework, HTTP hops, the
+  phase's final commit), and what is left (the workflow engine, the listener's delivery);
+- every Firestore call the run made, by kind (counted by the proxy, not estimated): documents
+  read in batch reads, documents written by commits, queries; the customer's listener apart.
 
-    .venv/bin/python bench/run_overhead.py [--runs 5]
+    .venv/bin/python -m bench.run_overhead [--runs 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from common.analysis import launch
@@ -23,25 +37,117 @@ from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.runs import documents
 from common.tenants.businesses import Business, save_business
-from local import stack
+from local import emulator, stack
+from tests.proxy import Traffic, proxy
 
 SAMPLE = Path(__file__).resolve().parents[1] / "local" / "samples" / "tidewater.json"
+STAGES: list[tuple[str, ...]] = [
+    ("research",),
+    ("positioning",),
+    ("icps", "strategy"),
+    ("content", "analytics"),
+]
+KINDS = [
+    ("BatchGetDocuments", "batch reads"),
+    ("Commit", "commits"),
+    ("RunQuery", "queries"),
+    ("RunAggregationQuery", "aggregations"),
+    ("BeginTransaction", "transactions"),
+    ("Rollback", "rollbacks"),
+    ("BatchWrite", "batch writes"),
+]
 
 
-def one_run(business: BusinessInput) -> dict[str, float]:
+@dataclass
+class Hop:
+    """One request through a function's ingress."""
+
+    function: str
+    label: str  # the phase a budget check or phase is for, the lifecycle's transition
+    started: float
+    ended: float
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+@dataclass
+class Hops:
+    found: list[Hop] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self) -> list[Hop]:
+        with self.lock:
+            taken, self.found = self.found, []
+        return taken
+
+
+@contextmanager
+def timed_ingresses(local: stack.LocalStack) -> Iterator[Hops]:
+    """Record every request each function's ingress serves, labelled from its body."""
+    hops = Hops()
+    for function in local.functions.values():
+        ingress = function.ingress
+        original: Callable[[BaseHTTPRequestHandler], None] = ingress._handle
+
+        def handle(
+            request: BaseHTTPRequestHandler,
+            original: Callable[[BaseHTTPRequestHandler], None] = original,
+            name: str = function.name,
+        ) -> None:
+            started = time.perf_counter()
+            body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+            request.rfile = io.BytesIO(body)
+            try:
+                sent = json.loads(body or b"{}")
+            except ValueError:
+                sent = {}
+            label = str(sent.get("phase") or sent.get("transition") or name)
+            try:
+                original(request)
+            finally:
+                with hops.lock:
+                    hops.found.append(Hop(name, label, started, time.perf_counter()))
+
+        ingress._handle = handle  # type: ignore[method-assign]
+    yield hops
+
+
+def one_run(business: BusinessInput, traffic: Traffic, hops: Hops) -> dict[str, object]:
+    before = traffic.snapshot()
+    hops.take()
     started = time.perf_counter()
     run_id = launch.start_run(business)
+    launched = time.perf_counter() - started
     final = documents.watch(run_id, lambda _run: None, timeout=300)
     wall = time.perf_counter() - started
     assert final.status == "succeeded", final.status
+    time.sleep(0.3)  # what the functions still write after answering belongs to this run
+    used = traffic.since(before)
+    taken = hops.take()
     own = {name: float(phase["duration_ms"]) / 1000 for name, phase in final.phases.items()}
-    critical = (
-        own["research"]
-        + own["positioning"]
-        + max(own["icps"], own["strategy"])
-        + max(own["content"], own["analytics"])
-    )
-    return {"wall": wall, "phases_sum": sum(own.values()), "critical_path": critical}
+    checks = {h.label: h.seconds for h in taken if h.function == "budget_check"}
+    calls = {h.label: h.seconds for h in taken if h.function == h.label}
+    lifecycle = {h.label: h.seconds for h in taken if h.function == "lifecycle"}
+    critical = 0.0
+    parts = {"budget checks": 0.0, "phase calls beyond own time": 0.0}
+    for stage in STAGES:
+        branch = max(stage, key=lambda p: checks.get(p, 0.0) + calls.get(p, 0.0))
+        critical += max(own[p] for p in stage)
+        parts["budget checks"] += checks.get(branch, 0.0)
+        parts["phase calls beyond own time"] += calls.get(branch, 0.0) - own[branch]
+    parts["launch"] = launched
+    parts["lifecycle start + succeed"] = lifecycle.get("start", 0.0) + lifecycle.get("succeed", 0.0)
+    own_on_path = sum(max(own[p] for p in stage) for stage in STAGES)
+    parts["engine, listener and the rest"] = wall - own_on_path - sum(parts.values())
+    return {
+        "wall": wall,
+        "critical_path": critical,
+        "parts": parts,
+        "traffic": used,
+        "checks": len(checks),
+    }
 
 
 def main() -> None:
@@ -52,29 +158,64 @@ def main() -> None:
         update={"business_id": f"bench-{uuid.uuid4().hex[:8]}"}
     )
     print("starting the local stack...")
-    with stack.running(
-        f"bench-{uuid.uuid4().hex[:8]}", function_env={"OFFLINE_LATENCY_MS": "0"}
-    ) as local:
-        os.environ.update(local.client_env)
-        get_settings.cache_clear()
-        save_business(Business(business_id=business.business_id, tier="enterprise"))
-        one_run(business)  # warm-up: first requests import lazily and open connections
-        results = [one_run(business) for _ in range(args.runs)]
-    header = f"{'run':>4} {'wall s':>8} {'phases sum s':>13} {'critical s':>11} {'wall/sum':>9}"
-    print(f"{header} {'wall/critical':>14}")
+    firestore = emulator.start()
+    try:
+        with (
+            proxy(firestore.host) as (host, traffic),
+            stack.running(
+                f"bench-{uuid.uuid4().hex[:8]}",
+                firestore=firestore,
+                function_env={"OFFLINE_LATENCY_MS": "0", "FIRESTORE_EMULATOR_HOST": host},
+            ) as local,
+            timed_ingresses(local) as hops,
+        ):
+            os.environ.update({**local.client_env, "FIRESTORE_EMULATOR_HOST": host})
+            get_settings.cache_clear()
+            save_business(Business(business_id=business.business_id, tier="enterprise"))
+            one_run(business, traffic, hops)  # warm-up: lazy imports, connections, blocks
+            results = [one_run(business, traffic, hops) for _ in range(args.runs)]
+    finally:
+        firestore.stop()
+    report(results)
+
+
+def report(results: list[dict[str, object]]) -> None:
+    print(f"{'run':>4} {'wall s':>8} {'critical s':>11} {'wall/critical':>14} {'calls':>6}")
     for number, r in enumerate(results, 1):
+        traffic = r["traffic"]
+        assert isinstance(traffic, Traffic)
+        wall, critical = float(r["wall"]), float(r["critical_path"])  # type: ignore[arg-type]
         print(
-            f"{number:>4} {r['wall']:>8.3f} {r['phases_sum']:>13.3f} {r['critical_path']:>11.3f}"
-            f" {r['wall'] / r['phases_sum']:>9.2f} {r['wall'] / r['critical_path']:>14.2f}"
+            f"{number:>4} {wall:>8.3f} {critical:>11.3f} {wall / critical:>14.2f}"
+            f" {traffic.calls():>6}"
         )
-    wall = statistics.median(r["wall"] for r in results)
-    phases_sum = statistics.median(r["phases_sum"] for r in results)
-    critical = statistics.median(r["critical_path"] for r in results)
+
+    def median(value: Callable[[dict[str, object]], float]) -> float:
+        return statistics.median(value(r) for r in results)
+
+    wall = median(lambda r: float(r["wall"]))  # type: ignore[arg-type]
+    critical = median(lambda r: float(r["critical_path"]))  # type: ignore[arg-type]
     print(
-        f"median: wall {wall:.3f} s, phase functions' own time {phases_sum:.3f} s "
-        f"(critical path {critical:.3f} s); wall/own = {wall / phases_sum:.2f}, "
-        f"wall/critical path = {wall / critical:.2f}; orchestration + gate + lifecycle add "
-        f"{wall - critical:.3f} s per run"
+        f"median of {len(results)}: wall {wall:.3f} s, critical path {critical:.3f} s, "
+        f"wall/critical path = {wall / critical:.2f}; {wall - critical:.3f} s beyond it:"
+    )
+    names = list(results[0]["parts"])  # type: ignore[call-overload]
+    for name in names:
+        seconds = median(lambda r, n=name: float(r["parts"][n]))  # type: ignore[index]
+        print(f"  {name:<32} {seconds * 1000:>7.1f} ms")
+    traffics = [r["traffic"] for r in results]
+    calls = statistics.median(t.calls() for t in traffics)  # type: ignore[attr-defined]
+    print(f"Firestore calls per run (median): {calls:.0f}, the customer's listener apart")
+    for method, kind in KINDS:
+        n = statistics.median(t.rpcs.get(method, 0) for t in traffics)  # type: ignore[attr-defined]
+        if n:
+            print(f"  {kind:<14} {n:>5.0f}")
+    read = statistics.median(t.documents_read for t in traffics)  # type: ignore[attr-defined]
+    written = statistics.median(t.documents_written for t in traffics)  # type: ignore[attr-defined]
+    listens = statistics.median(t.rpcs.get("Listen", 0) for t in traffics)  # type: ignore[attr-defined]
+    print(
+        f"  documents read in batch reads {read:.0f}, written {written:.0f}; "
+        f"listeners opened {listens:.0f}"
     )
 
 

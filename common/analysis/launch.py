@@ -8,7 +8,7 @@ import uuid
 from google.api_core import exceptions
 from google.cloud.workflows import executions_v1
 
-from common.analysis.preflight import require_room
+from common.analysis.preflight import require_run_room
 from common.models import BusinessInput
 from common.platform import log
 from common.platform.errors import Busy, PaymentRequired
@@ -40,8 +40,8 @@ def start_run(
 
     Raises:
         NotFound: the business is not registered (`unknown_business`).
-        PaymentRequired: the tier does not allow the request (`feature_limit_exceeded`) or the
-            budget cannot pay for the first phase; nothing is created.
+        PaymentRequired: the tier does not allow the request (`feature_limit_exceeded`) or
+            what the run is expected to cost does not fit the budget now; nothing is created.
         Busy: the Executions API refused to start the workflow (`workflow_unavailable`); the
             run is kept, failed, with why.
     """
@@ -55,7 +55,7 @@ def start_run(
             field="icp_count",
         )
     run_id = run_id or uuid.uuid4().hex
-    require_room(run_id, business, "research", registered.tier)
+    require_run_room(run_id, business, registered.tier)
 
     ref = documents.run_ref(run_id)
     ref.create(documents.new_run_document(run_id, business, registered.tier))

@@ -1,5 +1,6 @@
-"""How sub-tasks' first answers fared on each tier lately: the pass rates the cascade learns its
-starting tiers from (`common.llm.cascade.start_tier`).
+"""How sub-tasks' first answers fared on each tier lately, and what their calls cost: the pass
+rates the cascade learns its starting tiers from (`common.llm.cascade.start_tier`), and the cost
+per call of each task type a run's expected cost is made of (`common.analysis.preflight`).
 
 One query reads the newest `router_outcomes_limit` attempts of the usage records (every
 business's: how well a model does a kind of task does not depend on who asks) and the process
@@ -7,10 +8,12 @@ keeps what it found for `router_outcomes_seconds`, so a phase never queries per 
 a call reached a tier (its start, or an escalation) its first attempt there is one first try:
 passed if it was a `first_try`, failed if its answer was invalid or failed its checks; an
 attempt that failed on the provider's side (an outage, a rate limit) says nothing of the model.
+A call's cost is every attempt it was charged for: its asks again, escalations and fallbacks.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import defaultdict
@@ -35,6 +38,7 @@ _FIELDS = [
     "state",
     "created_at",
     "key",
+    "charged_nanos",
 ]
 # An answer that was no good (the model's fault, unlike an outage).
 _FAILED_ANSWER = frozenset({"check_failed", "invalid_output"})
@@ -44,7 +48,9 @@ _CHARGED = frozenset({"settled", "settled_late", "abandoned"})
 class _Cache:
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.records: list[dict[str, Any]] | None = None
         self.rates: PassRates | None = None
+        self.costs: dict[str, list[int]] | None = None
         self.read_at = -float("inf")
 
 
@@ -53,24 +59,67 @@ def _cache(settings: Settings) -> _Cache:
     return _Cache()
 
 
+def _records(cache: _Cache, settings: Settings) -> list[dict[str, Any]]:
+    """The newest usage records, at most `router_outcomes_seconds` old (holding the lock)."""
+    stale = time.monotonic() - cache.read_at > settings.router_outcomes_seconds
+    if cache.records is None or stale:
+        cache.records = _recent(settings.router_outcomes_limit)
+        cache.rates = cache.costs = None
+        cache.read_at = time.monotonic()
+    return cache.records
+
+
 def pass_rates() -> PassRates:
     """The recent first-try pass rates by (task type, tier), at most `router_outcomes_seconds`
     old (one query when older)."""
     settings = get_settings()
     cache = _cache(settings)
     with cache.lock:
-        stale = time.monotonic() - cache.read_at > settings.router_outcomes_seconds
-        if cache.rates is None or stale:
-            cache.rates = rates_of(_recent(settings.router_outcomes_limit))
-            cache.read_at = time.monotonic()
+        records = _records(cache, settings)
+        if cache.rates is None:
+            cache.rates = rates_of(records)
         return cache.rates
+
+
+def call_cost(task_type: str) -> int | None:
+    """What one call of `task_type` cost lately, at the `run_estimate_percentile` (every attempt
+    it was charged for); None until `run_estimate_min_calls` calls of it were recorded."""
+    settings = get_settings()
+    cache = _cache(settings)
+    with cache.lock:
+        records = _records(cache, settings)
+        if cache.costs is None:
+            cache.costs = costs_of(records)
+        found = cache.costs.get(task_type, [])
+    if len(found) < settings.run_estimate_min_calls:
+        return None
+    return percentile(found, settings.run_estimate_percentile)
 
 
 def forget() -> None:
     """Read the outcomes again at the next call (benchmarks and tests that just made some)."""
     cache = _cache()
     with cache.lock:
-        cache.rates = None
+        cache.records = cache.rates = cache.costs = None
+
+
+def percentile(values: list[int], q: float) -> int:
+    """The `q`th percentile of `values` (sorted or not), the nearest rank above."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(math.ceil(q / 100 * len(ordered)) - 1, 0))]
+
+
+def costs_of(records: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Each task type's cost per call (the attempts of one call summed), from usage records."""
+    calls: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        if record.get("state") in _CHARGED and record.get("call_key") and record.get("task_type"):
+            calls[(str(record.get("business_id")), str(record["call_key"]))].append(record)
+    found: dict[str, list[int]] = defaultdict(list)
+    for attempts in calls.values():
+        task_type = str(attempts[0]["task_type"])
+        found[task_type].append(sum(int(r.get("charged_nanos") or 0) for r in attempts))
+    return dict(found)
 
 
 def _recent(limit: int) -> list[dict[str, Any]]:

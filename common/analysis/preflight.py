@@ -18,18 +18,24 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
 
+from common.analysis import outcomes
 from common.analysis.phases import PHASES, PhaseRequest, Prepared, prepare, read
 from common.analysis.prompts import EVIDENCE_RESERVE_BYTES
 from common.analysis.registry import SubTaskSpec
 from common.budget.check import BudgetDecision, check_budget_before_task
 from common.llm import Call, estimator
 from common.llm.base import InvalidRequest
-from common.models import BusinessInput, Code, PhaseName, Slug, Strict, UnicodeText
+from common.models import PHASE_ORDER, BusinessInput, Code, PhaseName, Slug, Strict, UnicodeText
 from common.money import nanos
 from common.platform.errors import Conflict, InvalidInput, PaymentRequired
 from common.platform.http import validate
 from common.runs import documents
+from common.spend.records import ModelTier
 from common.tenants.tiers import TierName, limits_for
+
+# A task type's first try before its calls' costs are known: a typical answer, and as much
+# again for reasoning (never above the call's bound).
+COLD_OUTPUT_FACTOR = 2
 
 
 class PhaseCheck(PhaseRequest):
@@ -97,32 +103,61 @@ def require_room(
     *,
     prepared: Prepared | None = None,
 ) -> BudgetDecision:
-    """The budget decision for the phase, or `PaymentRequired`: whether the first try of each
-    of its model calls fits (every sub-task, once per ICP or batch, where it starts without
-    outcomes, on the tiers `tier` allows; all tiers when unknown). Asks again and escalations
-    are paid from what is left; the ledger refuses any call that no longer fits."""
+    """The budget decision for the phase, or `PaymentRequired`: whether what the phase is
+    expected to cost fits (`expected_cost`). Every model call still reserves its own upper
+    bound: the ledger refuses any that no longer fits, and the phase stops there."""
     prepared = prepared or prepare(run_id, business, phase, required=False)
     tiers = limits_for(tier).model_tiers if tier is not None else None
+    return _decide(business, prepared, expected_cost(prepared, tiers))
+
+
+def require_run_room(run_id: str, business: BusinessInput, tier: TierName) -> BudgetDecision:
+    """Before a run starts: whether what the whole run is expected to cost fits (each phase's
+    `expected_cost`), or `PaymentRequired` naming that estimate, what is left and what work
+    in flight holds."""
+    tiers = limits_for(tier).model_tiers
+    total = sum(
+        expected_cost(Prepared(run_id, business, PHASES[phase], {}), tiers) for phase in PHASE_ORDER
+    )
+    return _decide(business, Prepared(run_id, business, PHASES["research"], {}), total)
+
+
+def expected_cost(prepared: Prepared, tiers: frozenset[ModelTier] | None) -> int:
+    """What the phase is expected to cost, in nanos.
+
+    Each sub-task counts once per call the phase makes of it (per ICP, batch, option) at what
+    its calls cost lately (`outcomes.call_cost`: a high percentile, every ask and escalation
+    included). A task type not seen enough yet counts its first try as the catalogue prices
+    it, on the tier it starts on, answering at most `COLD_OUTPUT_FACTOR` times its typical
+    length (a typical answer, and as much again for reasoning).
+    """
     messages = prepared.messages()
-    bound = 0
+    expected = 0
     for sub in prepared.spec.sub_tasks:
-        start = "full" if sub.start in ("strongest", None) else sub.start
-        call = Call(
-            sub.task_type,
-            messages,
-            allowed_tiers=tiers,
-            schema=prepared.schema if sub is prepared.first else sub.answer,
-            unseen_bytes=EVIDENCE_RESERVE_BYTES if sub.evidence else 0,
-            tier=start,  # type: ignore[arg-type]
-            profile=sub.profile,
-        )
-        bound += estimator().bounded(call)[1] * calls_of(sub, business)
+        per_call = outcomes.call_cost(sub.task_type)
+        if per_call is None:
+            typical = min(sub.max_output_tokens, COLD_OUTPUT_FACTOR * sub.expected_tokens)
+            call = Call(
+                sub.task_type,
+                messages,
+                allowed_tiers=tiers,
+                schema=prepared.schema if sub is prepared.first else sub.answer,
+                unseen_bytes=EVIDENCE_RESERVE_BYTES if sub.evidence else 0,
+                tier="full" if sub.start in ("strongest", None) else sub.start,  # type: ignore[arg-type]
+                profile=sub.profile.model_copy(update={"max_output_tokens": typical}),
+            )
+            per_call = estimator().bounded(call)[1]
+        expected += per_call * calls_of(sub, prepared.business)
+    return expected
+
+
+def _decide(business: BusinessInput, prepared: Prepared, amount: int) -> BudgetDecision:
     allowed, decision = check_budget_before_task(
         business.business_id,
         prepared.first.task_type,
-        messages,
+        prepared.messages(),
         schema=prepared.schema,
-        amount_nanos=bound,
+        amount_nanos=amount,
     )
     if not allowed:
         raise PaymentRequired(decision.message, code=decision.reason)

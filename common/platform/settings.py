@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     router_outcomes_limit: int = Field(default=2000, ge=10, le=50_000)
     cascade_asks: int = Field(default=3, ge=1, le=5)
     analysis_routing: Literal["cascade", "strongest"] = "cascade"
+    # What a run is expected to cost, which must fit before it starts and before each phase
+    # (issue 23): each call of a task type at this percentile of what its calls cost lately
+    # (every attempt of a call counted: asks again, escalations, fallbacks), from the same
+    # usage records; a task type with fewer recorded calls than `run_estimate_min_calls`
+    # counts its first try's upper bound (the cold start). Every model call still reserves
+    # its own upper bound, so a run that turns out dearer stops at a call, never overspends.
+    run_estimate_percentile: float = Field(default=90.0, gt=0, le=100)
+    run_estimate_min_calls: int = Field(default=5, ge=1, le=10_000)
     # Live progress streamed from a model's answer: at most one write per phase this often.
     progress_write_seconds: float = Field(default=1.0, ge=0, le=60)
 

@@ -1,0 +1,143 @@
+"""A run starts when what it is expected to cost fits (issue 23): learned from what calls of each
+task type cost lately, it lands close above a run's actual cost; a refusal names the estimate,
+what is left and what work in flight holds; and every model call still reserves its own upper
+bound, so a run that started on its estimate never spends past the limit."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from common.analysis import outcomes
+from common.analysis.launch import start_run
+from common.analysis.phases import run_phase
+from common.analysis.preflight import require_run_room
+from common.budget.ledger import BudgetLedger
+from common.budget.usage import run_totals
+from common.models import PHASE_ORDER, BusinessInput
+from common.money import nanos
+from common.platform.errors import Busy, PaymentRequired
+from common.platform.settings import get_settings
+from common.runs import documents, lifecycle
+from common.tenants.businesses import Business, get_business
+
+pytestmark = pytest.mark.emulator
+
+
+@pytest.fixture(autouse=True)
+def learn_after_one_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # One run records one call of most task types (five of the options' critic): enough here.
+    monkeypatch.setenv("RUN_ESTIMATE_MIN_CALLS", "1")
+    get_settings.cache_clear()
+    outcomes.forget()
+    yield
+    outcomes.forget()
+    get_settings.cache_clear()
+
+
+def full_run(business: BusinessInput) -> str:
+    run_id = uuid.uuid4().hex
+    documents.run_ref(run_id).create(documents.new_run_document(run_id, business, "enterprise"))
+    lifecycle.transition(run_id, "start")
+    for phase in PHASE_ORDER:
+        run_phase(run_id, phase)
+    return run_id
+
+
+def test_once_costs_are_recorded_a_runs_estimate_lands_just_above_its_actual_cost(
+    register: Callable[..., Business], business_input: BusinessInput
+) -> None:
+    register(business_input.business_id, "enterprise")
+    cold = require_run_room("cold", business_input, "enterprise").estimate_usd
+    first = run_totals(full_run(business_input)).cost_nanos
+
+    outcomes.forget()  # what that run recorded
+    learned = require_run_room("warm", business_input, "enterprise").estimate_usd
+    second = run_totals(full_run(business_input)).cost_nanos
+
+    # Cold, the catalogue's prices of typical answers: above the actual, by far.
+    assert nanos(str(cold)) > 2 * first
+    # Learned: close to what the run then cost (its prompts carry a little more evidence than
+    # the first run's did) and within the target of 1.5 times it.
+    assert 0.9 * second <= nanos(str(learned)) <= 1.5 * second
+
+
+def test_a_refused_start_names_the_estimate_what_is_left_and_what_is_held(
+    register: Callable[..., Business], business_input: BusinessInput
+) -> None:
+    register(business_input.business_id, "enterprise")
+    full_run(business_input)
+    outcomes.forget()
+    expected = nanos(str(require_run_room("probe", business_input, "enterprise").estimate_usd))
+    # A limit with room for a little less than one more run, part of it held by a call in flight.
+    spent = run_totals_of(business_input.business_id)
+    register(
+        business_input.business_id,
+        "enterprise",
+        overrides={"daily_limit_usd": str((spent + expected * 9 // 10) / 1e9)},
+    )
+    ledger = BudgetLedger(
+        get_business(business_input.business_id), run_id="other", phase="research"
+    )
+    ledger.reserve(key="in-flight", model="gpt-5-nano", tier="nano", upper_bound_nanos=1000)
+
+    with pytest.raises(PaymentRequired) as refused:
+        start_run(business_input)
+
+    message = str(refused.value)
+    assert refused.value.code == "daily_budget_exceeded"
+    assert f"${expected / 1e9:.6f} needed" in message
+    assert re.search(r"\$[\d.]+ of \$[\d.]+ left; \$[\d.]+ is held by work in flight", message)
+    ledger.close()
+
+
+def test_a_run_started_on_its_estimate_stops_at_a_call_whose_bound_does_not_fit(
+    register: Callable[..., Business], business_input: BusinessInput
+) -> None:
+    register(business_input.business_id, "enterprise")
+    full_run(business_input)
+    outcomes.forget()
+    expected = nanos(str(require_run_room("probe", business_input, "enterprise").estimate_usd))
+    spent = run_totals_of(business_input.business_id)
+    # Room for the estimate exactly: the run starts; its last calls' upper bounds cannot fit.
+    limit = spent + expected
+    register(
+        business_input.business_id, "enterprise", overrides={"daily_limit_usd": str(limit / 1e9)}
+    )
+
+    run_id = start_run_in_process(business_input)
+    stopped = None
+    for phase in PHASE_ORDER:
+        for _ in range(5):  # as the workflow does, a busy phase (money held by its own
+            try:  # parallel calls' blocks) is run again, reusing what it finished
+                run_phase(run_id, phase)
+                break
+            except Busy:
+                continue
+            except PaymentRequired as refused:
+                stopped = refused
+                break
+        if stopped is not None:
+            break
+    assert stopped is not None, "every call fitted: the limit was not tight enough to tell"
+    assert stopped.code == "daily_budget_exceeded"
+    assert spent + run_totals(run_id).cost_nanos <= limit  # never past the limit
+
+
+def run_totals_of(business_id: str) -> int:
+    from common.budget.clock import server_clock
+    from common.budget.usage import get_daily_cost
+
+    return nanos(str(get_daily_cost(business_id, server_clock.now().strftime("%Y-%m-%d"))))
+
+
+def start_run_in_process(business: BusinessInput) -> str:
+    """The start's checks, then the run document started (the phases run in this process)."""
+    run_id = uuid.uuid4().hex
+    require_run_room(run_id, business, "enterprise")
+    documents.run_ref(run_id).create(documents.new_run_document(run_id, business, "enterprise"))
+    lifecycle.transition(run_id, "start")
+    return run_id

@@ -1,0 +1,150 @@
+"""A counting gRPC proxy in front of the Firestore emulator.
+
+`tests/counting.py` hooks one client in one process; a run spans many (the launch in the backend,
+every function under functions-framework, each its own OS process). Processes pointed at this
+proxy (FIRESTORE_EMULATOR_HOST) reach the emulator through it unchanged, bytes for bytes, and it
+counts every RPC by method, every document a commit or batch write touches and every document a
+batch read asks for, so that a test or benchmark measures a whole run's Firestore traffic.
+
+Every method is forwarded as a stream in both directions: on the wire a unary call is a stream
+of one message, so one handler serves unary calls, server streams (RunQuery, BatchGetDocuments)
+and the bidirectional Listen alike.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+from google.cloud.firestore_v1.types import firestore as messages
+
+from local.processes import free_port
+
+# Methods that write (their requests name documents) and that read documents by name.
+_WRITES = {"Commit": messages.CommitRequest, "BatchWrite": messages.BatchWriteRequest}
+_READS = {"BatchGetDocuments": messages.BatchGetDocumentsRequest}
+
+
+class Traffic:
+    """RPCs by method (a stream counts once, when it opens), documents written by path and
+    documents read by name, since the last `reset`."""
+
+    def __init__(self) -> None:
+        self.rpcs: Counter[str] = Counter()
+        self.writes: Counter[str] = Counter()
+        self.documents_read = 0
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.rpcs.clear()
+            self.writes.clear()
+            self.documents_read = 0
+
+    def snapshot(self) -> Traffic:
+        """A copy of the counts now."""
+        copy = Traffic()
+        with self._lock:
+            copy.rpcs = Counter(self.rpcs)
+            copy.writes = Counter(self.writes)
+            copy.documents_read = self.documents_read
+        return copy
+
+    def since(self, earlier: Traffic) -> Traffic:
+        """What was counted after `earlier` (a `snapshot`)."""
+        now = self.snapshot()
+        now.rpcs.subtract(earlier.rpcs)
+        now.writes.subtract(earlier.writes)
+        now.rpcs = +now.rpcs
+        now.writes = +now.writes
+        now.documents_read -= earlier.documents_read
+        return now
+
+    def calls(self, *, listens: bool = False) -> int:
+        """Every RPC; a client's listeners (`Listen`) only if `listens`."""
+        return sum(n for name, n in self.rpcs.items() if listens or name != "Listen")
+
+    @property
+    def documents_written(self) -> int:
+        return sum(self.writes.values())
+
+    def _opened(self, method: str) -> None:
+        with self._lock:
+            self.rpcs[method] += 1
+
+    def _request(self, method: str, payload: bytes) -> None:
+        if method in _WRITES:
+            request = _WRITES[method].deserialize(payload)
+            paths = [_written(write) for write in request.writes]
+            with self._lock:
+                for path in paths:
+                    self.writes[path.split("/documents/", 1)[-1]] += 1
+        elif method in _READS:
+            read = _READS[method].deserialize(payload)
+            with self._lock:
+                self.documents_read += len(read.documents)
+
+
+def _written(write: Any) -> str:
+    if write.update.name:
+        return str(write.update.name)
+    if write.delete:
+        return str(write.delete)
+    return str(write.transform.document)
+
+
+class _Forward(grpc.GenericRpcHandler):  # type: ignore[misc]
+    def __init__(self, channel: grpc.Channel, traffic: Traffic) -> None:
+        self._channel = channel
+        self._traffic = traffic
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = details.method
+        name = method.rsplit("/", 1)[-1]
+        forward = self._channel.stream_stream(method)  # bytes in, bytes out
+
+        def handle(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+            self._traffic._opened(name)
+            metadata = [
+                (key, value)
+                for key, value in context.invocation_metadata()
+                if not key.startswith((":", "grpc-")) and key != "user-agent"
+            ]
+
+            def upstream() -> Iterator[bytes]:
+                for payload in requests:
+                    self._traffic._request(name, payload)
+                    yield payload
+
+            call = forward(upstream(), metadata=metadata)
+            context.add_callback(call.cancel)
+            try:
+                yield from call
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.CANCELLED or context.is_active():
+                    context.abort(error.code(), error.details() or "")
+
+        return grpc.stream_stream_rpc_method_handler(handle)
+
+
+@contextmanager
+def proxy(emulator_host: str, *, workers: int = 128) -> Iterator[tuple[str, Traffic]]:
+    """A proxy to `emulator_host` for the duration: its host (for FIRESTORE_EMULATOR_HOST) and
+    the `Traffic` it counts. `workers` bounds the RPCs open at once (a listener holds one)."""
+    traffic = Traffic()
+    channel = grpc.insecure_channel(emulator_host)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    server.add_generic_rpc_handlers((_Forward(channel, traffic),))
+    port = free_port()
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", traffic
+    finally:
+        server.stop(grace=None)
+        channel.close()
