@@ -69,6 +69,10 @@ class Traffic:
         """Every RPC; a client's listeners (`Listen`) only if `listens`."""
         return sum(n for name, n in self.rpcs.items() if listens or name != "Listen")
 
+    def hottest(self) -> tuple[str, int]:
+        """The document written most, and how often."""
+        return max(self.writes.items(), key=lambda item: item[1]) if self.writes else ("", 0)
+
     @property
     def documents_written(self) -> int:
         return sum(self.writes.values())

@@ -1,0 +1,117 @@
+"""What a run costs in Firestore calls, counted, not estimated (issue 19): every process of the
+local stack (the launch here, every function under functions-framework) reaches the emulator
+through a counting proxy (`tests/proxy.py`); the budget check the workflow makes before each
+phase is counted with a client hook. On Cloud Run each of these calls is a network round trip
+and a billed operation."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from google.cloud.workflows import executions_v1
+
+from common.analysis import launch
+from common.analysis.phases import run_phase
+from common.analysis.preflight import check_phase
+from common.models import BusinessInput
+from common.platform.settings import get_settings
+from common.platform.store import db
+from common.runs import documents, executions
+from common.tenants.businesses import Business
+from local import emulator, stack
+from tests.counting import counting
+from tests.proxy import Traffic, proxy
+
+pytestmark = pytest.mark.emulator
+
+# What a full run may make today, the customer's listener apart. Issue 19 asks for 100; the
+# sub-tasks' own commits and each model call's hold and settle (two writes of its usage record,
+# what keeps a crash from losing money) keep a run near 180 (see the closing note of issue 19).
+RUN_CALLS = 200
+
+
+@pytest.fixture(scope="module")
+def counted(
+    firestore_emulator: emulator.FirestoreEmulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[stack.LocalStack, str, Traffic]]:
+    with proxy(firestore_emulator.host) as (host, traffic):
+        running = stack.start(
+            f"count-{uuid.uuid4().hex[:8]}",
+            log_dir=tmp_path_factory.mktemp("counted-stack-logs"),
+            function_env={
+                "OFFLINE_LATENCY_MS": "0",
+                "DOTENV_PATH": "/nonexistent/.env",
+                "FIRESTORE_EMULATOR_HOST": host,
+            },
+            firestore=firestore_emulator,
+        )
+        try:
+            yield running, host, traffic
+        finally:
+            running.stop()
+
+
+def run_to_the_end(business: BusinessInput) -> str:
+    run_id = launch.start_run(business)
+    final = documents.watch(run_id, lambda _run: None, timeout=120)
+    assert final.status == "succeeded", final.error
+    name = documents.get_run(run_id).execution
+    assert name is not None
+    deadline = time.monotonic() + 30
+    state = executions_v1.Execution.State.ACTIVE
+    while state == executions_v1.Execution.State.ACTIVE and time.monotonic() < deadline:
+        state = executions.executions_client().get_execution(name=name).state
+        time.sleep(0.05)
+    time.sleep(0.3)  # what a function still writes after answering belongs to the run
+    return run_id
+
+
+def test_a_full_run_makes_a_bounded_number_of_firestore_calls(
+    counted: tuple[stack.LocalStack, str, Traffic],
+    monkeypatch: pytest.MonkeyPatch,
+    register: Callable[..., Business],
+    business_input: BusinessInput,
+) -> None:
+    running, host, traffic = counted
+    for name, value in {**running.client_env, "FIRESTORE_EMULATOR_HOST": host}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    business = business_input.model_copy(update={"business_id": f"count-{uuid.uuid4().hex[:8]}"})
+    register(business.business_id, "enterprise")
+    run_to_the_end(business)  # the first requests of each process: imports, connections
+
+    before = traffic.snapshot()
+    run_id = run_to_the_end(business)
+    used = traffic.since(before)
+
+    breakdown = dict(used.rpcs.most_common())
+    assert used.calls() <= RUN_CALLS, breakdown
+    assert used.rpcs["Listen"] == 1  # the customer's one listener: the watcher's
+    # The run document carries the live progress: the document written most, and written by
+    # this run alone (with real models a run lasts minutes: under one write a second).
+    path, writes = used.hottest()
+    assert path == f"runs/{run_id}" and writes <= 50, used.writes.most_common(5)
+    # A business's day: each phase request takes a block and gives it back (one request per
+    # instance), two writes per phase and the run's start; so is its published status.
+    day = next(
+        p for p in used.writes if p.startswith(f"budget_scopes/business:{business.business_id}:")
+    )
+    assert used.writes[day] <= 2 * 6 + 1, used.writes.most_common(5)
+    assert used.writes[f"budget_status/{business.business_id}"] <= 2 * 6 + 1
+
+
+def test_the_budget_check_before_a_phase_makes_at_most_two_calls(
+    new_run: Callable[..., str],
+) -> None:
+    run_id = new_run()
+    run_phase(run_id, "research")
+    check_phase(run_id, "positioning")  # the process reads recorded costs once in a while
+
+    with counting(db()) as calls:
+        check_phase(run_id, "positioning")
+
+    # One read of the run with the results the phase builds on, one of the budget's documents.
+    assert calls.total <= 2, dict(calls.rpcs)
