@@ -10,7 +10,7 @@ its actual cost would be a budget hole, so the script counts them (must be 0).
 
 Then whole runs of the sample business (`local/samples/tidewater.json`, enterprise) on the
 emulator, one after another, each phase in this process on the offline provider: before each
-run, what it is expected to cost (what must fit for it to start: `require_run_room`), after it,
+run, what it is expected to cost (`expected_run_cost`, what must fit for it to start), after it,
 what it was charged; the first runs start cold (no recorded costs), the later ones from what
 the earlier recorded. The target is an estimate at most 1.5 times the actual once learned.
 Twice: with sound answers, and with weak ones that are asked again and escalated.
@@ -117,7 +117,7 @@ def per_run(runs: int, label: str, weak: str = "{}") -> None:
     # The emulator and the phases are imported here: the per-call figures need neither.
     from common.analysis import outcomes
     from common.analysis.phases import run_phase
-    from common.analysis.preflight import require_run_room
+    from common.analysis.preflight import expected_run_cost
     from common.budget.usage import run_totals
     from common.models import PHASE_ORDER, BusinessInput
     from common.platform.settings import get_settings
@@ -144,7 +144,7 @@ def per_run(runs: int, label: str, weak: str = "{}") -> None:
         for _ in range(runs):
             outcomes.forget()  # what the runs before this one recorded
             run_id = uuid.uuid4().hex
-            estimate = require_run_room(run_id, business, "enterprise").estimate_usd
+            estimate = expected_run_cost(business, "enterprise") / 1e9
             documents.run_ref(run_id).create(
                 documents.new_run_document(run_id, business, "enterprise")
             )

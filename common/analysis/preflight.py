@@ -14,6 +14,7 @@ writes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
@@ -104,26 +105,37 @@ def require_room(
     prepared: Prepared | None = None,
 ) -> BudgetDecision:
     """The budget decision for the phase, or `PaymentRequired`: whether what the phase is
-    expected to cost fits (`expected_cost`). Every model call still reserves its own upper
-    bound: the ledger refuses any that no longer fits, and the phase stops there."""
+    expected to cost fits (`expected_cost`), and at least the upper bound of its dearest first
+    try (every model call reserves its bound: a phase whose dearest call cannot fit stops here,
+    not after paying for the calls before it)."""
     prepared = prepared or prepare(run_id, business, phase, required=False)
     tiers = limits_for(tier).model_tiers if tier is not None else None
-    return _decide(business, prepared, expected_cost(prepared, tiers))
+    expected, dearest = expected_cost(prepared, tiers)
+    return _decide(business, prepared, max(expected, dearest))
+
+
+def expected_run_cost(business: BusinessInput, tier: TierName) -> int:
+    """What a whole run for `business` is expected to cost, in nanos (each phase's
+    `expected_cost`; the prompts without the earlier phases' results, which a task type's
+    recorded costs include)."""
+    tiers = limits_for(tier).model_tiers
+    return sum(
+        expected_cost(Prepared("", business, PHASES[phase], {}), tiers)[0] for phase in PHASE_ORDER
+    )
 
 
 def require_run_room(run_id: str, business: BusinessInput, tier: TierName) -> BudgetDecision:
-    """Before a run starts: whether what the whole run is expected to cost fits (each phase's
-    `expected_cost`), or `PaymentRequired` naming that estimate, what is left and what work
-    in flight holds."""
-    tiers = limits_for(tier).model_tiers
-    total = sum(
-        expected_cost(Prepared(run_id, business, PHASES[phase], {}), tiers) for phase in PHASE_ORDER
-    )
-    return _decide(business, Prepared(run_id, business, PHASES["research"], {}), total)
+    """Before a run starts: whether what the whole run is expected to cost fits, and at least
+    the upper bound of its first phase's dearest first try; or `PaymentRequired` naming what
+    it needs, what is left and what work in flight holds."""
+    first = Prepared(run_id, business, PHASES["research"], {})
+    dearest = expected_cost(first, limits_for(tier).model_tiers)[1]
+    return _decide(business, first, max(expected_run_cost(business, tier), dearest))
 
 
-def expected_cost(prepared: Prepared, tiers: frozenset[ModelTier] | None) -> int:
-    """What the phase is expected to cost, in nanos.
+def expected_cost(prepared: Prepared, tiers: frozenset[ModelTier] | None) -> tuple[int, int]:
+    """What the phase is expected to cost, and the upper bound of its dearest first try, in
+    nanos.
 
     Each sub-task counts once per call the phase makes of it (per ICP, batch, option) at what
     its calls cost lately (`outcomes.call_cost`: a high percentile, every ask and escalation
@@ -132,23 +144,25 @@ def expected_cost(prepared: Prepared, tiers: frozenset[ModelTier] | None) -> int
     length (a typical answer, and as much again for reasoning).
     """
     messages = prepared.messages()
-    expected = 0
+    expected = dearest = 0
     for sub in prepared.spec.sub_tasks:
+        call = Call(
+            sub.task_type,
+            messages,
+            allowed_tiers=tiers,
+            schema=prepared.schema if sub is prepared.first else sub.answer,
+            unseen_bytes=EVIDENCE_RESERVE_BYTES if sub.evidence else 0,
+            tier="full" if sub.start in ("strongest", None) else sub.start,  # type: ignore[arg-type]
+            profile=sub.profile,
+        )
+        dearest = max(dearest, estimator().bounded(call)[1])
         per_call = outcomes.call_cost(sub.task_type)
         if per_call is None:
             typical = min(sub.max_output_tokens, COLD_OUTPUT_FACTOR * sub.expected_tokens)
-            call = Call(
-                sub.task_type,
-                messages,
-                allowed_tiers=tiers,
-                schema=prepared.schema if sub is prepared.first else sub.answer,
-                unseen_bytes=EVIDENCE_RESERVE_BYTES if sub.evidence else 0,
-                tier="full" if sub.start in ("strongest", None) else sub.start,  # type: ignore[arg-type]
-                profile=sub.profile.model_copy(update={"max_output_tokens": typical}),
-            )
-            per_call = estimator().bounded(call)[1]
+            profile = sub.profile.model_copy(update={"max_output_tokens": typical})
+            per_call = estimator().bounded(dataclasses.replace(call, profile=profile))[1]
         expected += per_call * calls_of(sub, prepared.business)
-    return expected
+    return expected, dearest
 
 
 def _decide(business: BusinessInput, prepared: Prepared, amount: int) -> BudgetDecision:

@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +89,11 @@ class Block:
     @property
     def month_scope(self) -> str:
         return scope_name(self.business_id, self.month)
+
+
+# A document that shows periods to clients: its reference and data, from the day and month as a
+# commit leaves them and the database's time of the read before it.
+Shown = Callable[[Period, Period, dt.datetime], tuple[firestore.DocumentReference, dict[str, Any]]]
 
 
 class Stale(Exception):
@@ -183,9 +188,12 @@ def take(
     need: int,
     want: int,
     owner: str,
+    shown: Shown | None = None,
 ) -> Block:
     """Take a block of at least `need` nanos (up to `want`) from the business's `day` and
-    `month`, topping the day's share of the platform's cap up first if it is short.
+    `month`, topping the day's share of the platform's cap up first if it is short; `shown`
+    gives a document to write in the same commit from the periods as they will then be (what
+    clients see of them: no read after the take, and never older than the periods).
 
     Raises:
         BudgetDenied: a limit has less than `need` left even counting what blocks hold
@@ -261,6 +269,8 @@ def take(
         _write(batch, month_p, op)
         for shard in touched.values():
             platform.write(batch, shard, op)
+        if shown is not None:
+            batch.set(*shown(day_p, month_p, now))
         batch.create(
             block_ref(block_id),
             {

@@ -115,6 +115,7 @@ class Escrow:
                         need=amount,
                         want=want,
                         owner=INSTANCE,
+                        shown=status.shown(business, sources.controls),
                     )
                 except BudgetBusy:
                     # Room may be idle in this process's other blocks of the business (another
@@ -131,6 +132,7 @@ class Escrow:
                         need=amount,
                         want=want,
                         owner=INSTANCE,
+                        shown=status.shown(business, sources.controls),
                     )
             finally:
                 with self._cond:
@@ -152,7 +154,6 @@ class Escrow:
                 self._all[block.block_id] = allowance
                 self._cond.notify_all()
             self._close_all(retired)
-            self._publish(block)
             self._start_housekeeping()
 
     def _learn(self, key: tuple[str, str, str], allowance: Allowance) -> None:

@@ -3,8 +3,11 @@ status computed on demand, and the 75/90/100% warnings of its day and month, eac
 per period (`budget_alerts/{scope}:{level}`).
 
 The published document is rewritten after every change to the business's periods that a block
-makes (taken, flushed, closed): from a read made after that change, on the condition that nobody
-rewrote it since that read, so the last writer always wrote from the newest read.
+makes: a take writes it in its own commit, from the periods as that commit leaves them (the
+take's writes are conditional on the periods it read, so nothing newer can be overwritten); a
+flush or a close (blind increments) rewrites it from a read made after that change, on the
+condition that nobody rewrote it since that read, so the last writer always wrote from the
+newest read.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from google.api_core import exceptions
 from google.cloud import firestore
 from pydantic import BaseModel, Field
 
+from common.budget.blocks import Shown
 from common.budget.clock import server_clock
 from common.budget.controls import Controls
 from common.budget.periods import Period, scope_name
@@ -122,6 +126,20 @@ def compute(
             for change in period.changes
         ],
     )
+
+
+def shown(business: Business, controls: Controls) -> Shown:
+    """What a take writes in its own commit: the business's published status from the day and
+    month as the take leaves them (a take moves no money into spent: no warning is crossed)."""
+
+    def document(
+        day: Period, month: Period, now: dt.datetime
+    ) -> tuple[firestore.DocumentReference, dict[str, Any]]:
+        status = compute(business, day, month, controls, now)
+        data = {**status.model_dump(mode="json"), "updated_at": firestore.SERVER_TIMESTAMP}
+        return db().collection(STATUS).document(business.business_id), data
+
+    return document
 
 
 def read_status(

@@ -152,7 +152,7 @@ def people(web: webapp.WebStack) -> Iterator[People]:
             key=f"in-flight-{uuid.uuid4().hex}",
             model="gpt-5-mini",
             tier="mini",
-            upper_bound_nanos=450_000_000,
+            upper_bound_nanos=499_000_000,
         )
 
         sample = BusinessInput.model_validate_json(SAMPLE.read_text())

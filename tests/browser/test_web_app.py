@@ -200,7 +200,7 @@ def test_a_run_the_budget_stopped_before_any_part_says_so(page: Page, people: Pe
     expect(page.locator("#run-status")).to_have_attribute("data-status", "budget_exceeded")
     notice = page.locator("#notice")
     expect(notice).to_contain_text(
-        "Budget exceeded: the analysis stopped before its first step, which may cost up to "
+        "Budget exceeded: the analysis stopped before its first step, which needed "
         "$0.2100, with $0.0400 of the $0.25 daily limit left today, and $0.1800 more is held "
         "by analyses still in progress."
     )
@@ -225,7 +225,7 @@ def test_a_refused_start_shows_its_cause_and_numbers(
     page.click("#start-button")
     expect(notice).to_contain_text("Not started: the budget cannot pay for this analysis.")
     expect(notice).to_contain_text("only $0.0020 of the $0.05 daily limit is left today")
-    found = re.search(r"may cost up to \$([0-9.]+)", notice.text_content() or "")
+    found = re.search(r"It needs \$([0-9.]+)", notice.text_content() or "")
     assert found is not None and float(found[1]) > 0.002
     expect(page.locator("#run")).to_be_hidden()
     assert_fits(page, "07-refused-budget-exceeded")
@@ -234,7 +234,7 @@ def test_a_refused_start_shows_its_cause_and_numbers(
     with on_stack(web):
         status = get_budget_status(people.busy_bakery)
     held, free = f"${status.today_reserved:.4f}", f"${status.today_remaining:.4f}"
-    assert status.today_reserved >= 0.45
+    assert status.today_reserved >= 0.499
     page.select_option("#business", people.busy_bakery)
     expect(page.locator("#budget-text")).to_contain_text(
         f"$0.0000 spent, {held} held by analyses in progress, {free} left of $0.50 today"
@@ -243,7 +243,7 @@ def test_a_refused_start_shows_its_cause_and_numbers(
     page.click("#start-button")
     expect(notice).to_contain_text(
         f"Not started yet: {held} of the $0.50 daily limit is held by analyses still in "
-        f"progress, so only {free} is free now and the first step may cost up to $"
+        f"progress, so only {free} is free now and this analysis needs $"
     )
     expect(page.locator("#run")).to_be_hidden()
     assert_fits(page, "08-refused-money-held")
@@ -386,7 +386,7 @@ def test_a_budget_warning_appears_and_the_stop_keeps_finished_parts(
     page.wait_for_selector("#run-status[data-status=budget_exceeded]", timeout=RUN_TIMEOUT_MS)
     notice = page.locator("#notice")
     expect(notice).to_contain_text("Budget exceeded: the analysis stopped at the")
-    expect(notice).to_contain_text("which may cost up to $")
+    expect(notice).to_contain_text("which needed $")
     expect(notice).to_contain_text("of the $0.25 daily limit left today")
     expect(notice).to_contain_text("kept below")
     expect(page.locator("[data-section=research]")).to_be_visible()

@@ -14,7 +14,7 @@ import pytest
 from common.analysis import outcomes
 from common.analysis.launch import start_run
 from common.analysis.phases import run_phase
-from common.analysis.preflight import require_run_room
+from common.analysis.preflight import check_phase, expected_run_cost, require_run_room
 from common.budget.ledger import BudgetLedger
 from common.budget.usage import run_totals
 from common.models import PHASE_ORDER, BusinessInput
@@ -51,18 +51,18 @@ def test_once_costs_are_recorded_a_runs_estimate_lands_just_above_its_actual_cos
     register: Callable[..., Business], business_input: BusinessInput
 ) -> None:
     register(business_input.business_id, "enterprise")
-    cold = require_run_room("cold", business_input, "enterprise").estimate_usd
+    cold = expected_run_cost(business_input, "enterprise")
     first = run_totals(full_run(business_input)).cost_nanos
 
     outcomes.forget()  # what that run recorded
-    learned = require_run_room("warm", business_input, "enterprise").estimate_usd
+    learned = expected_run_cost(business_input, "enterprise")
     second = run_totals(full_run(business_input)).cost_nanos
 
     # Cold, the catalogue's prices of typical answers: above the actual, by far.
-    assert nanos(str(cold)) > 2 * first
+    assert cold > 2 * first
     # Learned: close to what the run then cost (its prompts carry a little more evidence than
     # the first run's did) and within the target of 1.5 times it.
-    assert 0.9 * second <= nanos(str(learned)) <= 1.5 * second
+    assert 0.9 * second <= learned <= 1.5 * second
 
 
 def test_a_refused_start_names_the_estimate_what_is_left_and_what_is_held(
@@ -94,37 +94,39 @@ def test_a_refused_start_names_the_estimate_what_is_left_and_what_is_held(
     ledger.close()
 
 
-def test_a_run_started_on_its_estimate_stops_at_a_call_whose_bound_does_not_fit(
+def test_a_run_started_with_just_enough_never_spends_past_the_limit(
     register: Callable[..., Business], business_input: BusinessInput
 ) -> None:
     register(business_input.business_id, "enterprise")
     full_run(business_input)
     outcomes.forget()
-    expected = nanos(str(require_run_room("probe", business_input, "enterprise").estimate_usd))
+    needed = nanos(str(require_run_room("probe", business_input, "enterprise").estimate_usd))
     spent = run_totals_of(business_input.business_id)
-    # Room for the estimate exactly: the run starts; its last calls' upper bounds cannot fit.
-    limit = spent + expected
+    # Room for what the start needs and not a nano more.
+    limit = spent + needed
     register(
         business_input.business_id, "enterprise", overrides={"daily_limit_usd": str(limit / 1e9)}
     )
 
     run_id = start_run_in_process(business_input)
-    stopped = None
+    finished = []
     for phase in PHASE_ORDER:
         for _ in range(5):  # as the workflow does, a busy phase (money held by its own
             try:  # parallel calls' blocks) is run again, reusing what it finished
+                check_phase(run_id, phase)  # the workflow's gate before the phase
                 run_phase(run_id, phase)
+                finished.append(phase)
                 break
             except Busy:
                 continue
             except PaymentRequired as refused:
-                stopped = refused
+                assert refused.code == "daily_budget_exceeded", refused
                 break
-        if stopped is not None:
+        if finished[-1:] != [phase]:
             break
-    assert stopped is not None, "every call fitted: the limit was not tight enough to tell"
-    assert stopped.code == "daily_budget_exceeded"
-    assert spent + run_totals(run_id).cost_nanos <= limit  # never past the limit
+    # However far it got, it never spent past the limit; what it finished is kept.
+    assert spent + run_totals(run_id).cost_nanos <= limit
+    assert finished and finished == list(PHASE_ORDER[: len(finished)])
 
 
 def run_totals_of(business_id: str) -> int:

@@ -53,7 +53,7 @@ export function refusal(code: string, message: string): string | null {
     if (!figures) return `Not started: the ${code.startsWith("daily") ? "daily" : "monthly"} budget cannot pay for this analysis (${message}).`;
     const { when, renews } = period(figures);
     return (
-      `Not started: the budget cannot pay for this analysis. Its first step may cost up to ${money(figures.needed)}, ` +
+      `Not started: the budget cannot pay for this analysis. It needs ${money(figures.needed)} (what analyses like it cost lately, and at least what its dearest step may cost), ` +
       `but only ${money(figures.left)} of the ${usd(figures.limit, 2)} ${figures.period} limit is left ${when}${heldClause(figures)}. ${renews}`
     );
   }
@@ -61,7 +61,7 @@ export function refusal(code: string, message: string): string | null {
     if (!figures) return `Not started yet: money is held by analyses in progress (${message}). Please try again in a minute.`;
     return (
       `Not started yet: ${money(figures.held)} of the ${usd(figures.limit, 2)} ${figures.period} limit is held by analyses still in progress, ` +
-      `so only ${money(figures.left)} is free now and the first step may cost up to ${money(figures.needed)}. ` +
+      `so only ${money(figures.left)} is free now and this analysis needs ${money(figures.needed)}. ` +
       "What they do not use comes back when they finish: please try again in a minute."
     );
   }
@@ -89,7 +89,7 @@ export function stopped(run: Run): string | null {
   const step = run.phase ? `at the ${run.phase} step` : "before its first step";
   if (!figures) return `Budget exceeded: the analysis stopped ${step}${run.error ? ` (${run.error})` : ""}.${kept}`;
   return (
-    `Budget exceeded: the analysis stopped ${step}, which may cost up to ${money(figures.needed)}, ` +
+    `Budget exceeded: the analysis stopped ${step}, which needed ${money(figures.needed)}, ` +
     `with ${money(figures.left)} of the ${usd(figures.limit, 2)} ${figures.period} limit left ${period(figures).when}${heldClause(figures)}.${kept}`
   );
 }

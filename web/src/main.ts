@@ -365,8 +365,9 @@ function renderEvents(events: RunEvent[]): void {
 /** One line of the activity list: a step, and when a sub-task's answers had to move up a
  * model tier (or still fail a check) a mark saying so, with why. */
 function activity(e: RunEvent): HTMLLIElement {
-  const escalations = (e.data.escalations as Escalation[] | undefined) ?? [];
-  const unresolved = (e.data.unresolved as string[] | undefined) ?? [];
+  // A sub-task's event lists its escalations; a phase's end counts them (a number).
+  const escalations = Array.isArray(e.data.escalations) ? (e.data.escalations as Escalation[]) : [];
+  const unresolved = Array.isArray(e.data.unresolved) ? (e.data.unresolved as string[]) : [];
   const step = e.step ?? e.type.replaceAll("_", " ");
   // The step's own words already say "(escalated … : why)"; the mark says it at a glance.
   const line = escalations.length ? step.replace(/ \(escalated .*$/, "") : step;
