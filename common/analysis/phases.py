@@ -459,8 +459,9 @@ def _store(
             "phase stored with checks still failing",
             extra={"json_fields": {"run_id": run_id, "phase": spec.name, "unresolved": unresolved}},
         )
-    snapshot = phase_ref(run_id, spec.name).get()
-    return _result(run_id, spec.name, snapshot.to_dict() or {}, replayed=replayed)
+    if replayed:  # another instance stored it first: its result counts
+        stored = phase_ref(run_id, spec.name).get().to_dict() or {}
+    return _result(run_id, spec.name, stored, replayed=replayed)
 
 
 def _own_parts(work: Work) -> int:

@@ -368,12 +368,12 @@ def test_another_business_run_cannot_be_read(
 
 
 def test_a_budget_warning_appears_and_the_stop_keeps_finished_parts(
-    page: Page, people: People
+    page: Page, people: People, web: webapp.WebStack
 ) -> None:
     sign_in(page)
     page.select_option("#business", people.shoestring)
     expect(page.locator("#budget-text")).to_contain_text("of $0.25 today")
-    expect(page.locator("#budget-warning")).to_be_hidden()  # 72% spent: no warning yet
+    expect(page.locator("#budget-warning")).to_be_hidden()  # 74% spent: no warning yet
     page.click("#example-button")
     page.click("#start-button")
     warning = page.locator("#run-warnings li").first
@@ -382,12 +382,15 @@ def test_a_budget_warning_appears_and_the_stop_keeps_finished_parts(
     expect(page.locator("#budget-warning")).to_contain_text("Budget warning: 75%")
     assert page.get_attribute("#gauge", "data-level") == "75"
     shoot(page, "14-budget-warning")
-    # $0.25 a day cannot pay for every phase's bound: the run stops, keeping what finished.
+    # The owner's plan is cut to $0.19 a day while the run is under way: the gate before the
+    # next phase finds no room for it, and the run stops, keeping what finished.
+    with on_stack(web):
+        register_business(people.shoestring, overrides={"daily_limit_usd": "0.19"})
     page.wait_for_selector("#run-status[data-status=budget_exceeded]", timeout=RUN_TIMEOUT_MS)
     notice = page.locator("#notice")
     expect(notice).to_contain_text("Budget exceeded: the analysis stopped at the")
     expect(notice).to_contain_text("which needed $")
-    expect(notice).to_contain_text("of the $0.25 daily limit left today")
+    expect(notice).to_contain_text("of the $0.19 daily limit left today")
     expect(notice).to_contain_text("kept below")
     expect(page.locator("[data-section=research]")).to_be_visible()
 
