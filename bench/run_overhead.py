@@ -114,7 +114,17 @@ def timed_ingresses(local: stack.LocalStack) -> Iterator[Hops]:
     yield hops
 
 
-def one_run(business: BusinessInput, traffic: Traffic, hops: Hops) -> dict[str, object]:
+@dataclass
+class Result:
+    """One run: its wall time, its critical path, where the rest went, its Firestore traffic."""
+
+    wall: float
+    critical_path: float
+    parts: dict[str, float]
+    traffic: Traffic
+
+
+def one_run(business: BusinessInput, traffic: Traffic, hops: Hops) -> Result:
     before = traffic.snapshot()
     hops.take()
     started = time.perf_counter()
@@ -141,13 +151,7 @@ def one_run(business: BusinessInput, traffic: Traffic, hops: Hops) -> dict[str, 
     parts["lifecycle start + succeed"] = lifecycle.get("start", 0.0) + lifecycle.get("succeed", 0.0)
     own_on_path = sum(max(own[p] for p in stage) for stage in STAGES)
     parts["engine, listener and the rest"] = wall - own_on_path - sum(parts.values())
-    return {
-        "wall": wall,
-        "critical_path": critical,
-        "parts": parts,
-        "traffic": used,
-        "checks": len(checks),
-    }
+    return Result(wall, critical, parts, used)
 
 
 def main() -> None:
@@ -179,40 +183,33 @@ def main() -> None:
     report(results)
 
 
-def report(results: list[dict[str, object]]) -> None:
+def report(results: list[Result]) -> None:
     print(f"{'run':>4} {'wall s':>8} {'critical s':>11} {'wall/critical':>14} {'calls':>6}")
     for number, r in enumerate(results, 1):
-        traffic = r["traffic"]
-        assert isinstance(traffic, Traffic)
-        wall, critical = float(r["wall"]), float(r["critical_path"])  # type: ignore[arg-type]
         print(
-            f"{number:>4} {wall:>8.3f} {critical:>11.3f} {wall / critical:>14.2f}"
-            f" {traffic.calls():>6}"
+            f"{number:>4} {r.wall:>8.3f} {r.critical_path:>11.3f} "
+            f"{r.wall / r.critical_path:>14.2f} {r.traffic.calls():>6}"
         )
-
-    def median(value: Callable[[dict[str, object]], float]) -> float:
-        return statistics.median(value(r) for r in results)
-
-    wall = median(lambda r: float(r["wall"]))  # type: ignore[arg-type]
-    critical = median(lambda r: float(r["critical_path"]))  # type: ignore[arg-type]
+    wall = statistics.median(r.wall for r in results)
+    critical = statistics.median(r.critical_path for r in results)
+    ratio = statistics.median(r.wall / r.critical_path for r in results)
     print(
         f"median of {len(results)}: wall {wall:.3f} s, critical path {critical:.3f} s, "
-        f"wall/critical path = {wall / critical:.2f}; {wall - critical:.3f} s beyond it:"
+        f"wall/critical path = {ratio:.2f}; {wall - critical:.3f} s beyond it:"
     )
-    names = list(results[0]["parts"])  # type: ignore[call-overload]
-    for name in names:
-        seconds = median(lambda r, n=name: float(r["parts"][n]))  # type: ignore[index]
+    for name in results[0].parts:
+        seconds = statistics.median(r.parts[name] for r in results)
         print(f"  {name:<32} {seconds * 1000:>7.1f} ms")
-    traffics = [r["traffic"] for r in results]
-    calls = statistics.median(t.calls() for t in traffics)  # type: ignore[attr-defined]
+    traffics = [r.traffic for r in results]
+    calls = statistics.median(t.calls() for t in traffics)
     print(f"Firestore calls per run (median): {calls:.0f}, the customer's listener apart")
     for method, kind in KINDS:
-        n = statistics.median(t.rpcs.get(method, 0) for t in traffics)  # type: ignore[attr-defined]
+        n = statistics.median(t.rpcs.get(method, 0) for t in traffics)
         if n:
             print(f"  {kind:<14} {n:>5.0f}")
-    read = statistics.median(t.documents_read for t in traffics)  # type: ignore[attr-defined]
-    written = statistics.median(t.documents_written for t in traffics)  # type: ignore[attr-defined]
-    listens = statistics.median(t.rpcs.get("Listen", 0) for t in traffics)  # type: ignore[attr-defined]
+    read = statistics.median(t.documents_read for t in traffics)
+    written = statistics.median(t.documents_written for t in traffics)
+    listens = statistics.median(t.rpcs.get("Listen", 0) for t in traffics)
     print(
         f"  documents read in batch reads {read:.0f}, written {written:.0f}; "
         f"listeners opened {listens:.0f}"

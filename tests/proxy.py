@@ -26,8 +26,11 @@ from google.cloud.firestore_v1.types import firestore as messages
 from local.processes import free_port
 
 # Methods that write (their requests name documents) and that read documents by name.
-_WRITES = {"Commit": messages.CommitRequest, "BatchWrite": messages.BatchWriteRequest}
-_READS = {"BatchGetDocuments": messages.BatchGetDocumentsRequest}
+_WRITES: dict[str, Any] = {
+    "Commit": messages.CommitRequest,
+    "BatchWrite": messages.BatchWriteRequest,
+}
+_READS: dict[str, Any] = {"BatchGetDocuments": messages.BatchGetDocumentsRequest}
 
 
 class Traffic:
