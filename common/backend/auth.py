@@ -84,12 +84,21 @@ class _Certs:
         self._expires = 0.0
 
     def get(self, url: str) -> dict[str, str]:
+        """The certificates at `url`; when their max-age has passed and fetching them again
+        fails, the ones fetched before (a key is valid long after its max-age: Google rotates
+        them daily and keeps the old one published), else the error."""
         with self._lock:
             if url != self._url or time.monotonic() >= self._expires:
-                response = httpx.get(url, timeout=10)
-                response.raise_for_status()
+                try:
+                    response = httpx.get(url, timeout=10)
+                    response.raise_for_status()
+                    certs = dict(response.json())
+                except (httpx.HTTPError, ValueError):
+                    if url == self._url and self._certs:
+                        return self._certs
+                    raise
                 match = _MAX_AGE.search(response.headers.get("cache-control", ""))
-                self._certs = dict(response.json())
+                self._certs = certs
                 self._url = url
                 self._expires = time.monotonic() + (int(match.group(1)) if match else 0)
             return self._certs

@@ -7,13 +7,17 @@ https://firebase.google.com/docs/auth/admin/verify-id-tokens#verify_id_tokens_us
 from __future__ import annotations
 
 import base64
+import http.server
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
+from common.backend import auth
 from common.backend.app import ROUTES
 from common.platform.settings import get_settings
 from common.tenants.businesses import Business
@@ -151,3 +155,38 @@ def test_auth_emulator_tokens_are_accepted_only_in_emulator_mode(
     monkeypatch.setenv("APP_MODE", "production")
     get_settings.cache_clear()
     assert me(api, emulator_token).status_code == 401
+
+
+def test_keys_fetched_before_still_verify_when_google_cannot_be_reached(
+    api: Api, project_id: str, token: Token
+) -> None:
+    answers = iter([200, 503, 503])
+    certs: dict[str, str] = {}
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            code = next(answers, 503)
+            self.send_response(code)
+            self.send_header("Cache-Control", "public, max-age=0")  # stale at once
+            self.end_headers()
+            if code == 200:
+                self.wfile.write(json.dumps(certs).encode())
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/x509"
+    try:
+        # What the session's key server publishes, served once, then the server fails.
+        certs.update(httpx.get(get_settings().firebase_certs_url).json())
+        fetched = auth._Certs()
+        assert fetched.get(url) == certs
+        # Refetched (its max-age passed), the server answers 503: the keys from before serve.
+        assert fetched.get(url) == certs
+        # A process that never fetched them has nothing to verify with: the error stands.
+        with pytest.raises(httpx.HTTPStatusError):
+            auth._Certs().get(url)
+    finally:
+        server.shutdown()
