@@ -24,7 +24,7 @@ from common.analysis import checks, outcomes, prompts
 from common.analysis.progress import PhaseProgress
 from common.analysis.registry import SubTaskSpec
 from common.llm import Completion, Router
-from common.llm.base import Message
+from common.llm.base import Message, OutputSink
 from common.llm.cascade import Start, start_tier
 from common.llm.catalogue import TIERS
 from common.models import BusinessInput, Strict
@@ -244,30 +244,8 @@ class Work:
             self._keep(done)
             return done
         self.stop_if_cancelled()
-        call_key = f"{self.run_id}:{self.phase}:{key}"
-        start = self.start(sub, call_key)
-        inputs = self.inputs
-
-        def judged(answer: Any) -> list[str]:
-            found = checks.universal(answer, inputs)
-            return found + list(check(answer)) if check is not None and not found else found
-
-        completion = self.router.execute(
-            sub.task_type,
-            messages,
-            schema=schema,
-            allowed_tiers=self.allowed,
-            ledger=self.ledger,
-            call_key=call_key,
-            check=judged,
-            asks=self.settings.cascade_asks,
-            escalate=True,
-            tier=start.tier,
-            why=start.reason,
-            profile=sub.profile,
-            on_output=self.progress.sink(key, points, sub.expected_tokens),
-            deadline=self.deadline,
-        )
+        on_output = self.progress.sink(key, points, sub.expected_tokens)
+        completion = self._cascade(sub, key, messages, schema, check, on_output)
         done = Done.of(key, sub, completion)
         self._keep(done)
         if final:
@@ -287,6 +265,19 @@ class Work:
     ) -> Any:
         """A review within another sub-task's check (a critic): its own cascade, paid through
         the phase's ledger, no step of its own; returns its verdict."""
+        return self._cascade(sub, key, messages, sub.answer, check, None).parsed
+
+    def _cascade(
+        self,
+        sub: SubTaskSpec,
+        key: str,
+        messages: Sequence[Message],
+        schema: type[Strict],
+        check: Callable[[Any], Sequence[str]] | None,
+        on_output: OutputSink | None,
+    ) -> Completion[Any]:
+        """One call of `sub` through the cascade: it starts where outcomes say, answers are
+        judged by the universal checks and `check`, asked again, then moved up a tier."""
         call_key = f"{self.run_id}:{self.phase}:{key}"
         start = self.start(sub, call_key)
         inputs = self.inputs
@@ -295,10 +286,10 @@ class Work:
             found = checks.universal(answer, inputs)
             return found + list(check(answer)) if check is not None and not found else found
 
-        completion = self.router.execute(
+        return self.router.execute(
             sub.task_type,
             messages,
-            schema=sub.answer,
+            schema=schema,
             allowed_tiers=self.allowed,
             ledger=self.ledger,
             call_key=call_key,
@@ -308,9 +299,9 @@ class Work:
             tier=start.tier,
             why=start.reason,
             profile=sub.profile,
+            on_output=on_output,
             deadline=self.deadline,
         )
-        return completion.parsed
 
     def parallel(self, jobs: Sequence[Callable[[], T]]) -> list[T]:
         """Run `jobs` at once and return their results in order; when some fail, every job
