@@ -1,6 +1,7 @@
 """Would a task fit in a business's budget right now? A question: it reserves nothing and writes
 nothing, and reads everything it needs in one round trip (the business, the platform controls,
-its day and month, the platform's shards)."""
+its day and month; the platform's shards too, in a second, only when the day's own share of the
+platform's cap would not do)."""
 
 from __future__ import annotations
 
@@ -73,7 +74,9 @@ def check_budget_before_task(
         NotFound: the business is not registered (code `unknown_business`).
     """
     now = now or server_clock.now()
-    room, _ = read_room(business_id, now)
+    # The day's own share of the platform's cap is on its document; the cap's shards (sixteen
+    # more documents) are read only when that share alone would not do.
+    room, _ = read_room(business_id, now, shards=False)
     business = room.business
     call = Call(
         task_type,
@@ -85,6 +88,9 @@ def check_budget_before_task(
     decision, bound = estimator().bounded(call)
     estimate = bound if amount_nanos is None else amount_nanos
     denial = room.refusal(estimate)
+    if isinstance(denial, BudgetDenied) and denial.reason == "platform_cap_reached":
+        room, _ = read_room(business_id, now)
+        denial = room.refusal(estimate)
     if decision.downgraded_from and not allow_downgrade:
         denial = BudgetDenied(
             "model_tier_restricted",

@@ -27,10 +27,12 @@ from tests.proxy import Traffic, proxy
 
 pytestmark = pytest.mark.emulator
 
-# What a full run may make today, the customer's listener apart. Issue 19 asks for 100; the
-# sub-tasks' own commits and each model call's hold and settle (two writes of its usage record,
-# what keeps a crash from losing money) keep a run near 180 (see the closing note of issue 19).
-RUN_CALLS = 200
+# What a full run may make today, the customer's listener apart. Issue 19 asks for 100: a run
+# of the cascade makes about 24 model calls, each writing its usage record twice (the hold
+# before the call, what keeps a crash from losing money, and the settle), 22 sub-tasks each
+# committing its part, and each phase request taking and closing a block; about 165 in all
+# (`bench/run_overhead.py`). This holds it there until the next levers (decision 006).
+RUN_CALLS = 190
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +97,13 @@ def test_a_full_run_makes_a_bounded_number_of_firestore_calls(
     path, writes = used.hottest()
     assert path == f"runs/{run_id}" and writes <= 50, used.writes.most_common(5)
     # A business's day: each phase request takes a block and gives it back (one request per
-    # instance), two writes per phase and the run's start; so is its published status.
+    # instance), two writes per phase; a parallel phase's take that lost the race to its
+    # sibling's is sent again (counted: the proxy sees what is sent). So is its status.
     day = next(
         p for p in used.writes if p.startswith(f"budget_scopes/business:{business.business_id}:")
     )
-    assert used.writes[day] <= 2 * 6 + 1, used.writes.most_common(5)
-    assert used.writes[f"budget_status/{business.business_id}"] <= 2 * 6 + 1
+    assert used.writes[day] <= 2 * 6 + 3, used.writes.most_common(5)
+    assert used.writes[f"budget_status/{business.business_id}"] <= 2 * 6 + 3
 
 
 def test_the_budget_check_before_a_phase_makes_at_most_two_calls(
