@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 from common.budget import blocks, status
@@ -53,6 +54,7 @@ class Allowance:
     committed: int = 0  # holds at their upper bound, and settled costs not flushed yet
     unflushed: int = 0  # settled costs not flushed yet
     inflight: int = 0
+    holders: Counter[int] = field(default_factory=Counter)  # in flight, by granting thread
     last_grant: float = field(default_factory=time.monotonic)
     last_flush: float = field(default_factory=time.monotonic)
     retiring: bool = False
@@ -62,6 +64,16 @@ class Allowance:
     @property
     def free(self) -> int:
         return self.block.amount - self.committed
+
+
+def _let_go(allowance: Allowance) -> None:
+    """One of `allowance`'s calls in flight ended: the calling thread's, else any thread's
+    (holding the escrow's lock)."""
+    me = threading.get_ident()
+    holder = me if allowance.holders.get(me) else next(iter(+allowance.holders), None)
+    if holder is not None:
+        allowance.holders[holder] -= 1
+        allowance.holders = +allowance.holders
 
 
 class Escrow:
@@ -75,6 +87,7 @@ class Escrow:
         self._sizes: dict[tuple[str, str, str], int] = {}
         self._warmed: set[tuple[str, str, str]] = set()
         self._thread: threading.Thread | None = None
+        self._ended = 0  # calls ended (settled or given back), for grants waiting on them
 
     # --- granting ----------------------------------------------------------------------------
 
@@ -86,14 +99,17 @@ class Escrow:
         """
         business = sources.business
         key = (db().project, business.business_id, day)
+        patience = time.monotonic() + get_settings().budget_wait_seconds
         while True:
             retired: list[Allowance] = []
             with self._cond:
+                ended = self._ended
                 live = self._live.get(key)
                 if live is not None:
                     if self._usable(live, sources, amount):
                         live.committed += amount
                         live.inflight += 1
+                        live.holders[threading.get_ident()] += 1
                         live.last_grant = time.monotonic()
                         return live
                     self._learn(key, live)
@@ -134,10 +150,21 @@ class Escrow:
                         owner=INSTANCE,
                         shown=status.shown(business, sources.controls),
                     )
+            except BudgetBusy as busy:
+                held: BudgetBusy | None = busy
+            else:
+                held = None
             finally:
                 with self._cond:
                     self._taking.discard(key)
                     self._cond.notify_all()
+            if held is not None:
+                # The room may be held by this process's own calls in flight (a phase's
+                # parallel sub-tasks near the limit): wait for one to settle, then look again,
+                # rather than fail a phase that would then be retried whole.
+                if held.reason == "budget_held" and self._await_own(key, ended, patience):
+                    continue
+                raise held
             settings = get_settings()
             allowance = Allowance(
                 block=block,
@@ -155,6 +182,34 @@ class Escrow:
                 self._cond.notify_all()
             self._close_all(retired)
             self._start_housekeeping()
+
+    def _await_own(self, key: tuple[str, str, str], ended: int, until: float) -> bool:
+        """Wait, at most until `until`, for one of this process's calls in flight on the
+        business of `key` to end (`ended`: how many had when the caller looked). Returns
+        whether one did (at once if one did already; False at once if none of other threads
+        is in flight here: the room is held elsewhere)."""
+
+        me = threading.get_ident()
+
+        def inflight() -> int:  # other threads' calls: this one's own cannot settle meanwhile
+            return sum(
+                allowance.inflight - allowance.holders.get(me, 0)
+                for allowance in self._all.values()
+                if (allowance.project, allowance.block.business_id) == key[:2]
+                and not allowance.closed
+            )
+
+        with self._cond:
+            if self._ended != ended:
+                return True
+            if not inflight():
+                return False
+            while self._ended == ended:  # until a call has ended and its block given back
+                left = until - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(timeout=min(left, 1.0))
+            return True
 
     def _learn(self, key: tuple[str, str, str], allowance: Allowance) -> None:
         """Size the next block of `key` from how fast `allowance` was used (holding the lock):
@@ -222,9 +277,11 @@ class Escrow:
         with self._cond:
             allowance.committed -= amount
             allowance.inflight -= 1
+            _let_go(allowance)
             if allowance.retiring and allowance.inflight == 0 and not allowance.closed:
                 retired.append(allowance)
         self._close_all(retired)
+        self._call_ended()
 
     def settled(self, allowance: Allowance, bound: int, cost: int) -> None:
         """A hold of `bound` on `allowance` settled at `cost`."""
@@ -234,6 +291,7 @@ class Escrow:
             allowance.committed += cost - bound
             allowance.unflushed += cost
             allowance.inflight -= 1
+            _let_go(allowance)
             over = allowance.committed - allowance.block.amount
             if allowance.retiring and allowance.inflight == 0 and not allowance.closed:
                 retired.append(allowance)
@@ -245,6 +303,13 @@ class Escrow:
             self._close_all(retired)
         elif flush:
             self._flush(allowance)
+        self._call_ended()
+
+    def _call_ended(self) -> None:
+        """Wake grants waiting for this process's calls (their blocks are given back now)."""
+        with self._cond:
+            self._ended += 1
+            self._cond.notify_all()
 
     def _grow(self, allowance: Allowance, amount: int) -> None:
         """A call billed above its hold by more than the block had spare: the money was spent,

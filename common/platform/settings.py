@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # Past a block's TTL, how long others wait before reconciling it (clock rates, not offsets:
     # every expiry is measured on the database's clock).
     budget_reconcile_grace_seconds: float = Field(default=5.0, ge=0, le=600)
+    # A call short of room that this process's own calls in flight hold (a phase's parallel
+    # sub-tasks near the limit) waits this long for one of them to end before it answers that
+    # the budget is held (which fails the phase for the workflow to retry).
+    budget_wait_seconds: float = Field(default=30.0, ge=0, le=600)
     # Within this long of midnight, a business's next day (and month) is made ahead.
     budget_warm_seconds: float = Field(default=3600.0, ge=0, le=86_400)
     # Overrides the platform-wide daily cap of common/budget/tiers.yaml (all businesses together).

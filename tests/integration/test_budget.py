@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import sys
 import threading
 import time
 import uuid
@@ -392,3 +393,53 @@ def test_a_backend_can_ask_whether_a_task_fits(
     response = function_client("budget_check").post("/", json=too_much)
     assert response.status_code == 402
     assert (response.json or {})["error"]["code"] == "daily_budget_exceeded"
+
+
+def test_parallel_calls_near_the_limit_wait_for_each_other_instead_of_failing(
+    register: Callable[..., Business],
+) -> None:
+    # $1.00 a day: two calls whose bounds are $0.60 each cannot be held at once, but the first
+    # costs $0.05, so the second fits once it has settled.
+    business = register("near", overrides={"daily_limit_usd": "1.00"})
+    first, second = BudgetLedger(business), BudgetLedger(business)
+    first.reserve(key="first", model="gpt-5-mini", tier="mini", upper_bound_nanos=600_000_000)
+
+    # The same thread asking for more cannot wait for its own call: held, at once.
+    with pytest.raises(BudgetBusy) as held:
+        first.reserve(key="again", model="gpt-5-mini", tier="mini", upper_bound_nanos=600_000_000)
+    assert held.value.reason == "budget_held"
+
+    outcome: list[str] = []
+    started = threading.Event()
+
+    def parallel() -> None:
+        started.set()
+        try:
+            second.reserve(
+                key="second", model="gpt-5-mini", tier="mini", upper_bound_nanos=600_000_000
+            )
+            second.settle(attempt("second", 50_000_000))
+            outcome.append("granted")
+        except (BudgetBusy, BudgetDenied) as refused:
+            outcome.append(refused.reason)
+
+    worker = threading.Thread(target=parallel)
+    worker.start()
+    started.wait()
+    # It waits for the call in flight rather than failing its phase: seen in its stack.
+    for _ in range(500):
+        frame = sys._current_frames().get(worker.ident or 0)
+        names = []
+        while frame is not None:
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        if "_await_own" in names or outcome:
+            break
+        time.sleep(0.02)
+    assert not outcome and "_await_own" in names
+    first.settle(attempt("first", 50_000_000))
+    worker.join(timeout=30)
+    assert outcome == ["granted"]
+    first.close()
+    second.close()
+    assert charged("near", day_key(dt.datetime.now(dt.UTC))) == 100_000_000
