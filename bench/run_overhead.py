@@ -147,10 +147,12 @@ def one_run(business: BusinessInput, traffic: Traffic, hops: Hops) -> Result:
         critical += max(own[p] for p in stage)
         parts["budget checks"] += checks.get(branch, 0.0)
         parts["phase calls beyond own time"] += calls.get(branch, 0.0) - own[branch]
-    parts["launch"] = launched
+    # The workflow's first call (the lifecycle's start) may begin before the launch returns.
+    first = min((h.started for h in taken if h.label == "start"), default=started + launched)
+    parts["launch"] = min(launched, first - started)
     parts["lifecycle start + succeed"] = lifecycle.get("start", 0.0) + lifecycle.get("succeed", 0.0)
-    own_on_path = sum(max(own[p] for p in stage) for stage in STAGES)
-    parts["engine, listener and the rest"] = wall - own_on_path - sum(parts.values())
+    # Less what overlaps: the listener sees the run end before the lifecycle's succeed answers.
+    parts["engine, listener, the rest"] = wall - critical - sum(parts.values())
     return Result(wall, critical, parts, used)
 
 
