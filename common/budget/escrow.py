@@ -69,11 +69,13 @@ class Allowance:
 def _let_go(allowance: Allowance) -> None:
     """One of `allowance`'s calls in flight ended: the calling thread's, else any thread's
     (holding the escrow's lock)."""
+    holders = allowance.holders
     me = threading.get_ident()
-    holder = me if allowance.holders.get(me) else next(iter(+allowance.holders), None)
+    holder = me if me in holders else next(iter(holders), None)
     if holder is not None:
-        allowance.holders[holder] -= 1
-        allowance.holders = +allowance.holders
+        holders[holder] -= 1
+        if holders[holder] <= 0:
+            del holders[holder]
 
 
 class Escrow:
@@ -88,6 +90,7 @@ class Escrow:
         self._warmed: set[tuple[str, str, str]] = set()
         self._thread: threading.Thread | None = None
         self._ended = 0  # calls ended (settled or given back), for grants waiting on them
+        self._awaiting = 0  # grants waiting for this process's calls to end
 
     # --- granting ----------------------------------------------------------------------------
 
@@ -204,12 +207,16 @@ class Escrow:
                 return True
             if not inflight():
                 return False
-            while self._ended == ended:  # until a call has ended and its block given back
-                left = until - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(timeout=min(left, 1.0))
-            return True
+            self._awaiting += 1
+            try:
+                while self._ended == ended:  # until a call has ended and its block given back
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(timeout=min(left, 1.0))
+                return True
+            finally:
+                self._awaiting -= 1
 
     def _learn(self, key: tuple[str, str, str], allowance: Allowance) -> None:
         """Size the next block of `key` from how fast `allowance` was used (holding the lock):
@@ -309,7 +316,8 @@ class Escrow:
         """Wake grants waiting for this process's calls (their blocks are given back now)."""
         with self._cond:
             self._ended += 1
-            self._cond.notify_all()
+            if self._awaiting:
+                self._cond.notify_all()
 
     def _grow(self, allowance: Allowance, amount: int) -> None:
         """A call billed above its hold by more than the block had spare: the money was spent,
