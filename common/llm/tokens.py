@@ -110,6 +110,12 @@ def count_tokens(text: str) -> int:
     which is how the API treats it inside a message."""
     if not text:
         return 0
+    return _counted(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _counted(text: str) -> int:
+    # A phase's sub-tasks share their prompt's texts: a check or a plan counts each once.
     return len(encoding().encode_ordinary(text))
 
 

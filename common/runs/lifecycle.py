@@ -270,6 +270,11 @@ def transition(
             continue
         except exceptions.AlreadyExists:
             pass  # the event exists: another delivery of this transition won
+        else:
+            if to == "start":
+                # This delivery started it, and nothing is spent before a run starts: its
+                # totals need no read (the start is on the run's critical path).
+                return _started(run)
         final = get_run(run_id)
         logger.log(
             logging.ERROR if kind == "run_failed" else logging.INFO,
@@ -286,6 +291,29 @@ def transition(
         )
         return summarize(final)
     raise Contention(f"run {run_id} is changing too fast; try again")
+
+
+def _started(run: Run) -> RunSummary:
+    """The totals of `run` as its start leaves it."""
+    logger.info(
+        "run started",
+        extra=log.fields(
+            event="run_started", run_id=run.run_id, business_id=run.business_id, status="running"
+        ),
+    )
+    return RunSummary(
+        run_id=run.run_id,
+        status="running",
+        percent=run.percent + START_WEIGHT,
+        reason=None,
+        total_cost_usd=0.0,
+        duration_seconds=None,
+        models_used=[],
+        providers_used=[],
+        phases={},
+        warnings=run.warnings,
+        results_path=f"{RUNS}/{run.run_id}/{PHASES}",
+    )
 
 
 def request_cancel(run_id: str) -> Run:
