@@ -41,19 +41,11 @@ class Calls(
 
     def _count(self, method: str, request: Any) -> None:
         name = method.rsplit("/", 1)[-1]
-        paths = []
-        if name in ("Commit", "BatchWrite"):
-            for write in request.writes:
-                if write.update.name:
-                    paths.append(write.update.name)
-                elif write.delete:
-                    paths.append(write.delete)
-                elif write.transform.document:
-                    paths.append(write.transform.document)
+        paths = [written(w) for w in request.writes] if name in ("Commit", "BatchWrite") else []
         with self._lock:
             self.rpcs[name] += 1
             for path in paths:
-                self.writes[path.split("/documents/", 1)[-1]] += 1
+                self.writes[path] += 1
 
     def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: Any, request: Any
@@ -79,8 +71,19 @@ class Calls(
 
     def hottest(self, prefix: str = "") -> tuple[str, int]:
         """The document (whose path starts with `prefix`) written most, and how often."""
-        found = [(path, n) for path, n in self.writes.items() if path.startswith(prefix)]
-        return max(found, key=lambda item: item[1]) if found else ("", 0)
+        return hottest(self.writes, prefix)
+
+
+def written(write: Any) -> str:
+    """The path (below `documents/`) of the document one write of a commit touches."""
+    name = write.update.name or write.delete or write.transform.document
+    return str(name).split("/documents/", 1)[-1]
+
+
+def hottest(writes: Counter[str], prefix: str = "") -> tuple[str, int]:
+    """The document (whose path starts with `prefix`) written most in `writes`, and how often."""
+    found = [(path, n) for path, n in writes.items() if path.startswith(prefix)]
+    return max(found, key=lambda item: item[1]) if found else ("", 0)
 
 
 @contextmanager

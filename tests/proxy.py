@@ -24,6 +24,7 @@ import grpc
 from google.cloud.firestore_v1.types import firestore as messages
 
 from local.processes import free_port
+from tests.counting import hottest, written
 
 # Methods that write (their requests name documents) and that read documents by name.
 _WRITES: dict[str, Any] = {
@@ -74,7 +75,7 @@ class Traffic:
 
     def hottest(self) -> tuple[str, int]:
         """The document written most, and how often."""
-        return max(self.writes.items(), key=lambda item: item[1]) if self.writes else ("", 0)
+        return hottest(self.writes)
 
     @property
     def documents_written(self) -> int:
@@ -87,22 +88,14 @@ class Traffic:
     def _request(self, method: str, payload: bytes) -> None:
         if method in _WRITES:
             request = _WRITES[method].deserialize(payload)
-            paths = [_written(write) for write in request.writes]
+            paths = [written(write) for write in request.writes]
             with self._lock:
                 for path in paths:
-                    self.writes[path.split("/documents/", 1)[-1]] += 1
+                    self.writes[path] += 1
         elif method in _READS:
             read = _READS[method].deserialize(payload)
             with self._lock:
                 self.documents_read += len(read.documents)
-
-
-def _written(write: Any) -> str:
-    if write.update.name:
-        return str(write.update.name)
-    if write.delete:
-        return str(write.delete)
-    return str(write.transform.document)
 
 
 class _Forward(grpc.GenericRpcHandler):  # type: ignore[misc]

@@ -103,14 +103,14 @@ def forget() -> None:
         cache.records = cache.rates = cache.costs = None
 
 
-def percentile(values: list[int], q: float) -> int:
-    """The `q`th percentile of `values` (sorted or not), the nearest rank above."""
-    ordered = sorted(values)
+def percentile(ordered: list[int], q: float) -> int:
+    """The `q`th percentile of `ordered` (sorted), the nearest rank above."""
     return ordered[min(len(ordered) - 1, max(math.ceil(q / 100 * len(ordered)) - 1, 0))]
 
 
 def costs_of(records: list[dict[str, Any]]) -> dict[str, list[int]]:
-    """Each task type's cost per call (the attempts of one call summed), from usage records."""
+    """Each task type's costs per call (the attempts of one call summed), sorted, from usage
+    records."""
     calls: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         if record.get("state") in _CHARGED and record.get("call_key") and record.get("task_type"):
@@ -119,7 +119,7 @@ def costs_of(records: list[dict[str, Any]]) -> dict[str, list[int]]:
     for attempts in calls.values():
         task_type = str(attempts[0]["task_type"])
         found[task_type].append(sum(int(r.get("charged_nanos") or 0) for r in attempts))
-    return dict(found)
+    return {task_type: sorted(costs) for task_type, costs in found.items()}
 
 
 def _recent(limit: int) -> list[dict[str, Any]]:

@@ -118,19 +118,27 @@ def expected_run_cost(business: BusinessInput, tier: TierName) -> int:
     """What a whole run for `business` is expected to cost, in nanos (each phase's
     `expected_cost`; the prompts without the earlier phases' results, which a task type's
     recorded costs include)."""
-    tiers = limits_for(tier).model_tiers
-    return sum(
-        expected_cost(Prepared("", business, PHASES[phase], {}), tiers)[0] for phase in PHASE_ORDER
-    )
+    return sum(expected for expected, _ in _run_costs("", business, tier).values())
 
 
 def require_run_room(run_id: str, business: BusinessInput, tier: TierName) -> BudgetDecision:
     """Before a run starts: whether what the whole run is expected to cost fits, and at least
     the upper bound of its first phase's dearest first try; or `PaymentRequired` naming what
     it needs, what is left and what work in flight holds."""
+    costs = _run_costs(run_id, business, tier)
+    expected = sum(cost for cost, _ in costs.values())
     first = Prepared(run_id, business, PHASES["research"], {})
-    dearest = expected_cost(first, limits_for(tier).model_tiers)[1]
-    return _decide(business, first, max(expected_run_cost(business, tier), dearest))
+    return _decide(business, first, max(expected, costs["research"][1]))
+
+
+def _run_costs(
+    run_id: str, business: BusinessInput, tier: TierName
+) -> dict[PhaseName, tuple[int, int]]:
+    tiers = limits_for(tier).model_tiers
+    return {
+        phase: expected_cost(Prepared(run_id, business, PHASES[phase], {}), tiers)
+        for phase in PHASE_ORDER
+    }
 
 
 def expected_cost(prepared: Prepared, tiers: frozenset[ModelTier] | None) -> tuple[int, int]:

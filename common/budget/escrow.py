@@ -123,19 +123,24 @@ class Escrow:
                 self._taking.add(key)
                 want = max(amount * BLOCK_REQUESTS, self._sizes.get(key, 0))
             self._close_all(retired)
+            shown = status.shown(business, sources.controls)
+
+            def take(want: int = want, shown: blocks.Shown = shown) -> blocks.Block:
+                return blocks.take(
+                    business,
+                    sources.controls,
+                    day,
+                    month,
+                    need=amount,
+                    want=want,
+                    owner=INSTANCE,
+                    shown=shown,
+                )
+
             try:
                 started = time.monotonic()
                 try:
-                    block = blocks.take(
-                        business,
-                        sources.controls,
-                        day,
-                        month,
-                        need=amount,
-                        want=want,
-                        owner=INSTANCE,
-                        shown=status.shown(business, sources.controls),
-                    )
+                    block = take()
                 except BudgetBusy:
                     # Room may be idle in this process's other blocks of the business (another
                     # day of the month, a block retired with calls in flight): give it back
@@ -143,16 +148,7 @@ class Escrow:
                     if not self._give_back_others(key):
                         raise
                     started = time.monotonic()
-                    block = blocks.take(
-                        business,
-                        sources.controls,
-                        day,
-                        month,
-                        need=amount,
-                        want=want,
-                        owner=INSTANCE,
-                        shown=status.shown(business, sources.controls),
-                    )
+                    block = take()
             except BudgetBusy as busy:
                 held: BudgetBusy | None = busy
             else:

@@ -136,10 +136,14 @@ def shown(business: Business, controls: Controls) -> Shown:
         day: Period, month: Period, now: dt.datetime
     ) -> tuple[firestore.DocumentReference, dict[str, Any]]:
         status = compute(business, day, month, controls, now)
-        data = {**status.model_dump(mode="json"), "updated_at": firestore.SERVER_TIMESTAMP}
-        return db().collection(STATUS).document(business.business_id), data
+        return db().collection(STATUS).document(business.business_id), _document(status)
 
     return document
+
+
+def _document(status: BudgetStatus) -> dict[str, Any]:
+    """What `budget_status/{business_id}` holds for `status`."""
+    return {**status.model_dump(mode="json"), "updated_at": firestore.SERVER_TIMESTAMP}
 
 
 def read_status(
@@ -174,7 +178,7 @@ def publish(business_id: str, day: str | None = None) -> BudgetStatus:
     for _ in range(8):
         status, room, published_doc = read_status(business_id, now=when)
         ref = db().collection(STATUS).document(business_id)
-        data = {**status.model_dump(mode="json"), "updated_at": firestore.SERVER_TIMESTAMP}
+        data = _document(status)
         try:
             if published_doc.exists:
                 ref.update(

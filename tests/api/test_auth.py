@@ -157,9 +157,7 @@ def test_auth_emulator_tokens_are_accepted_only_in_emulator_mode(
     assert me(api, emulator_token).status_code == 401
 
 
-def test_keys_fetched_before_still_verify_when_google_cannot_be_reached(
-    api: Api, project_id: str, token: Token
-) -> None:
+def test_keys_fetched_before_still_verify_when_google_cannot_be_reached(api: Api) -> None:
     answers = iter([200, 503, 503])
     certs: dict[str, str] = {}
 

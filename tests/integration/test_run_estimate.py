@@ -15,8 +15,10 @@ from common.analysis import outcomes
 from common.analysis.launch import start_run
 from common.analysis.phases import run_phase
 from common.analysis.preflight import check_phase, expected_run_cost, require_run_room
+from common.budget.clock import server_clock
 from common.budget.ledger import BudgetLedger
-from common.budget.usage import run_totals
+from common.budget.periods import day_key
+from common.budget.usage import get_daily_cost, run_totals
 from common.models import PHASE_ORDER, BusinessInput
 from common.money import nanos
 from common.platform.errors import Busy, PaymentRequired
@@ -38,13 +40,26 @@ def learn_after_one_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
 
 
-def full_run(business: BusinessInput) -> str:
+def started_run(business: BusinessInput, *, checked: bool = False) -> str:
+    """A run document started (its phases run in this process), after the start's budget
+    check if `checked`."""
     run_id = uuid.uuid4().hex
+    if checked:
+        require_run_room(run_id, business, "enterprise")
     documents.run_ref(run_id).create(documents.new_run_document(run_id, business, "enterprise"))
     lifecycle.transition(run_id, "start")
+    return run_id
+
+
+def full_run(business: BusinessInput) -> str:
+    run_id = started_run(business)
     for phase in PHASE_ORDER:
         run_phase(run_id, phase)
     return run_id
+
+
+def spent_today(business_id: str) -> int:
+    return nanos(str(get_daily_cost(business_id, day_key(server_clock.now()))))
 
 
 def test_once_costs_are_recorded_a_runs_estimate_lands_just_above_its_actual_cost(
@@ -73,7 +88,7 @@ def test_a_refused_start_names_the_estimate_what_is_left_and_what_is_held(
     outcomes.forget()
     expected = nanos(str(require_run_room("probe", business_input, "enterprise").estimate_usd))
     # A limit with room for a little less than one more run, part of it held by a call in flight.
-    spent = run_totals_of(business_input.business_id)
+    spent = spent_today(business_input.business_id)
     register(
         business_input.business_id,
         "enterprise",
@@ -101,14 +116,14 @@ def test_a_run_started_with_just_enough_never_spends_past_the_limit(
     full_run(business_input)
     outcomes.forget()
     needed = nanos(str(require_run_room("probe", business_input, "enterprise").estimate_usd))
-    spent = run_totals_of(business_input.business_id)
+    spent = spent_today(business_input.business_id)
     # Room for what the start needs and not a nano more.
     limit = spent + needed
     register(
         business_input.business_id, "enterprise", overrides={"daily_limit_usd": str(limit / 1e9)}
     )
 
-    run_id = start_run_in_process(business_input)
+    run_id = started_run(business_input, checked=True)
     finished = []
     for phase in PHASE_ORDER:
         for _ in range(5):  # as the workflow does, a busy phase (money held by its own
@@ -127,19 +142,3 @@ def test_a_run_started_with_just_enough_never_spends_past_the_limit(
     # However far it got, it never spent past the limit; what it finished is kept.
     assert spent + run_totals(run_id).cost_nanos <= limit
     assert finished and finished == list(PHASE_ORDER[: len(finished)])
-
-
-def run_totals_of(business_id: str) -> int:
-    from common.budget.clock import server_clock
-    from common.budget.usage import get_daily_cost
-
-    return nanos(str(get_daily_cost(business_id, server_clock.now().strftime("%Y-%m-%d"))))
-
-
-def start_run_in_process(business: BusinessInput) -> str:
-    """The start's checks, then the run document started (the phases run in this process)."""
-    run_id = uuid.uuid4().hex
-    require_run_room(run_id, business, "enterprise")
-    documents.run_ref(run_id).create(documents.new_run_document(run_id, business, "enterprise"))
-    lifecycle.transition(run_id, "start")
-    return run_id
