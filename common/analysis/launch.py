@@ -60,7 +60,7 @@ def start_run(
     ref = documents.run_ref(run_id)
     ref.create(documents.new_run_document(run_id, business, registered.tier))
     try:
-        execution = start_execution(run_id, client=client)
+        execution = start_execution(run_id, business.business_id, client=client)
     except exceptions.GoogleAPICallError as error:
         # Keep the run as a record of the failed start, with why.
         why = redact(f"could not start the workflow: {error.message}")

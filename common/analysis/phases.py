@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +44,11 @@ from common.models import (
     PhaseName,
     ResearchOutput,
     RunId,
+    Slug,
     Strict,
 )
 from common.money import usd
-from common.platform.errors import AppError, Busy, Conflict, PaymentRequired
+from common.platform.errors import AppError, Busy, Conflict, InvalidInput, PaymentRequired
 from common.platform.settings import get_settings
 from common.platform.store import db
 from common.runs import documents, events
@@ -56,11 +57,21 @@ from common.spend.ledger import BudgetBusy, BudgetDenied
 
 LEASES = "leases"
 logger = logging.getLogger(__name__)
-__all__ = ["LEASES", "PHASES", "PHASE_TASKS", "PhaseRequest", "PhaseResult", "run_phase"]
+__all__ = [
+    "LEASES",
+    "PHASES",
+    "PHASE_TASKS",
+    "PhaseRequest",
+    "PhaseResult",
+    "answer",
+    "run_phase",
+]
 
 
 class PhaseRequest(Strict):
     run_id: RunId
+    # The workflow's argument: the business's documents are then read with the run's.
+    business_id: Slug | None = None
 
 
 class PhaseResult(BaseModel):
@@ -136,19 +147,57 @@ class Found:
     parts: dict[str, dict[str, Any]]
 
 
-def read(run_id: str, spec: PhaseSpec, *, parts: bool = True) -> Found:
+def read(
+    run_id: str, spec: PhaseSpec, *, parts: bool = True, business_id: str | None = None
+) -> Found:
     """The run, the phase's result if stored, the results it builds on and (with `parts`) the
-    parts stored before, in one round trip.
+    parts stored before, in one round trip; with `business_id`, also the business and the
+    platform controls the budget needs (kept by `sources` for this process's reservations).
+
+    Raises:
+        NotFound: no such run (or, with `business_id`, no such business).
+        InvalidInput: the run is not `business_id`'s (`business_mismatch`).
+    """
+    refs = run_refs(run_id, spec, parts=parts)
+    if business_id is None:
+        return found_in(run_id, spec, db().get_all(refs), parts=parts)
+    read_at = time.monotonic()
+    snapshots = list(db().get_all([*refs, *sources.refs(business_id)]))
+    found = found_in(run_id, spec, snapshots, parts=parts, business_id=business_id)
+    sources.remember(business_id, snapshots, read_at)
+    return found
+
+
+def run_refs(run_id: str, spec: PhaseSpec, *, parts: bool) -> list[firestore.DocumentReference]:
+    """The documents `read` reads of the run."""
+    refs = [documents.run_ref(run_id), phase_ref(run_id, spec.name)]
+    refs += [phase_ref(run_id, name) for name in spec.needs]
+    refs += [part_ref(run_id, spec.name, key) for key in (part_keys(spec.name) if parts else [])]
+    return refs
+
+
+def found_in(
+    run_id: str,
+    spec: PhaseSpec,
+    snapshots: Iterable[Any],
+    *,
+    parts: bool,
+    business_id: str | None = None,
+) -> Found:
+    """What `snapshots` (read from `run_refs` and maybe more) say of the phase.
 
     Raises:
         NotFound: no such run.
+        InvalidInput: the run is not `business_id`'s (`business_mismatch`).
     """
-    run = documents.run_ref(run_id)
-    keys = part_keys(spec.name) if parts else []
-    refs = [run, phase_ref(run_id, spec.name)]
-    refs += [phase_ref(run_id, name) for name in spec.needs]
-    refs += [part_ref(run_id, spec.name, key) for key in keys]
-    found = {snapshot.reference.path: snapshot for snapshot in db().get_all(refs)}
+    found = {snapshot.reference.path: snapshot for snapshot in snapshots}
+    run = documents.run_from(found[documents.run_ref(run_id).path])
+    if business_id is not None and run.business_id != business_id:
+        raise InvalidInput(
+            f"run {run_id} is not a run of business {business_id}",
+            code="business_mismatch",
+            field="business_id",
+        )
     stored = found[phase_ref(run_id, spec.name).path]
     earlier: dict[PhaseName, Strict] = {}
     missing: list[PhaseName] = []
@@ -158,13 +207,14 @@ def read(run_id: str, spec: PhaseSpec, *, parts: bool = True) -> Found:
             earlier[name] = PHASE_OUTPUTS[name].model_validate(snapshot.get("output"))
         else:
             missing.append(name)
+    keys = part_keys(spec.name) if parts else []
     stored_parts = {
         key: found[part_ref(run_id, spec.name, key).path].to_dict() or {}
         for key in keys
         if found[part_ref(run_id, spec.name, key).path].exists
     }
     return Found(
-        run=documents.run_from(found[run.path]),
+        run=run,
         stored=stored.to_dict() if stored.exists else None,
         earlier=earlier,
         missing=missing,
@@ -241,11 +291,23 @@ def _lease(run_id: str, spec: PhaseSpec, progress: PhaseProgress) -> Iterator[Le
                 ref.delete(option=db().write_option(last_update_time=held_lease.update_time))
 
 
-def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) -> PhaseResult:
+def answer(request: PhaseRequest, phase: PhaseName) -> PhaseResult:
+    """What a phase function answers to `request`."""
+    return run_phase(request.run_id, phase, business_id=request.business_id)
+
+
+def run_phase(
+    run_id: str,
+    phase: PhaseName,
+    *,
+    router: Router | None = None,
+    business_id: str | None = None,
+) -> PhaseResult:
     """Run one phase of a run, or return its stored result if it already ran.
 
     Raises:
         NotFound: the run does not exist.
+        InvalidInput: `business_id` is given and the run is not that business's.
         Conflict: the run is not running (`run_not_running`), was cancelled while the phase
             ran (`run_cancelled`: it stopped between sub-tasks), or an earlier phase this one
             needs has not finished.
@@ -258,7 +320,7 @@ def run_phase(run_id: str, phase: PhaseName, *, router: Router | None = None) ->
     started = time.monotonic()
     settings = get_settings()
     spec = PHASES[phase]
-    found = read(run_id, spec)
+    found = read(run_id, spec, business_id=business_id)
     run = found.run
     if found.stored is not None:
         return _result(run_id, phase, found.stored, replayed=True)

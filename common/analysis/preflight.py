@@ -20,10 +20,20 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field
 
 from common.analysis import outcomes
-from common.analysis.phases import PHASES, PhaseRequest, Prepared, prepare, read
+from common.analysis.phases import (
+    PHASES,
+    PhaseRequest,
+    Prepared,
+    found_in,
+    prepare,
+    read,
+    run_refs,
+)
 from common.analysis.prompts import EVIDENCE_RESERVE_BYTES
 from common.analysis.registry import SubTaskSpec
 from common.budget.check import BudgetDecision, check_budget_before_task
+from common.budget.clock import server_clock
+from common.budget.room import Room, read_room
 from common.llm import Call, estimator
 from common.llm.base import InvalidRequest
 from common.models import PHASE_ORDER, BusinessInput, Code, PhaseName, Slug, Strict, UnicodeText
@@ -56,16 +66,17 @@ class TaskCheck(Strict):
 
 
 def request_kind(body: dict[str, Any]) -> type[PhaseCheck] | type[TaskCheck]:
-    """A body with any field of a task check is one (so its errors name its fields); any other
-    body is a phase check."""
-    return TaskCheck if TaskCheck.model_fields.keys() & body.keys() else PhaseCheck
+    """A body with any field only a task check has is one (so its errors name its fields); any
+    other body is a phase check (both name a `business_id`)."""
+    own = TaskCheck.model_fields.keys() - PhaseCheck.model_fields.keys()
+    return TaskCheck if own & body.keys() else PhaseCheck
 
 
 def answer(body: dict[str, Any]) -> BudgetDecision:
     """Answer either question (see the module docstring) or raise why not."""
     request = validate(body, request_kind(body))
     if isinstance(request, PhaseCheck):
-        return check_phase(request.run_id, request.phase)
+        return check_phase(request.run_id, request.phase, business_id=request.business_id)
     try:
         allowed, decision = check_budget_before_task(
             request.business_id,
@@ -81,19 +92,28 @@ def answer(body: dict[str, Any]) -> BudgetDecision:
     return decision
 
 
-def check_phase(run_id: str, phase: PhaseName) -> BudgetDecision:
-    """Allow `phase` of `run_id` to start, or raise why not (one read of the run and the
-    results it concerns, then the budget's)."""
-    found = read(run_id, PHASES[phase], parts=False)
+def check_phase(run_id: str, phase: PhaseName, *, business_id: str | None = None) -> BudgetDecision:
+    """Allow `phase` of `run_id` to start, or raise why not: one read of the run, the results
+    it concerns and (with `business_id`, in the same round trip) the business's budget;
+    without it, the budget is read after the run."""
+    spec = PHASES[phase]
+    room: Room | None = None
+    if business_id is None:
+        found = read(run_id, spec, parts=False)
+    else:
+        room, snapshots = read_room(
+            business_id, server_clock.now(), shards=False, also=run_refs(run_id, spec, parts=False)
+        )
+        found = found_in(run_id, spec, snapshots.values(), parts=False, business_id=business_id)
     run = found.run
     if run.cancel_requested:
         raise Conflict(f"run {run_id} was cancelled", code="run_cancelled")
     if run.status in documents.TERMINAL:
         raise Conflict(f"run {run_id} already ended {run.status}", code="run_final")
     if found.stored is not None:
-        return BudgetDecision.free(run.business_id, run.tier, PHASES[phase].task_type)
-    prepared = Prepared(run_id, run.input, PHASES[phase], found.earlier)
-    return require_room(run_id, run.input, phase, run.tier, prepared=prepared)  # type: ignore[arg-type]
+        return BudgetDecision.free(run.business_id, run.tier, spec.task_type)
+    prepared = Prepared(run_id, run.input, spec, found.earlier)
+    return require_room(run_id, run.input, phase, run.tier, prepared=prepared, room=room)  # type: ignore[arg-type]
 
 
 def require_room(
@@ -103,15 +123,17 @@ def require_room(
     tier: TierName | None = None,
     *,
     prepared: Prepared | None = None,
+    room: Room | None = None,
 ) -> BudgetDecision:
-    """The budget decision for the phase, or `PaymentRequired`: whether what the phase is
+    """The budget decision for the phase (against `room` when the caller read it), or
+    `PaymentRequired`: whether what the phase is
     expected to cost fits (`expected_cost`), and at least the upper bound of its dearest first
     try (every model call reserves its bound: a phase whose dearest call cannot fit stops here,
     not after paying for the calls before it)."""
     prepared = prepared or prepare(run_id, business, phase, required=False)
     tiers = limits_for(tier).model_tiers if tier is not None else None
     expected, dearest = expected_cost(prepared, tiers)
-    return _decide(business, prepared, max(expected, dearest))
+    return _decide(business, prepared, max(expected, dearest), room)
 
 
 def expected_run_cost(business: BusinessInput, tier: TierName) -> int:
@@ -173,13 +195,16 @@ def expected_cost(prepared: Prepared, tiers: frozenset[ModelTier] | None) -> tup
     return expected, dearest
 
 
-def _decide(business: BusinessInput, prepared: Prepared, amount: int) -> BudgetDecision:
+def _decide(
+    business: BusinessInput, prepared: Prepared, amount: int, room: Room | None = None
+) -> BudgetDecision:
     allowed, decision = check_budget_before_task(
         business.business_id,
         prepared.first.task_type,
         prepared.messages(),
         schema=prepared.schema,
         amount_nanos=amount,
+        room=room,
     )
     if not allowed:
         raise PaymentRequired(decision.message, code=decision.reason)

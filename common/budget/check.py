@@ -10,7 +10,7 @@ import datetime as dt
 from pydantic import BaseModel
 
 from common.budget.clock import server_clock
-from common.budget.room import read_room
+from common.budget.room import Room, read_room
 from common.llm import Call, estimator
 from common.llm.base import Message
 from common.money import format_usd, usd
@@ -58,6 +58,7 @@ def check_budget_before_task(
     schema: type[BaseModel] | None = None,
     unseen_bytes: int = 0,
     now: dt.datetime | None = None,
+    room: Room | None = None,
 ) -> tuple[bool, BudgetDecision]:
     """Would a task of `task_type` on `messages` fit in the business's budget right now?
 
@@ -68,7 +69,8 @@ def check_budget_before_task(
     With `allow_downgrade=False`, a task that needs a model tier the business may not use is
     refused (`model_tier_restricted`) instead of running on a smaller model.
 
-    A check is a question: it writes nothing.
+    A check is a question: it writes nothing. It reads the business's budget unless the caller
+    read it (`room`, at `now`) with its own documents.
 
     Raises:
         NotFound: the business is not registered (code `unknown_business`).
@@ -76,7 +78,8 @@ def check_budget_before_task(
     now = now or server_clock.now()
     # The day's own share of the platform's cap is on its document; the cap's shards (sixteen
     # more documents) are read only when that share alone would not do.
-    room, _ = read_room(business_id, now, shards=False)
+    if room is None:
+        room, _ = read_room(business_id, now, shards=False)
     business = room.business
     call = Call(
         task_type,

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import firestore
 
 from common.budget.controls import Controls, controls_ref
 from common.platform.settings import get_settings
@@ -53,14 +57,31 @@ def current(business_id: str, *, max_age: float | None = None) -> Sources:
         if seen is not None and time.monotonic() - seen.read_at <= age:
             return seen
         read_at = time.monotonic()
-        snapshots = {
-            s.reference.path: s for s in db().get_all([business_ref(business_id), controls_ref()])
-        }
-        found = Sources(
-            business=business_of(business_id, snapshots[business_ref(business_id).path]),
-            controls=Controls.of(snapshots[controls_ref().path].to_dict() or {}),
-            read_at=read_at,
-        )
+        return remember(business_id, db().get_all(refs(business_id)), read_at)
+
+
+def refs(business_id: str) -> list[firestore.DocumentReference]:
+    """The documents `current` reads, for a caller that reads them with its own."""
+    return [business_ref(business_id), controls_ref()]
+
+
+def remember(business_id: str, snapshots: Iterable[Any], read_at: float) -> Sources:
+    """Keep what a read begun at monotonic time `read_at` found of the business and the
+    controls (`snapshots` may hold other documents too), unless this process saw newer
+    versions; the sources now current.
+
+    Raises:
+        NotFound: the business is not registered (`unknown_business`).
+        Conflict: its document is not a valid business (`invalid_business`, `unknown_tier`).
+    """
+    found_by_path = {snapshot.reference.path: snapshot for snapshot in snapshots}
+    found = Sources(
+        business=business_of(business_id, found_by_path[business_ref(business_id).path]),
+        controls=Controls.of(found_by_path[controls_ref().path].to_dict() or {}),
+        read_at=read_at,
+    )
+    key = (db().project, business_id)
+    with _guard:
         previous = _seen.get(key)
         if previous is None or _not_older(found, previous):
             _seen[key] = found

@@ -34,9 +34,11 @@ def workflow_path() -> str:
 
 
 def start_execution(
-    run_id: str, *, client: executions_v1.ExecutionsClient | None = None
+    run_id: str, business_id: str, *, client: executions_v1.ExecutionsClient | None = None
 ) -> executions_v1.Execution:
-    """Start the workflow for `run_id` (its only argument: the run lives in Firestore).
+    """Start the workflow for `run_id` of `business_id` (its only arguments: the run lives in
+    Firestore; the business's id lets each step read the run and the business's documents in
+    one round trip).
 
     Raises:
         google.api_core.exceptions.GoogleAPICallError: the Executions API refused or failed.
@@ -44,5 +46,7 @@ def start_execution(
     client = client or executions_client()
     return client.create_execution(
         parent=workflow_path(),
-        execution=executions_v1.Execution(argument=json.dumps({"run_id": run_id})),
+        execution=executions_v1.Execution(
+            argument=json.dumps({"run_id": run_id, "business_id": business_id})
+        ),
     )

@@ -3,7 +3,7 @@
 import flask
 import functions_framework
 
-from common.analysis.phases import PhaseRequest, run_phase
+from common.analysis.phases import PhaseRequest, answer
 from common.platform import http
 
 http.serve_json_errors()
@@ -11,5 +11,6 @@ http.serve_json_errors()
 
 @functions_framework.http
 def positioning(request: flask.Request) -> http.Answer:
-    """POST {"run_id": ...}: run the phase (or return its stored result) and answer its summary."""
-    return http.respond(lambda: run_phase(http.parse(request, PhaseRequest).run_id, "positioning"))
+    """POST {"run_id", "business_id"?}: run the phase (or return its stored result), answer
+    its summary."""
+    return http.respond(lambda: answer(http.parse(request, PhaseRequest), "positioning"))

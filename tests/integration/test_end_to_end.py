@@ -112,7 +112,10 @@ def test_a_full_run_succeeds_and_a_listener_sees_percent_rise_to_100(
     result = json.loads(done.result)
     assert result["status"] == "succeeded" and result["run_id"] == run_id
     assert result["total_cost_usd"] == pytest.approx(run.cost_usd)
-    assert json.loads(done.argument) == {"run_id": run_id}  # no business data, no secret
+    assert json.loads(done.argument) == {  # ids only: no business data, no secret
+        "run_id": run_id,
+        "business_id": business.business_id,
+    }
 
 
 @pytest.mark.emulator

@@ -9,13 +9,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from google.cloud.workflows import executions_v1
 
 from common.analysis import launch
-from common.analysis.phases import run_phase
+from common.analysis.phases import PHASES, read, run_phase
 from common.analysis.preflight import check_phase
+from common.budget import sources
 from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.platform.store import db
@@ -106,15 +108,64 @@ def test_a_full_run_makes_a_bounded_number_of_firestore_calls(
     assert used.writes[f"budget_status/{business.business_id}"] <= 3 * 6
 
 
-def test_the_budget_check_before_a_phase_makes_at_most_two_calls(
+def test_the_budget_check_before_a_phase_reads_once_with_the_business_id(
     new_run: Callable[..., str],
 ) -> None:
     run_id = new_run()
+    business_id = documents.get_run(run_id).business_id
     run_phase(run_id, "research")
     check_phase(run_id, "positioning")  # the process reads recorded costs once in a while
 
     with counting(db()) as calls:
-        check_phase(run_id, "positioning")
+        check_phase(run_id, "positioning", business_id=business_id)
+    # The workflow passes the business's id: the run, the results the phase builds on and the
+    # business's budget in one read.
+    assert calls.total == 1, dict(calls.rpcs)
 
-    # One read of the run with the results the phase builds on, one of the budget's documents.
-    assert calls.total <= 2, dict(calls.rpcs)
+    with counting(db()) as calls:
+        check_phase(run_id, "positioning")
+    # An execution started with the run's id alone: the run first, then the budget.
+    assert calls.total == 2, dict(calls.rpcs)
+
+
+def test_a_phase_reads_its_run_and_its_business_in_one_round_trip(
+    new_run: Callable[..., str],
+) -> None:
+    run_id = new_run()
+    business_id = documents.get_run(run_id).business_id
+    spec = PHASES["positioning"]
+
+    sources.forget(business_id)
+    with counting(db()) as calls:
+        read(run_id, spec, business_id=business_id)
+        sources.current(business_id)  # what the phase's budget reads: kept from that read
+    assert calls.total == 1, dict(calls.rpcs)
+
+    sources.forget(business_id)
+    with counting(db()) as calls:
+        read(run_id, spec)
+        sources.current(business_id)
+    # An execution started with the run's id alone: the run, then the business and controls.
+    assert calls.total == 2, dict(calls.rpcs)
+
+
+@pytest.mark.parametrize("function", ["budget_check", "research"])
+def test_a_business_id_that_is_not_the_runs_is_refused(
+    function: str,
+    new_run: Callable[..., str],
+    register: Callable[..., Business],
+    function_client: Callable[[str], Any],
+) -> None:
+    run_id = new_run()
+    other = f"other-{uuid.uuid4().hex[:8]}"
+    register(other, "enterprise")
+    body = {"run_id": run_id, "business_id": other}
+    if function == "budget_check":
+        body["phase"] = "research"
+
+    response = function_client(function).post("/", json=body)
+
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "business_mismatch" and error["field"] == "business_id"
+    assert documents.get_run(run_id).phases == {}  # nothing started, nothing spent
