@@ -339,6 +339,7 @@ def run_phase(
             run_id=run_id,
             phase=phase,
             on_warning=lambda warning: record_warning(run_id, warning, phase),
+            defer_settles=True,  # the sub-tasks' commits write them
         )
         ledger = Tally(ShownAttempts(budget, run_id, phase))
         work = Work(
@@ -352,13 +353,17 @@ def run_phase(
             deadline=deadline(started, settings),
             evidence=recalled,
             parts=found.parts,
+            budget=budget,
         )
-        built = _build(work, spec, found.earlier)
-        if phase == "research":
-            assert isinstance(built.output, ResearchOutput)
-            evidence.remember(run_id, run.input, built.output)
-        duration_ms = (time.monotonic() - started) * 1000
-        return _store(work, spec, built, lease, duration_ms)
+        try:
+            built = _build(work, spec, found.earlier)
+            if phase == "research":
+                assert isinstance(built.output, ResearchOutput)
+                evidence.remember(run_id, run.input, built.output)
+            duration_ms = (time.monotonic() - started) * 1000
+            return _store(work, spec, built, lease, duration_ms)
+        finally:
+            ledger.close()  # what is left unwritten, then the blocks this request took go back
 
 
 def evidence_query(spec: PhaseSpec, business: BusinessInput) -> str:
@@ -391,8 +396,6 @@ def _build(work: Work, spec: PhaseSpec, earlier: dict[PhaseName, Strict]) -> Bui
             raise AppError(str(failed), code="providers_refused_key") from failed
         _show(run_id, f"{spec.title}: {causes}; the workflow retries")
         raise Busy(str(failed), code="providers_unavailable") from failed
-    finally:
-        work.ledger.close()  # blocks this request took and no longer uses go back now
 
 
 def _show(run_id: str, step: str) -> None:
@@ -427,7 +430,7 @@ def _store(
     work: Work, spec: PhaseSpec, built: Built, lease: Lease, duration_ms: float
 ) -> PhaseResult:
     """The phase's end, one commit: its result, its last sub-tasks' events, its progress, the
-    run's totals; the lease goes with it."""
+    run's totals and the usage records of its last calls; the lease goes with it."""
     run_id = work.run_id
     done = sorted(work.done, key=lambda d: (TIERS.index(d.tier), -d.cost_nanos))
     lead = done[-1]  # the strongest tier's answer: the phase's model
@@ -475,41 +478,46 @@ def _store(
     fields["cost_nanos"] = firestore.Increment(work.ledger.nanos - work.counted_nanos)
     fields["models_used"] = firestore.ArrayUnion(stored["models"])
     fields["providers_used"] = firestore.ArrayUnion(sorted({d.provider for d in work.done}))
-    batch = db().batch()
-    # If another instance stored this phase first, nothing here is written and its result counts.
-    batch.create(phase_ref(run_id, spec.name), stored)
-    for final, label in work.final:
+
+    def batch() -> firestore.WriteBatch:
+        batch = db().batch()
+        # If another instance stored this phase first, nothing here is written and its result
+        # counts.
+        batch.create(phase_ref(run_id, spec.name), stored)
+        for final, label in work.final:
+            events.add_event(
+                batch,
+                run_id,
+                work.event_id(final.sub, final.key),
+                "subtask_completed",
+                phase=spec.name,
+                step=final.step(spec.title, label),
+                percent=percent,
+                data=work.event_data(final),
+            )
         events.add_event(
             batch,
             run_id,
-            work.event_id(final.sub, final.key),
-            "subtask_completed",
+            f"{spec.name}.99.completed",
+            "phase_completed",
             phase=spec.name,
-            step=final.step(spec.title, label),
+            step=step,
             percent=percent,
-            data=work.event_data(final),
+            data={
+                **{k: summary[k] for k in ("model", "provider", "cost_nanos", "duration_ms")},
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "cost_usd": usd(cost),
+                "escalations": escalations,
+                "unresolved": unresolved,
+            },
         )
-    events.add_event(
-        batch,
-        run_id,
-        f"{spec.name}.99.completed",
-        "phase_completed",
-        phase=spec.name,
-        step=step,
-        percent=percent,
-        data={
-            **{k: summary[k] for k in ("model", "provider", "cost_nanos", "duration_ms")},
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "cost_usd": usd(cost),
-            "escalations": escalations,
-            "unresolved": unresolved,
-        },
-    )
-    batch.update(documents.run_ref(run_id), fields)
-    batch.delete(lease.ref)
+        batch.update(documents.run_ref(run_id), fields)
+        batch.delete(lease.ref)
+        return batch
+
     try:
-        work.progress.commit(batch)
+        work.commit_with_settles(batch)
         lease.ended = True
         replayed = False
     except exceptions.AlreadyExists:

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from common.analysis import checks, outcomes, prompts
 from common.analysis.progress import PhaseProgress
 from common.analysis.registry import SubTaskSpec
+from common.budget.ledger import BudgetLedger
 from common.llm import Completion, Router
 from common.llm.base import Message, OutputSink
 from common.llm.cascade import Start, start_tier
@@ -191,6 +192,9 @@ class Work:
     deadline: float
     evidence: list[str]
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The phase's budget ledger, whose settles the sub-tasks' commits write (None: written by
+    # the ledger itself as they happen).
+    budget: BudgetLedger | None = None
     final: list[tuple[Done, str]] = field(default_factory=list)
     done: list[Done] = field(default_factory=list)
     counted_nanos: int = 0  # what this instance's boundaries added to the run's cost
@@ -346,37 +350,68 @@ class Work:
             self.done.append(done)
 
     def _boundary(self, done: Done, points: int, label: str) -> None:
-        """The sub-task's end: its part, its event, its points and its cost, in one commit."""
+        """The sub-task's end: its part, its event, its points, its cost and the usage records
+        of the calls settled since the last commit, in one commit."""
         self.progress.add(points, done.key)
         step = done.step(self.spec.title, label)
         fields, percent = self.progress.fields(step=step)
         fields["cost_nanos"] = firestore.Increment(done.cost_nanos)
-        batch = db().batch()
-        batch.create(
-            part_ref(self.run_id, self.phase, done.key),
-            {
-                "answer": done.answer.model_dump(mode="json"),
-                "summary": done.summary(),
-                "completed_at": firestore.SERVER_TIMESTAMP,
-            },
-        )
-        events.add_event(
-            batch,
-            self.run_id,
-            self.event_id(done.sub, done.key),
-            "subtask_completed",
-            phase=self.phase,
-            step=step,
-            percent=percent,
-            data=self.event_data(done),
-        )
-        batch.update(documents.run_ref(self.run_id), fields)
+
+        def batch() -> firestore.WriteBatch:
+            batch = db().batch()
+            batch.create(
+                part_ref(self.run_id, self.phase, done.key),
+                {
+                    "answer": done.answer.model_dump(mode="json"),
+                    "summary": done.summary(),
+                    "completed_at": firestore.SERVER_TIMESTAMP,
+                },
+            )
+            events.add_event(
+                batch,
+                self.run_id,
+                self.event_id(done.sub, done.key),
+                "subtask_completed",
+                phase=self.phase,
+                step=step,
+                percent=percent,
+                data=self.event_data(done),
+            )
+            batch.update(documents.run_ref(self.run_id), fields)
+            return batch
+
         try:
-            self.progress.commit(batch)
+            self.commit_with_settles(batch)
         except exceptions.AlreadyExists:
             return  # stored by an instance before this one: counted then
         with self._lock:
             self.counted_nanos += done.cost_nanos
+
+    def commit_with_settles(self, build: Callable[[], firestore.WriteBatch]) -> list[Any]:
+        """Commit the batch `build` makes with the usage records of the calls settled since the
+        last commit. When it fails, those are written on their own (at once if one of them was
+        what failed it, then the batch again without them; else by the ledger's close).
+
+        Raises: what the commit raises (a replay's AlreadyExists)."""
+        unwritten = self.budget.unwritten() if self.budget is not None else []
+        batch = build()
+        for settle in unwritten:
+            settle.add_to(batch)
+        try:
+            results = self.progress.commit(batch)
+        except exceptions.FailedPrecondition:
+            if not unwritten or self.budget is None:
+                raise
+            # A hold changed meanwhile (its block was reconciled): settle each on its own.
+            self.budget.write_unwritten(unwritten)
+            return self.progress.commit(build())
+        except BaseException:
+            if self.budget is not None:
+                self.budget.write_unwritten(unwritten)
+            raise
+        if self.budget is not None:
+            self.budget.written(unwritten)
+        return results
 
     def event_id(self, sub: SubTaskSpec, key: str) -> str:
         return f"{self.phase}.{self.spec.sub_tasks.index(sub) + 1:02d}.{key}"

@@ -17,6 +17,13 @@ goes out through the process's group writer, so one round trip carries many thre
 a write whose acknowledgement was lost is recognised by its op. Once `reserve` returns, the hold
 is durable: whatever happens to this process, the money stays counted until the call settles.
 
+A ledger made with `defer_settles` (a phase's) leaves a settle's write to its caller's next
+commit (`unwritten`, `Unwritten.add_to`, then `written`: a sub-task's end carries the settles of
+its calls), to the same thread's next reservation, or to `close`, which writes what is left in
+one round trip. A settle counts in the escrow only once its record is written, so until then
+the call holds its upper bound everywhere: a crash in between leaves it charged its bound when
+its block is reconciled, never less.
+
 The ledger knows nothing of runs: `on_warning` hears of the 75/90/100% thresholds its own calls
 crossed.
 """
@@ -25,11 +32,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from google.cloud import firestore
 
@@ -72,6 +80,24 @@ class Hold:
     allowance: Allowance | None
 
 
+@dataclass(frozen=True)
+class Unwritten:
+    """A settle counted in this process whose record is still to be written: the update of the
+    hold, conditional on the version this ledger wrote."""
+
+    attempt: AttemptRecord
+    hold: Hold
+    fields: dict[str, Any]
+    thread: int  # the thread whose call it settles
+
+    def add_to(self, batch: Any) -> None:
+        batch.update(
+            usage_ref(self.attempt.key),
+            self.fields,
+            option=db().write_option(last_update_time=self.hold.update_time),
+        )
+
+
 def usage_fields(attempt: AttemptRecord) -> dict[str, Any]:
     """The settled attempt's fields on its usage record."""
     return {
@@ -91,8 +117,12 @@ class BudgetLedger:
         phase: str | None = None,
         clock: Clock | None = None,
         on_warning: Callable[[BudgetWarning], None] | None = None,
+        defer_settles: bool = False,
     ) -> None:
         self.business_id = business.business_id
+        self.defer_settles = defer_settles
+        self._unwritten: list[Unwritten] = []
+        self._unwritten_lock = threading.Lock()
         self.run_id = run_id
         self.phase = phase
         self.clock = clock or server_clock.now
@@ -116,6 +146,8 @@ class BudgetLedger:
             raise ValueError(
                 f"a reservation must be a whole number of nanos, not {upper_bound_nanos!r}"
             )
+        # This thread's earlier calls count once written: their room is free for this one.
+        self.write_unwritten(self.unwritten(thread=threading.get_ident()))
         for _ in range(4):
             found = sources.current(self.business_id)
             business = found.business
@@ -221,7 +253,8 @@ class BudgetLedger:
     # --- settle ----------------------------------------------------------------------------
 
     def settle(self, attempt: AttemptRecord) -> None:
-        """Turn the hold of `attempt.key` into its actual cost, exactly once.
+        """Turn the hold of `attempt.key` into its actual cost, exactly once (with
+        `defer_settles`, counted now and written with the caller's next commit or at `close`).
 
         Raises:
             UnknownAttempt: this business holds no reservation for the key.
@@ -229,16 +262,56 @@ class BudgetLedger:
         hold = self._held.pop(attempt.key, None) or self._read_hold(attempt.key)
         if hold is None:
             return  # counted once already
+        if self.defer_settles:
+            unwritten = Unwritten(attempt, hold, _settled_fields(attempt), threading.get_ident())
+            with self._unwritten_lock:
+                self._unwritten.append(unwritten)
+            return
+        written = self._write(attempt, hold)
+        if written is not None:
+            self._settled(attempt, hold, late=written == "late")
+
+    def unwritten(self, *, thread: int | None = None) -> list[Unwritten]:
+        """The settles not written yet (of `thread`'s calls, or all), handed to the caller:
+        its commit writes them (`Unwritten.add_to`), then it reports them `written`, or gives
+        them to `write_unwritten`."""
+        taken: list[Unwritten] = []
+        kept: list[Unwritten] = []
+        with self._unwritten_lock:
+            for u in self._unwritten:
+                (taken if thread in (None, u.thread) else kept).append(u)
+            self._unwritten = kept
+        return taken
+
+    def written(self, unwritten: list[Unwritten]) -> None:
+        """The caller's commit wrote `unwritten`: they count now."""
+        for u in unwritten:
+            self._settled(u.attempt, u.hold, late=False)
+
+    def write_unwritten(self, unwritten: list[Unwritten] | None = None) -> None:
+        """Write `unwritten` (default: every settle not written yet) in one round trip, and
+        count them; a record whose hold changed meanwhile is settled on its own."""
+        unwritten = self.unwritten() if unwritten is None else unwritten
+        if not unwritten:
+            return
+        results = group_writer(db()).write_all(
+            [(usage_ref(u.attempt.key), u.add_to) for u in unwritten]
+        )
+        for u, result in zip(unwritten, results, strict=True):
+            written = "settled" if result.ok else self._write(u.attempt, u.hold, u.fields)
+            if written is not None:
+                self._settled(u.attempt, u.hold, late=written == "late")
+
+    @staticmethod
+    def _write(
+        attempt: AttemptRecord, hold: Hold, fields: dict[str, Any] | None = None
+    ) -> Literal["settled", "late"] | None:
+        """Write the settle of `hold` (retrying on a lost acknowledgement or a newer version):
+        "settled", "late" when a reconciled block had frozen the hold (settled late: the
+        difference went back to the periods), or None if it was settled before."""
         ref = usage_ref(attempt.key)
         for _ in range(4):
-            op = uuid.uuid4().hex
-            fields = {
-                **usage_fields(attempt),
-                "state": "settled",
-                "charged_nanos": attempt.cost_nanos,
-                "op": op,
-                "settled_at": firestore.SERVER_TIMESTAMP,
-            }
+            fields = fields or _settled_fields(attempt)
             option = db().write_option(last_update_time=hold.update_time)
 
             def update(batch: Any, fields: dict[str, Any] = fields, option: Any = option) -> None:
@@ -246,21 +319,19 @@ class BudgetLedger:
 
             written = group_writer(db()).write(ref, update)
             if written.ok:
-                self._settled(attempt, hold, late=False)
-                return
+                return "settled"
             snapshot = ref.get()
             data = snapshot.to_dict() or {}
-            if data.get("op") == op:
-                self._settled(attempt, hold, late=False)
-                return
+            if data.get("op") == fields["op"]:
+                return "settled"
             state = data.get("state")
             if state in ("settled", "settled_late"):
-                return
+                return None
             if state == "abandoned":
                 settle_late(attempt.key, hold.bound, attempt)
-                self._settled(attempt, hold, late=True)
-                return
+                return "late"
             hold = Hold(hold.key, hold.bound, hold.block_id, snapshot.update_time, hold.allowance)
+            fields = None  # a new op for the next try
         raise BudgetBusy("budget_contention", f"could not settle {attempt.key}; try again")
 
     def _read_hold(self, key: str) -> Hold | None:
@@ -313,9 +384,21 @@ class BudgetLedger:
                 self.on_warning(warning)
 
     def close(self) -> None:
-        """Give back this process's idle blocks of the business now (the end of a request)."""
+        """Write the settles not written yet, then give back this process's idle blocks of the
+        business now (the end of a request)."""
+        self.write_unwritten()
         escrow.release(self.business_id)
         self._hand_over_warnings()
+
+
+def _settled_fields(attempt: AttemptRecord) -> dict[str, Any]:
+    return {
+        **usage_fields(attempt),
+        "state": "settled",
+        "charged_nanos": attempt.cost_nanos,
+        "op": uuid.uuid4().hex,
+        "settled_at": firestore.SERVER_TIMESTAMP,
+    }
 
 
 def _still_open(block_id: str) -> bool:

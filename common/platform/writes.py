@@ -77,23 +77,37 @@ class GroupWriter:
         Raises:
             GoogleAPICallError: the RPC itself failed (after the library's own retries).
         """
-        slot = _Slot(ref._document_path, add)
+        return self.write_all([(ref, add)])[0]
+
+    def write_all(self, writes: list[tuple[firestore.DocumentReference, Add]]) -> list[Written]:
+        """Apply one thread's independent writes (one per document) together, in as few
+        batches as the queue allows (one, when they fit), and return their outcomes in order.
+
+        Raises:
+            GoogleAPICallError: an RPC itself failed (after the library's own retries).
+        """
+        slots = [_Slot(ref._document_path, add) for ref, add in writes]
         with self._cond:
-            self._queue.append(slot)
-            while not slot.taken and self._busy >= self._lanes:
-                self._cond.wait()
-            if not slot.taken:
-                self._busy += 1
-                batch = self._take()
-            else:
-                batch = []
-        if batch:
-            self._send(batch)
-        slot.done.wait()
-        if slot.error is not None:
-            raise slot.error
-        assert slot.result is not None
-        return slot.result
+            self._queue.extend(slots)
+        for slot in slots:
+            with self._cond:
+                while not slot.taken and self._busy >= self._lanes:
+                    self._cond.wait()
+                if not slot.taken:
+                    self._busy += 1
+                    batch = self._take()
+                else:
+                    batch = []
+            if batch:
+                self._send(batch)
+        results = []
+        for slot in slots:
+            slot.done.wait()
+            if slot.error is not None:
+                raise slot.error
+            assert slot.result is not None
+            results.append(slot.result)
+        return results
 
     def _take(self) -> list[_Slot]:
         """The queued writes for one batch, at most one per document (called holding the lock)."""

@@ -1,0 +1,95 @@
+"""A phase's settles ride on its own commits (issue 19): each model call's usage record is written
+twice (its hold before the call, its settle with the sub-task's end), and a settle not written yet
+leaves the call counted at its upper bound, never at less."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+
+from common.analysis.phases import run_phase
+from common.budget import usage
+from common.budget.blocks import USAGE, usage_ref
+from common.budget.ledger import BudgetLedger
+from common.budget.periods import day_key
+from common.platform.store import db
+from common.runs import documents
+from common.tenants.businesses import Business
+from tests.budget import charged, period, settle_all
+from tests.counting import counting
+from tests.spending import attempt
+
+pytestmark = pytest.mark.emulator
+
+MILLI = 1_000_000
+
+
+def test_a_phase_writes_each_calls_record_twice_and_settles_with_its_commits(
+    new_run: Callable[..., str],
+) -> None:
+    run_id = new_run()
+    business_id = documents.get_run(run_id).business_id
+    run_phase(run_id, "research", business_id=business_id)
+
+    with counting(db()) as calls:
+        result = run_phase(run_id, "positioning", business_id=business_id)  # parallel critiques
+
+    records = {path: n for path, n in calls.writes.items() if path.startswith(f"{USAGE}/")}
+    assert len(records) >= 4, records
+    # The hold before the call and the settle after it: nothing else writes a usage record.
+    assert set(records.values()) == {2}, records
+    # Only holds go out on their own (parallel ones share a batch): every settle went with a
+    # commit of the phase (a sub-task's end, or the phase's end).
+    assert calls.rpcs["BatchWrite"] <= len(records), dict(calls.rpcs)
+    states = {(usage_ref(path.split("/", 1)[1]).get().to_dict() or {})["state"] for path in records}
+    assert states == {"settled"}
+    phase_cost = usage.run_totals(run_id).cost_by_phase["positioning"]
+    assert phase_cost == documents.get_run(run_id).phases["positioning"]["cost_nanos"]
+    assert result.cost_usd == pytest.approx(phase_cost / 1e9)
+
+
+def test_a_settle_not_written_yet_keeps_the_call_at_its_bound(
+    register: Callable[..., Business],
+) -> None:
+    business = register()
+    ledger = BudgetLedger(business, defer_settles=True)
+    ledger.reserve(key="deferred", model="gpt-5-mini", tier="mini", upper_bound_nanos=15 * MILLI)
+
+    ledger.settle(attempt("deferred", 3 * MILLI))
+    settle_all()  # the process gives back its idle blocks: the call is still in flight
+
+    record = usage_ref("deferred").get().to_dict() or {}
+    assert record["state"] == "held" and record["charged_nanos"] == 0
+    today = day_key(dt.datetime.now(dt.UTC))
+    held = period(business.business_id, today)
+    assert held.spent == 0 and held.allocated >= 15 * MILLI  # its bound stays counted
+
+    ledger.close()  # what is left is written, then counted, then the block goes back
+
+    record = usage_ref("deferred").get().to_dict() or {}
+    assert record["state"] == "settled" and record["charged_nanos"] == 3 * MILLI
+    day = period(business.business_id, today)
+    assert day.spent == 3 * MILLI == charged(business.business_id, today)
+    assert day.allocated == 0
+
+
+def test_a_threads_next_reservation_writes_its_earlier_settle_first(
+    register: Callable[..., Business],
+) -> None:
+    # Near the limit, a call after another in the same thread finds the room the first freed.
+    business = register("tight", "basic", overrides={"daily_limit_usd": "0.02"})
+    ledger = BudgetLedger(business, defer_settles=True)
+    ledger.reserve(key="first", model="gpt-5-mini", tier="mini", upper_bound_nanos=15 * MILLI)
+    ledger.settle(attempt("first", 2 * MILLI))
+
+    with counting(db()) as calls:
+        ledger.reserve(key="second", model="gpt-5-mini", tier="mini", upper_bound_nanos=15 * MILLI)
+
+    assert calls.writes[f"{USAGE}/first"] == 1  # its settle, before the second hold
+    assert (usage_ref("first").get().to_dict() or {})["state"] == "settled"
+    ledger.settle(attempt("second", 2 * MILLI))
+    ledger.close()
+    today = day_key(dt.datetime.now(dt.UTC))
+    assert period("tight", today).spent == 4 * MILLI == charged("tight", today)
