@@ -9,13 +9,14 @@ from google.api_core import exceptions
 from google.cloud.workflows import executions_v1
 
 from common.analysis.preflight import require_run_room
+from common.budget.clock import server_clock
+from common.budget.room import read_room
 from common.models import BusinessInput
 from common.platform import log
 from common.platform.errors import Busy, PaymentRequired
 from common.platform.secrets import redact
 from common.runs import documents
 from common.runs.executions import start_execution
-from common.tenants.businesses import get_business
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ def start_run(
         Busy: the Executions API refused to start the workflow (`workflow_unavailable`); the
             run is kept, failed, with why.
     """
-    registered = get_business(business.business_id)
+    # The business and its budget in one read: the tier's limits, then the run's room.
+    room, _ = read_room(business.business_id, server_clock.now(), shards=False)
+    registered = room.business
     limits = registered.limits
     if business.icp_count > limits.max_icps:
         raise PaymentRequired(
@@ -55,7 +58,7 @@ def start_run(
             field="icp_count",
         )
     run_id = run_id or uuid.uuid4().hex
-    require_run_room(run_id, business, registered.tier)
+    require_run_room(run_id, business, registered.tier, room=room)
 
     ref = documents.run_ref(run_id)
     ref.create(documents.new_run_document(run_id, business, registered.tier))

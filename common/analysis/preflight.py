@@ -143,14 +143,17 @@ def expected_run_cost(business: BusinessInput, tier: TierName) -> int:
     return sum(expected for expected, _ in _run_costs("", business, tier).values())
 
 
-def require_run_room(run_id: str, business: BusinessInput, tier: TierName) -> BudgetDecision:
-    """Before a run starts: whether what the whole run is expected to cost fits, and at least
-    the upper bound of its first phase's dearest first try; or `PaymentRequired` naming what
-    it needs, what is left and what work in flight holds."""
+def require_run_room(
+    run_id: str, business: BusinessInput, tier: TierName, *, room: Room | None = None
+) -> BudgetDecision:
+    """Before a run starts: whether what the whole run is expected to cost fits (in `room`,
+    when the caller read it), and at least the upper bound of its first phase's dearest first
+    try; or `PaymentRequired` naming what it needs, what is left and what work in flight
+    holds."""
     costs = _run_costs(run_id, business, tier)
     expected = sum(cost for cost, _ in costs.values())
     first = Prepared(run_id, business, PHASES["research"], {})
-    return _decide(business, first, max(expected, costs["research"][1]))
+    return _decide(business, first, max(expected, costs["research"][1]), room)
 
 
 def _run_costs(
