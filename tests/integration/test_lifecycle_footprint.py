@@ -167,6 +167,35 @@ def test_a_failure_makes_two_calls_with_the_business_three_without(
     assert lifecycle.transition(run_id, "fail", message="boom", business_id=business_id) == summary
 
 
+def test_deliveries_at_once_end_the_run_once_and_answer_the_same(
+    new_run: Callable[..., str],
+) -> None:
+    run_id = new_run()
+    run_phase(run_id, "research")
+    business_id = business_of(run_id)
+    answers: list[RunSummary] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        summary = lifecycle.transition(
+            run_id, "fail", reason="workflow_error", message="boom", business_id=business_id
+        )
+        with lock:
+            answers.append(summary)
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(answers) == 4 and all(answer == answers[0] for answer in answers)
+    assert answers[0].status == "failed"
+    assert_charged(answers[0], run_id)
+    kinds = [e["type"] for e in events.events(run_id)]
+    assert kinds.count("run_failed") == 1
+
+
 def test_start_makes_at_most_two_calls_and_its_replay_one(new_run: Callable[..., str]) -> None:
     run_id = new_run(start=False)
     business_id = business_of(run_id)
