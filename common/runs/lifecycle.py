@@ -2,6 +2,12 @@
 
 Each transition is a compare-and-set on the run document (an `update_time` precondition, retried
 on a race) written together with its event, so replaying a transition changes nothing.
+
+When the workflow says whose run it is, a transition makes two Firestore calls: one read of the
+run with the business's budget alerts, one commit. Its totals come from the run document (each
+phase's end commit puts its cost, model and provider there), and from the usage records only
+where that document cannot hold them: a phase that did not complete (stopped by a cancellation,
+failed) leaves its own cost, models and providers off it.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from google.cloud import firestore
 from pydantic import AfterValidator, BaseModel
 
 from common.budget import status, usage
-from common.budget.periods import day_key, month_key
-from common.models import PHASE_ORDER, CleanedText, Code, RunId, Strict
+from common.budget.periods import day_key, month_key, scope_name
+from common.budget.status import BudgetWarning
+from common.models import PHASE_ORDER, CleanedText, Code, RunId, Slug, Strict
 from common.money import usd
 from common.platform import log
 from common.platform.errors import Conflict, Contention
@@ -40,7 +47,7 @@ from common.runs.documents import (
 from common.runs.documents import (
     START_WEIGHT as START_WEIGHT,  # re-exported: the lifecycle adds these points
 )
-from common.runs.events import add_event, record_warning
+from common.runs.events import add_event, add_warning
 
 Transition = Literal["start", "succeed", "cancel", "budget_exceeded", "fail"]
 FINAL_STATUS: dict[Transition, RunStatus] = {
@@ -72,6 +79,9 @@ class LifecycleRequest(Strict):
     message: (
         Annotated[CleanedText, AfterValidator(lambda text: text[:MESSAGE_MAX_CHARS])] | None
     ) = None
+    # Whose run it is: lets the run and the business's budget alerts be read at once (a run of
+    # another business is refused).
+    business_id: Slug | None = None
 
 
 class PhaseTotal(BaseModel):
@@ -98,8 +108,12 @@ class RunSummary(BaseModel):
 
 
 def summarize(run: Run) -> RunSummary:
-    """Totals of a run: every settled model call counts, per phase and overall."""
-    totals = usage.run_totals(run.run_id)
+    """Totals of a run from its usage records: every settled model call counts, per phase and
+    overall (one query; a transition reads them from the run document where it can)."""
+    return _summary(run, usage.run_totals(run.run_id))
+
+
+def _summary(run: Run, totals: usage.RunTotals) -> RunSummary:
     cost_by_phase = totals.cost_by_phase
     phases = {
         name: PhaseTotal(
@@ -124,6 +138,23 @@ def summarize(run: Run) -> RunSummary:
         warnings=run.warnings,
         results_path=f"{RUNS}/{run.run_id}/{PHASES}",
     )
+
+
+def _totals(run: Run) -> usage.RunTotals:
+    """What the run was charged: from the run document when every phase on it completed (its
+    end commit put its cost, models and providers there, and the run's cost is their sum);
+    otherwise from its usage records (one query).
+
+    The run document misses what an instance of a phase paid outside its stored sub-tasks when
+    it ended without its end commit (a failure the workflow retried, a crash): the usage
+    records count it, the run document does not (common/analysis would have to put it there).
+    """
+    completed = all(phase.get("status") == "completed" for phase in run.phases.values())
+    if completed:
+        costs = {name: int(phase.get("cost_nanos", 0)) for name, phase in run.phases.items()}
+        if sum(costs.values()) == run.cost_nanos:
+            return usage.RunTotals(costs, sorted(run.models_used), sorted(run.providers_used))
+    return usage.run_totals(run.run_id)
 
 
 def readable_error(message: str) -> str:
@@ -220,33 +251,47 @@ def _changes(
 
 
 def transition(
-    run_id: str, to: Transition, *, reason: str | None = None, message: str | None = None
+    run_id: str,
+    to: Transition,
+    *,
+    reason: str | None = None,
+    message: str | None = None,
+    business_id: str | None = None,
 ) -> RunSummary:
     """Move a run to its next state (idempotent) and return its totals.
 
+    Args:
+        business_id: Whose run it is, if the caller knows: then the run and the business's
+            budget alerts are read at once (otherwise one after the other).
+
     Raises:
         NotFound: no such run.
-        Conflict: the run is already in another final state, or `succeed` with phases missing.
+        Conflict: the run belongs to another business than `business_id`, is already in another
+            final state, or `succeed` with phases missing.
     """
-    looked = to == "start"
+    alerts: list[BudgetWarning] | None = [] if to == "start" else None  # None: not read yet
     for attempt in range(8):
-        ref = run_ref(run_id)
-        snapshot = ref.get()
-        run = run_from(snapshot)
         now = dt.datetime.now(dt.UTC)
+        ref = run_ref(run_id)
+        if business_id is not None and to != "start":
+            snapshot, alerts = _read(ref, business_id, now)
+        else:
+            snapshot = ref.get()
+        run = run_from(snapshot)
+        if business_id is not None and run.business_id != business_id:
+            raise Conflict(
+                f"run {run_id} does not belong to business_id {business_id}",
+                code="business_mismatch",
+                field="business_id",
+            )
         change = _changes(run, to, reason, message, now)
         if change is None:
-            return summarize(run)
-        if not looked:
-            # A last look at the business's budget warnings before the final event, so that
-            # thresholds crossed by other work come before it (a watcher stops at that event).
-            looked = True
-            found = status.alerts(run.business_id, [day_key(now), month_key(now)])
-            missing = [warning for warning in found if warning.message not in run.warnings]
-            for warning in missing:
-                record_warning(run_id, warning)
-            if missing:
-                continue  # the run has new warnings: read it again
+            return _summary(run, _totals(run))
+        if alerts is None:
+            alerts = status.alerts(run.business_id, [day_key(now), month_key(now)])
+        # The business's budget warnings that other work crossed go in before the final event,
+        # so that they come before it (a watcher stops at that event).
+        new = [warning for warning in alerts if warning.message not in run.warnings]
         event_id, kind, fields = change
         batch = db().batch()
         batch.update(
@@ -263,34 +308,66 @@ def transition(
             percent={"start": run.percent + START_WEIGHT, "succeed": 100}.get(to, run.percent),
             data={"reason": reason, "message": fields.get("error")},
         )
+        for warning in new:
+            add_warning(batch, run_id, warning)
         try:
             batch.commit()
-        except exceptions.FailedPrecondition:
-            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # lost a race: look again
+        except (exceptions.FailedPrecondition, exceptions.AlreadyExists):
+            # Lost a race, or an event is there already (another delivery of this transition):
+            # look again.
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
             continue
-        except exceptions.AlreadyExists:
-            pass  # the event exists: another delivery of this transition won
-        else:
-            if to == "start":
-                # This delivery started it, and nothing is spent before a run starts: its
-                # totals need no read (the start is on the run's critical path).
-                return _started(run)
-        final = get_run(run_id)
+        if to == "start":
+            # Nothing is spent before a run starts: its totals need no read (the start is on the
+            # run's critical path).
+            return _started(run)
+        warnings = list(run.warnings)  # as the commit's array unions leave them
+        for warning in new:
+            if warning.message not in warnings:
+                warnings.append(warning.message)
+        # The run as this commit left it: as read (the precondition held) with what it wrote.
+        ended = run.model_copy(update={**fields, "warnings": warnings})
+        summary = _summary(ended, _totals(ended))
         logger.log(
             logging.ERROR if kind == "run_failed" else logging.INFO,
             f"run {kind.removeprefix('run_')}",
             extra=log.fields(
                 event=kind,
                 run_id=run_id,
-                business_id=final.business_id,
-                status=final.status,
+                business_id=ended.business_id,
+                status=ended.status,
                 reason=reason,
-                cost_usd=final.cost_usd,
-                duration_seconds=final.duration_seconds,
+                cost_usd=summary.total_cost_usd,
+                duration_seconds=ended.duration_seconds,
             ),
         )
-        return summarize(final)
+        return summary
     raise Contention(f"run {run_id} is changing too fast; try again")
+
+
+def _read(
+    ref: firestore.DocumentReference, business_id: str, now: dt.datetime
+) -> tuple[firestore.DocumentSnapshot[Any], list[BudgetWarning]]:
+    """The run and the warnings recorded for the business's day and month, in one read
+    (`status.alerts`' documents)."""
+    alert_refs = [
+        db().collection(status.ALERTS).document(f"{scope_name(business_id, period)}:{level}")
+        for period in (day_key(now), month_key(now))
+        for level in status.WARNING_LEVELS
+    ]
+    found = {snapshot.reference.path: snapshot for snapshot in db().get_all([ref, *alert_refs])}
+    warnings = []
+    for alert in alert_refs:
+        snapshot = found[alert.path]
+        if snapshot.exists:
+            data = snapshot.to_dict() or {}
+            scope, level = alert.id.rsplit(":", 1)
+            warnings.append(
+                BudgetWarning(
+                    f"{scope}.{level}", str(data["kind"]), int(level), str(data["message"])
+                )
+            )
+    return found[ref.path], sorted(warnings, key=lambda warning: warning.level)
 
 
 def _started(run: Run) -> RunSummary:

@@ -11,10 +11,17 @@ http.serve_json_errors()
 
 @functions_framework.http
 def lifecycle(request: flask.Request) -> http.Answer:
-    """POST {"run_id", "transition", "reason"?, "message"?}: move the run, answer its totals."""
+    """POST {"run_id", "transition", "reason"?, "message"?, "business_id"?}: move the run,
+    answer its totals (409 `business_mismatch` if the run is not `business_id`'s)."""
 
     def move() -> RunSummary:
         body = http.parse(request, LifecycleRequest)
-        return transition(body.run_id, body.transition, reason=body.reason, message=body.message)
+        return transition(
+            body.run_id,
+            body.transition,
+            reason=body.reason,
+            message=body.message,
+            business_id=body.business_id,
+        )
 
     return http.respond(move)
