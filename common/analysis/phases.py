@@ -248,6 +248,9 @@ def _lease(run_id: str, spec: PhaseSpec, progress: PhaseProgress) -> Iterator[Le
     def start(batch: firestore.WriteBatch, event: bool) -> None:
         fields, percent = progress.fields(step=step)
         fields[f"phases.{phase}.status"] = "running"
+        # How many instances started it: more than one may have paid for more than the phase's
+        # end counts (the run's summary then reads its usage records).
+        fields[f"phases.{phase}.starts"] = firestore.Increment(1)
         batch.update(documents.run_ref(run_id), fields)
         if event:
             events.add_event(
@@ -476,8 +479,14 @@ def _store(
     fields, percent = work.progress.fields(step=step, final=True)
     fields.update({f"phases.{spec.name}.{key}": value for key, value in summary.items()})
     fields["cost_nanos"] = firestore.Increment(work.ledger.nanos - work.counted_nanos)
-    fields["models_used"] = firestore.ArrayUnion(stored["models"])
-    fields["providers_used"] = firestore.ArrayUnion(sorted({d.provider for d in work.done}))
+    # Every model that answered a call of this instance (critics' too), as its usage records say.
+    answered = [a for a in work.ledger.attempts if a.ok]
+    fields["models_used"] = firestore.ArrayUnion(
+        sorted({*(d.model for d in work.done), *(a.model for a in answered)})
+    )
+    fields["providers_used"] = firestore.ArrayUnion(
+        sorted({*(d.provider for d in work.done), *(a.provider for a in answered)})
+    )
 
     def batch() -> firestore.WriteBatch:
         batch = db().batch()

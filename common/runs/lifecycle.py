@@ -31,7 +31,7 @@ from common.budget.status import BudgetWarning
 from common.models import PHASE_ORDER, CleanedText, Code, RunId, Slug, Strict
 from common.money import usd
 from common.platform import log
-from common.platform.errors import Conflict, Contention
+from common.platform.errors import Conflict, Contention, InvalidInput
 from common.platform.secrets import redact
 from common.platform.store import db
 from common.runs.documents import (
@@ -149,8 +149,13 @@ def _totals(run: Run) -> usage.RunTotals:
     it ended without its end commit (a failure the workflow retried, a crash): the usage
     records count it, the run document does not (common/analysis would have to put it there).
     """
-    completed = all(phase.get("status") == "completed" for phase in run.phases.values())
-    if completed:
+    # Each phase completed by the one instance that started it: a phase started again (after a
+    # failure the workflow retried, a crash) may have paid for more than its end commit counts.
+    once = all(
+        phase.get("status") == "completed" and phase.get("starts") == 1
+        for phase in run.phases.values()
+    )
+    if once:
         costs = {name: int(phase.get("cost_nanos", 0)) for name, phase in run.phases.items()}
         if sum(costs.values()) == run.cost_nanos:
             return usage.RunTotals(costs, sorted(run.models_used), sorted(run.providers_used))
@@ -279,7 +284,7 @@ def transition(
             snapshot = ref.get()
         run = run_from(snapshot)
         if business_id is not None and run.business_id != business_id:
-            raise Conflict(
+            raise InvalidInput(
                 f"run {run_id} does not belong to business_id {business_id}",
                 code="business_mismatch",
                 field="business_id",

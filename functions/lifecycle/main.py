@@ -12,7 +12,7 @@ http.serve_json_errors()
 @functions_framework.http
 def lifecycle(request: flask.Request) -> http.Answer:
     """POST {"run_id", "transition", "reason"?, "message"?, "business_id"?}: move the run,
-    answer its totals (409 `business_mismatch` if the run is not `business_id`'s)."""
+    answer its totals (400 `business_mismatch` if the run is not `business_id`'s)."""
 
     def move() -> RunSummary:
         body = http.parse(request, LifecycleRequest)

@@ -262,7 +262,7 @@ def test_a_run_of_another_business_is_refused_naming_business_id(
         "/", json={"run_id": run_id, "transition": "fail", "business_id": "someone-else"}
     )
 
-    assert response.status_code == 409
+    assert response.status_code == 400
     assert response.json is not None
     error = response.json["error"]
     assert error["code"] == "business_mismatch" and error["field"] == "business_id"
@@ -348,15 +348,6 @@ class UnusableThenDown:
         return answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "common/analysis puts on the run only what an instance of a phase that ends with its "
-        "end commit (or a cancellation) paid for: what an instance that failed (providers "
-        "down, out of time, the budget busy, or cut by the platform) paid outside its stored "
-        "sub-tasks stays off the run document, which the summary reads"
-    ),
-)
 def test_a_phase_run_again_after_a_paid_failure_still_answers_what_was_charged(
     new_run: Callable[..., str],
 ) -> None:
