@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from common.budget.blocks import Shown
 from common.budget.clock import server_clock
 from common.budget.controls import Controls
-from common.budget.periods import Period, scope_name
+from common.budget.periods import Period, day_key, scope_name
 from common.budget.room import Room, read_room
 from common.money import format_usd, usd
 from common.platform import log
@@ -174,9 +174,11 @@ _warnings_lock = threading.Lock()
 def publish(business_id: str, day: str | None = None) -> BudgetStatus:
     """Rewrite `budget_status/{business_id}` from a fresh read of `day` (default today) and its
     month, and record the thresholds they crossed (each once per period)."""
-    when = None if day is None else dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.UTC)
     for _ in range(8):
-        status, room, published_doc = read_status(business_id, now=when)
+        now = server_clock.now()
+        if day is not None and day_key(now) != day:  # a block of another day: that day's figures
+            now = dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+        status, room, published_doc = read_status(business_id, now=now)
         ref = db().collection(STATUS).document(business_id)
         data = _document(status)
         try:
