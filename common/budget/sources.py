@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import firestore
 
 from common.budget.controls import Controls, controls_ref
 from common.platform.settings import get_settings
@@ -53,14 +57,46 @@ def current(business_id: str, *, max_age: float | None = None) -> Sources:
         if seen is not None and time.monotonic() - seen.read_at <= age:
             return seen
         read_at = time.monotonic()
-        snapshots = {
-            s.reference.path: s for s in db().get_all([business_ref(business_id), controls_ref()])
-        }
-        found = Sources(
-            business=business_of(business_id, snapshots[business_ref(business_id).path]),
-            controls=Controls.of(snapshots[controls_ref().path].to_dict() or {}),
-            read_at=read_at,
-        )
+        return _keep(business_id, read_at, _get_all(_refs(business_id)))
+
+
+def read_with(
+    business_id: str, refs: Sequence[firestore.DocumentReference]
+) -> tuple[Sources, dict[str, firestore.DocumentSnapshot[Any]]]:
+    """The business and the controls (as `current` gives them) and the snapshots of `refs` by
+    path, in one round trip: when this process's copy is older than `budget_cache_seconds`, the
+    business and the controls are read with `refs` (and kept for the next reservation).
+
+    Raises:
+        NotFound, Conflict: as `current`, when it reads the business.
+    """
+    seen = _seen.get((db().project, business_id))
+    if seen is not None and time.monotonic() - seen.read_at <= get_settings().budget_cache_seconds:
+        return seen, _get_all(refs)
+    read_at = time.monotonic()
+    snapshots = _get_all([*refs, *_refs(business_id)])
+    return _keep(business_id, read_at, snapshots), snapshots
+
+
+def _refs(business_id: str) -> list[firestore.DocumentReference]:
+    return [business_ref(business_id), controls_ref()]
+
+
+def _get_all(
+    refs: Sequence[firestore.DocumentReference],
+) -> dict[str, firestore.DocumentSnapshot[Any]]:
+    return {snapshot.reference.path: snapshot for snapshot in db().get_all(list(refs))}
+
+
+def _keep(business_id: str, read_at: float, snapshots: dict[str, Any]) -> Sources:
+    """The business and the controls in `snapshots`, kept unless this process has seen newer."""
+    found = Sources(
+        business=business_of(business_id, snapshots[business_ref(business_id).path]),
+        controls=Controls.of(snapshots[controls_ref().path].to_dict() or {}),
+        read_at=read_at,
+    )
+    key = (db().project, business_id)
+    with _guard:
         previous = _seen.get(key)
         if previous is None or _not_older(found, previous):
             _seen[key] = found
