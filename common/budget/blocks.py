@@ -4,12 +4,15 @@ Everything here is an optimistic commit: the documents are read, the new state i
 one atomic commit writes it on the condition that each document read is still at the version
 read (`update_time` preconditions). Nothing holds a lock, so a process frozen between its read
 and its commit stops nobody, and when it resumes its commit fails instead of writing from stale
-state. Commits that only move money this process owns (`flush`, `close`) use server-side
-increments and a precondition on the block document alone.
+state. The owner's commits also write what clients see of the periods (a `View`: the published
+status, a threshold's alert) from the periods as that very commit leaves them, so the status is
+never older than the periods it was written with.
 
     take      read day, month, (platform shards) -> create the block, add it to both periods
-    flush     move what the block has spent into both periods (at most 1 % steps, >= 1 s apart)
-    close     move the rest of its spending in and give back the unused amount
+    flush     read day, month, block -> move what the block has spent into both periods
+              (at most 1 % steps, >= 1 s apart)
+    close     read day, month, block -> move the rest of its spending in, give back the unused
+              amount
     reconcile a block whose owner vanished (expired by the database's clock): freeze its holds
               still unsettled (charged at their upper bound), sum its usage records, close it
 
@@ -34,7 +37,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import aggregation
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from common.budget import platform
+from common.budget import platform, sources
 from common.budget.controls import Controls
 from common.budget.periods import (
     SCOPES,
@@ -45,7 +48,7 @@ from common.budget.periods import (
     scope_ref,
 )
 from common.money import format_usd, usd
-from common.platform import log
+from common.platform import errors, log
 from common.platform.settings import get_settings
 from common.platform.store import db
 from common.platform.writes import group_writer
@@ -91,9 +94,32 @@ class Block:
         return scope_name(self.business_id, self.month)
 
 
-# A document that shows periods to clients: its reference and data, from the day and month as a
-# commit leaves them and the database's time of the read before it.
-Shown = Callable[[Period, Period, dt.datetime], tuple[firestore.DocumentReference, dict[str, Any]]]
+# A document to write: its reference and data.
+Doc = tuple[firestore.DocumentReference, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class View:
+    """What clients see of a business's periods, written in the same commit as the periods.
+
+    `status` is the published status from the business, the controls, the day and the month as
+    the commit leaves them and the database's time of the read before it; `alert` records that a
+    period reached a threshold of its limit (one of `WARNING_LEVELS`)."""
+
+    status: Callable[[Business, Controls, Period, Period, dt.datetime], Doc]
+    alert: Callable[[Period, int], Doc]
+
+
+@dataclass(frozen=True)
+class Left:
+    """The business's day and month as an owner's flush or close left them, brought to the
+    business's limits read with them (as clients see them), and the thresholds that commit was
+    the first to find reached (each recorded in it, and marked on its period)."""
+
+    business: Business
+    day: Period
+    month: Period
+    reached: tuple[tuple[Period, int], ...]
 
 
 class Stale(Exception):
@@ -188,12 +214,12 @@ def take(
     need: int,
     want: int,
     owner: str,
-    shown: Shown | None = None,
+    view: View | None = None,
 ) -> Block:
     """Take a block of at least `need` nanos (up to `want`) from the business's `day` and
-    `month`, topping the day's share of the platform's cap up first if it is short; `shown`
-    gives a document to write in the same commit from the periods as they will then be (what
-    clients see of them: no read after the take, and never older than the periods).
+    `month`, topping the day's share of the platform's cap up first if it is short; with a
+    `view`, the published status is written in the same commit from the periods as they will
+    then be (no read after the take, and never older than the periods).
 
     Raises:
         BudgetDenied: a limit has less than `need` left even counting what blocks hold
@@ -269,8 +295,8 @@ def take(
         _write(batch, month_p, op)
         for shard in touched.values():
             platform.write(batch, shard, op)
-        if shown is not None:
-            batch.set(*shown(day_p, month_p, now))
+        if view is not None:
+            batch.set(*view.status(business, controls, day_p, month_p, now))
         batch.create(
             block_ref(block_id),
             {
@@ -437,15 +463,187 @@ def return_platform(day: str, controls: Controls, *, most: int | None = None) ->
 
 # --- owner's commits -----------------------------------------------------------------------
 
+# An owner's flush or close that loses this many races for its periods to other commits moves its
+# money blindly instead (server-side increments, no precondition on the periods, nothing else
+# written): its caller then publishes the status from a read.
+OWNER_ATTEMPTS = 8
 
-def _moved(block: Block, spent: int, released: int) -> dict[str, Any]:
-    """A period's fields after `spent` nanos of the block were spent and `released` nanos of
-    its amount leave it (spent included)."""
-    return {
+
+def flush(
+    block: Block, spent: int, released: int | None = None, *, view: View | None = None
+) -> tuple[Block, Left | None]:
+    """Move `spent` nanos the block has spent into its day and month, and give back `released`
+    nanos of its amount in all (at least `spent`; by default just that): the block shrinks by
+    `released` (grows, when it is negative). With a `view`, what clients see is written in the
+    same commit (as `close` does). Returns the block after, and the periods as left (None when
+    they were moved blindly). Raises `Stale` if the block was reconciled meanwhile."""
+    released = spent if released is None else released
+    fields = {
+        "amount_nanos": firestore.Increment(-released),
+        "flushed_nanos": firestore.Increment(spent),
+    }
+    update_time, left = _give_back(block, spent, released, fields, view, closing=False)
+    return dataclasses.replace(block, amount=block.amount - released, update_time=update_time), left
+
+
+def close(block: Block, spent: int, *, view: View | None = None) -> Left | None:
+    """Close the block: move the `spent` nanos not flushed yet into its day and month and give
+    back the rest of its amount. With a `view`: one read of the day, the month and the block,
+    then one commit conditional on them that also writes the published status and the alert of
+    each threshold first found reached (read again after a lost race; after `OWNER_ATTEMPTS`, or
+    without a view, the money moves blindly). Returns the periods as left (None when moved
+    blindly: the caller shows them from a read). Raises `Stale` if the block was reconciled
+    meanwhile."""
+    fields = {
+        "state": "closed",
+        "closed_by": "owner",
+        "charged_nanos": firestore.Increment(0),
+        "closed_spent_nanos": spent,
+        "closed_at": firestore.SERVER_TIMESTAMP,
+    }
+    _, left = _give_back(block, spent, block.amount, fields, view, closing=True)
+    logger.info(
+        "budget block closed",
+        extra=log.fields(
+            event="budget_block_closed",
+            business_id=block.business_id,
+            block=block.block_id,
+            spent_usd=usd(spent),
+            returned_usd=usd(block.amount - spent),
+        ),
+    )
+    return left
+
+
+def _give_back(
+    block: Block,
+    spent: int,
+    released: int,
+    fields: dict[str, Any],
+    view: View | None,
+    *,
+    closing: bool,
+) -> tuple[Any, Left | None]:
+    """Move `spent` into the block's periods and `released` out of what they hold in it (its
+    entry removed when `closing`), and write `fields` on the block, conditional on its version.
+    Returns the block document's version after, and the periods as left."""
+    if view is not None:
+        try:
+            shown = _give_back_shown(block, spent, released, fields, view, closing=closing)
+        except (errors.NotFound, errors.Conflict):
+            shown = None  # the business cannot be read (removed, misconfigured): moved blindly
+        if shown is not None:
+            return shown
+    op = uuid.uuid4().hex
+    moved = {
         "spent_nanos": firestore.Increment(spent),
         "allocated_nanos": firestore.Increment(-released),
+        **_entry_change(block, released, closing),
         "updated_at": firestore.SERVER_TIMESTAMP,
     }
+    batch = db().batch()
+    for scope in (block.day_scope, block.month_scope):
+        batch.update(scope_ref(scope), moved)
+    batch.update(
+        block_ref(block.block_id),
+        {**fields, "last_op": op},
+        option=db().write_option(last_update_time=block.update_time),
+    )
+    results = _commit_owned(block, batch, op)
+    update_time = (
+        results[-1].update_time if results else block_ref(block.block_id).get().update_time
+    )
+    return update_time, None
+
+
+def _give_back_shown(
+    block: Block,
+    spent: int,
+    released: int,
+    fields: dict[str, Any],
+    view: View,
+    *,
+    closing: bool,
+) -> tuple[Any, Left] | None:
+    """`_give_back` as one commit conditional on the day and month as read, which also writes
+    what clients see of them. None after `OWNER_ATTEMPTS` lost races (nothing written)."""
+    mine = block_ref(block.block_id)
+    day_ref, month_ref = scope_ref(block.day_scope), scope_ref(block.month_scope)
+    sent: dict[str, Left] = {}  # by op, for a commit applied whose acknowledgement was lost
+    for attempt in range(OWNER_ATTEMPTS):
+        found, snapshots = sources.read_with(block.business_id, [day_ref, month_ref, mine])
+        stored = snapshots[mine.path]
+        if stored.update_time != block.update_time:
+            last_op = (stored.to_dict() or {}).get("last_op")
+            if last_op in sent:
+                return stored.update_time, sent[last_op]
+            raise Stale(block.block_id)
+        day_snapshot, month_snapshot = snapshots[day_ref.path], snapshots[month_ref.path]
+        if not (day_snapshot.exists and month_snapshot.exists):
+            return None  # not as its take left them: the blind commit finds out why
+        now = max(day_snapshot.read_time, month_snapshot.read_time)
+        business = found.business
+        limits = business.limits
+        day_p = _given_back(Period.of(day_snapshot, "day"), block, spent, released, closing)
+        month_p = _given_back(Period.of(month_snapshot, "month"), block, spent, released, closing)
+        day_shown = day_p.with_limit(limits.daily_limit_nanos, business.limits_version)
+        month_shown = month_p.with_limit(limits.monthly_limit_nanos, business.limits_version)
+        reached = tuple(
+            (period, level)
+            for period in (day_shown, month_shown)
+            for level in period.reached
+            if level not in period.warned
+        )
+        op = uuid.uuid4().hex
+        batch = db().batch()
+        for period, shown in ((day_p, day_shown), (month_p, month_shown)):
+            batch.update(
+                scope_ref(period.name),
+                {
+                    "spent_nanos": period.spent,
+                    "allocated_nanos": period.allocated,
+                    **_entry_change(block, released, closing),
+                    "warned": sorted({*period.warned, *shown.reached}),
+                    "updated_at": firestore.SERVER_TIMESTAMP,
+                },
+                option=db().write_option(last_update_time=period.update_time),
+            )
+        batch.set(*view.status(business, found.controls, day_shown, month_shown, now))
+        for period, level in reached:
+            batch.set(*view.alert(period, level))
+        batch.update(
+            mine,
+            {**fields, "last_op": op},
+            option=db().write_option(last_update_time=block.update_time),
+        )
+        sent[op] = Left(business, day_shown, month_shown, reached)
+        try:
+            results = batch.commit()
+        except (exceptions.FailedPrecondition, exceptions.NotFound):
+            _pause(attempt)  # something changed since the read: the next read says what
+            continue
+        return results[-1].update_time, sent[op]
+    return None
+
+
+def _given_back(period: Period, block: Block, spent: int, released: int, closing: bool) -> Period:
+    """`period` with `spent` of the block's money spent and `released` of it out of the block
+    (its entry gone when `closing`)."""
+    blocks = dict(period.blocks)
+    entry = blocks.pop(block.block_id, None)
+    if entry is not None and not closing:
+        blocks[block.block_id] = dataclasses.replace(entry, amount=entry.amount - released)
+    return dataclasses.replace(
+        period, spent=period.spent + spent, allocated=period.allocated - released, blocks=blocks
+    )
+
+
+def _entry_change(block: Block, released: int, closing: bool) -> dict[str, Any]:
+    """The change to a period's entry of `block`: gone when `closing`, else `released` less."""
+    entry = f"blocks.{block.block_id}"
+    if closing:
+        return {entry: firestore.DELETE_FIELD}
+    return {f"{entry}.amount_nanos": firestore.Increment(-released)}
 
 
 def _commit_owned(block: Block, batch: firestore.WriteBatch, op: str) -> Any:
@@ -457,71 +655,6 @@ def _commit_owned(block: Block, batch: firestore.WriteBatch, op: str) -> Any:
         if snapshot.exists and (snapshot.to_dict() or {}).get("last_op") == op:
             return None  # applied; only its acknowledgement was lost
         raise Stale(block.block_id) from None
-
-
-def flush(block: Block, spent: int, released: int | None = None) -> Block:
-    """Move `spent` nanos the block has spent into its day and month, and give back `released`
-    nanos of its amount in all (at least `spent`; by default just that): the block shrinks by
-    `released` (grows, when it is negative). Raises `Stale` if the block was reconciled
-    meanwhile."""
-    released = spent if released is None else released
-    op = uuid.uuid4().hex
-    fields = _moved(block, spent, released)
-    batch = db().batch()
-    for scope in (block.day_scope, block.month_scope):
-        batch.update(
-            scope_ref(scope),
-            {**fields, f"blocks.{block.block_id}.amount_nanos": firestore.Increment(-released)},
-        )
-    batch.update(
-        block_ref(block.block_id),
-        {
-            "amount_nanos": firestore.Increment(-released),
-            "flushed_nanos": firestore.Increment(spent),
-            "last_op": op,
-        },
-        option=db().write_option(last_update_time=block.update_time),
-    )
-    results = _commit_owned(block, batch, op)
-    update_time = (
-        results[-1].update_time if results else block_ref(block.block_id).get().update_time
-    )
-    return dataclasses.replace(block, amount=block.amount - released, update_time=update_time)
-
-
-def close(block: Block, spent: int) -> None:
-    """Close the block: move the `spent` nanos not flushed yet into its day and month and give
-    back the rest of its amount. Raises `Stale` if it was reconciled meanwhile."""
-    op = uuid.uuid4().hex
-    fields = _moved(block, spent, block.amount)
-    batch = db().batch()
-    for scope in (block.day_scope, block.month_scope):
-        batch.update(
-            scope_ref(scope), {**fields, f"blocks.{block.block_id}": firestore.DELETE_FIELD}
-        )
-    batch.update(
-        block_ref(block.block_id),
-        {
-            "state": "closed",
-            "closed_by": "owner",
-            "charged_nanos": firestore.Increment(0),
-            "closed_spent_nanos": spent,
-            "closed_at": firestore.SERVER_TIMESTAMP,
-            "last_op": op,
-        },
-        option=db().write_option(last_update_time=block.update_time),
-    )
-    _commit_owned(block, batch, op)
-    logger.info(
-        "budget block closed",
-        extra=log.fields(
-            event="budget_block_closed",
-            business_id=block.business_id,
-            block=block.block_id,
-            spent_usd=usd(spent),
-            returned_usd=usd(block.amount - spent),
-        ),
-    )
 
 
 # --- reconciling what a vanished owner left ------------------------------------------------

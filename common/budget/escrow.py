@@ -123,9 +123,8 @@ class Escrow:
                 self._taking.add(key)
                 want = max(amount * BLOCK_REQUESTS, self._sizes.get(key, 0))
             self._close_all(retired)
-            shown = status.shown(business, sources.controls)
 
-            def take(want: int = want, shown: blocks.Shown = shown) -> blocks.Block:
+            def take(want: int = want) -> blocks.Block:
                 return blocks.take(
                     business,
                     sources.controls,
@@ -134,7 +133,7 @@ class Escrow:
                     need=amount,
                     want=want,
                     owner=INSTANCE,
-                    shown=shown,
+                    view=status.view,
                 )
 
             try:
@@ -326,12 +325,13 @@ class Escrow:
                     return
                 block = allowance.block
             try:
-                after = blocks.flush(block, 0, -amount)
+                after, left = blocks.flush(block, 0, -amount, view=status.view)
             except Stale:
                 self.lost(allowance)
                 return
             with self._cond:
                 allowance.block = after
+        self._shown(block, left)
         logger.error(
             "a call cost more than its reservation and its block had spare",
             extra=log.fields(
@@ -381,7 +381,7 @@ class Escrow:
                     return
                 block = allowance.block
             try:
-                after = blocks.flush(block, spent, released)
+                after, left = blocks.flush(block, spent, released, view=status.view)
             except Stale:
                 self.lost(allowance)
                 return
@@ -390,7 +390,7 @@ class Escrow:
                 allowance.unflushed -= spent
                 allowance.committed -= spent
                 allowance.last_flush = time.monotonic()
-        self._publish(block)
+        self._shown(block, left)
 
     def _close_all(self, allowances: list[Allowance], *, trim: bool = False) -> None:
         """Close each retired block with nothing in flight (the others close when their last
@@ -411,15 +411,20 @@ class Escrow:
                 self._all.pop(allowance.block.block_id, None)
                 spent = allowance.unflushed
             try:
-                blocks.close(allowance.block, spent)
+                left = blocks.close(allowance.block, spent, view=status.view)
             except Stale:
                 return  # reconciled meanwhile: its usage records were counted there
-        self._publish(allowance.block)
+        self._shown(allowance.block, left)
 
     @staticmethod
-    def _publish(block: Block) -> None:
+    def _shown(block: Block, left: blocks.Left | None) -> None:
+        """After a flush or close: announce what its commit recorded, or, when it moved the
+        money blindly (too contended), publish the status from a read."""
         with contextlib.suppress(Exception):  # the status is a view; the money is settled
-            status.publish(block.business_id, block.day)
+            if left is None:
+                status.publish(block.business_id, block.day)
+            else:
+                status.announce(left)
 
     def release(self, business_id: str | None = None) -> None:
         """Close every block with nothing in flight now (of `business_id`, or all), in this

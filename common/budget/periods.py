@@ -10,8 +10,10 @@ what has been spent (`spent_nanos`, settled money moved in by the blocks that sp
 is out in blocks (`allocated_nanos`, `blocks`: each open block's amount and when the database
 says it was taken). A business day also holds its share of the platform's cap (`platform_nanos`,
 taken from the platform's shards in chunks: `platform_from`), which its spent and allocated money
-may not exceed either. A platform shard holds what it has given to business days
-(`allotted_nanos`); its own limit is its part of the cap the operator sets, read when used.
+may not exceed either. `warned` lists the thresholds of its limit (`WARNING_LEVELS`) already
+announced: the owner's commit that first finds one reached records it, so it is announced once.
+A platform shard holds what it has given to business days (`allotted_nanos`); its own limit is
+its part of the cap the operator sets, read when used.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from common.platform.store import db
 
 SCOPES = "budget_scopes"
 Kind = Literal["day", "month"]
+WARNING_LEVELS = (75, 90, 100)  # percent of a period's limit spent, announced once each
 
 
 def day_key(now: dt.datetime) -> str:
@@ -116,6 +119,11 @@ class Period:
             and self.platform_cap <= cap
             and all(entry.controls_version >= version for entry in self.blocks.values())
         )
+
+    @property
+    def reached(self) -> tuple[int, ...]:
+        """The thresholds (`WARNING_LEVELS`) its spending has reached."""
+        return tuple(level for level in WARNING_LEVELS if 100 * self.spent >= level * self.limit)
 
     @property
     def limit_room(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,24 @@ def current(business_id: str, *, max_age: float | None = None) -> Sources:
         return remember(business_id, db().get_all(refs(business_id)), read_at)
 
 
+def read_with(
+    business_id: str, also: Sequence[firestore.DocumentReference]
+) -> tuple[Sources, dict[str, firestore.DocumentSnapshot[Any]]]:
+    """The business and the controls (as `current` gives them) and the snapshots of `also` by
+    path, in one round trip: when this process's copy is older than `budget_cache_seconds`, the
+    business and the controls are read with `also` (and kept for the next reservation).
+
+    Raises:
+        NotFound, Conflict: as `current`, when it reads the business.
+    """
+    seen = _seen.get((db().project, business_id))
+    if seen is not None and time.monotonic() - seen.read_at <= get_settings().budget_cache_seconds:
+        return seen, _by_path(db().get_all(list(also)))
+    read_at = time.monotonic()
+    snapshots = _by_path(db().get_all([*also, *refs(business_id)]))
+    return remember(business_id, snapshots.values(), read_at), snapshots
+
+
 def refs(business_id: str) -> list[firestore.DocumentReference]:
     """The documents `current` reads, for a caller that reads them with its own."""
     return [business_ref(business_id), controls_ref()]
@@ -74,7 +92,7 @@ def remember(business_id: str, snapshots: Iterable[Any], read_at: float) -> Sour
         NotFound: the business is not registered (`unknown_business`).
         Conflict: its document is not a valid business (`invalid_business`, `unknown_tier`).
     """
-    found_by_path = {snapshot.reference.path: snapshot for snapshot in snapshots}
+    found_by_path = _by_path(snapshots)
     found = Sources(
         business=business_of(business_id, found_by_path[business_ref(business_id).path]),
         controls=Controls.of(found_by_path[controls_ref().path].to_dict() or {}),
@@ -86,6 +104,10 @@ def remember(business_id: str, snapshots: Iterable[Any], read_at: float) -> Sour
         if previous is None or _not_older(found, previous):
             _seen[key] = found
         return _seen[key]
+
+
+def _by_path(snapshots: Iterable[Any]) -> dict[str, firestore.DocumentSnapshot[Any]]:
+    return {snapshot.reference.path: snapshot for snapshot in snapshots}
 
 
 def _not_older(found: Sources, previous: Sources) -> bool:

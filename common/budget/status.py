@@ -2,12 +2,13 @@
 status computed on demand, and the 75/90/100% warnings of its day and month, each recorded once
 per period (`budget_alerts/{scope}:{level}`).
 
-The published document is rewritten after every change to the business's periods that a block
-makes: a take writes it in its own commit, from the periods as that commit leaves them (the
-take's writes are conditional on the periods it read, so nothing newer can be overwritten); a
-flush or a close (blind increments) rewrites it from a read made after that change, on the
-condition that nobody rewrote it since that read, so the last writer always wrote from the
-newest read.
+The published document is written by every commit a block's owner makes to the business's
+periods (a take, a flush, a close: `view`), from the periods as that commit leaves them; those
+commits are conditional on the periods they read, so nothing newer can be overwritten. A flush or
+a close also records, in the same commit, each threshold it is the first to find reached (marked
+on the period, so it is announced once). `publish` rewrites the document from a fresh read, on
+the condition that nobody rewrote it since: after a new limit, and after a flush or close that
+had to move its money blindly (it lost too many races to commit with the status).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import calendar
 import datetime as dt
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +25,10 @@ from google.api_core import exceptions
 from google.cloud import firestore
 from pydantic import BaseModel, Field
 
-from common.budget.blocks import Shown
+from common.budget.blocks import Doc, Left, View
 from common.budget.clock import server_clock
 from common.budget.controls import Controls
-from common.budget.periods import Period, scope_name
+from common.budget.periods import WARNING_LEVELS, Period, day_key, scope_name
 from common.budget.room import Room, read_room
 from common.money import format_usd, usd
 from common.platform import log
@@ -35,7 +37,6 @@ from common.tenants.businesses import Business
 
 ALERTS = "budget_alerts"
 STATUS = "budget_status"  # what clients may read: one document per business
-WARNING_LEVELS = (75, 90, 100)
 logger = logging.getLogger(__name__)
 
 
@@ -128,17 +129,29 @@ def compute(
     )
 
 
-def shown(business: Business, controls: Controls) -> Shown:
-    """What a take writes in its own commit: the business's published status from the day and
-    month as the take leaves them (a take moves no money into spent: no warning is crossed)."""
+def _status_doc(
+    business: Business, controls: Controls, day: Period, month: Period, now: dt.datetime
+) -> Doc:
+    status = compute(business, day, month, controls, now)
+    return db().collection(STATUS).document(business.business_id), _document(status)
 
-    def document(
-        day: Period, month: Period, now: dt.datetime
-    ) -> tuple[firestore.DocumentReference, dict[str, Any]]:
-        status = compute(business, day, month, controls, now)
-        return db().collection(STATUS).document(business.business_id), _document(status)
 
-    return document
+def _alert_doc(period: Period, level: int) -> Doc:
+    ref = db().collection(ALERTS).document(f"{period.name}:{level}")
+    return ref, {
+        "business_id": period.business_id,
+        "scope": period.name,
+        "kind": period.kind,
+        "level": level,
+        "spent_nanos": period.spent,
+        "limit_nanos": period.limit,
+        "message": _message(period, level),
+        "at": firestore.SERVER_TIMESTAMP,
+    }
+
+
+# What the owner's commits write of the periods for clients (see `blocks.View`).
+view = View(status=_status_doc, alert=_alert_doc)
 
 
 def _document(status: BudgetStatus) -> dict[str, Any]:
@@ -174,9 +187,11 @@ _warnings_lock = threading.Lock()
 def publish(business_id: str, day: str | None = None) -> BudgetStatus:
     """Rewrite `budget_status/{business_id}` from a fresh read of `day` (default today) and its
     month, and record the thresholds they crossed (each once per period)."""
-    when = None if day is None else dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.UTC)
     for _ in range(8):
-        status, room, published_doc = read_status(business_id, now=when)
+        now = server_clock.now()
+        if day is not None and day_key(now) != day:  # a block of another day: that day's figures
+            now = dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+        status, room, published_doc = read_status(business_id, now=now)
         ref = db().collection(STATUS).document(business_id)
         data = _document(status)
         try:
@@ -189,11 +204,22 @@ def publish(business_id: str, day: str | None = None) -> BudgetStatus:
         except (exceptions.FailedPrecondition, exceptions.AlreadyExists, exceptions.NotFound):
             continue  # someone rewrote it after our read: read again
         break
-    found = record_warnings(status.tier, room.day, room.month)
+    _hand_over(business_id, record_warnings(status.tier, room.day, room.month))
+    return status
+
+
+def announce(left: Left) -> list[BudgetWarning]:
+    """Announce the thresholds a flush or close was the first to find reached (it recorded
+    them in its commit): a WARNING log line each, and a warning for `published`."""
+    found = [_announced(left.business.tier, period, level) for period, level in left.reached]
+    _hand_over(left.business.business_id, found)
+    return found
+
+
+def _hand_over(business_id: str, found: list[BudgetWarning]) -> None:
     if found:
         with _warnings_lock:
             _warnings.setdefault((db().project, business_id), []).extend(found)
-    return status
 
 
 def published(business_id: str) -> list[BudgetWarning]:
@@ -207,43 +233,34 @@ def record_warnings(tier: str, day: Period, month: Period) -> list[BudgetWarning
     alert document and a WARNING log line). Returns the ones recorded now."""
     found = []
     for period in (day, month):
-        for level in WARNING_LEVELS:
-            if 100 * period.spent >= level * period.limit:
-                warning = _record_warning(tier, period, level)
-                if warning is not None:
-                    found.append(warning)
+        for level in period.reached:
+            ref, data = _alert_doc(period, level)
+            try:
+                ref.create(data)
+            except exceptions.AlreadyExists:
+                continue  # recorded once per period already
+            found.append(_announced(tier, period, level))
     return found
 
 
-def _record_warning(tier: str, period: Period, level: int) -> BudgetWarning | None:
-    bid = period.business_id
+def _message(period: Period, level: int) -> str:
     when = "today" if period.kind == "day" else "this month"
     budget_name = "daily budget" if period.kind == "day" else "monthly budget"
-    message = (
-        f"{bid} passed {level}% of its {budget_name} {when}: "
+    return (
+        f"{period.business_id} passed {level}% of its {budget_name} {when}: "
         f"{format_usd(period.spent, 4)} of {format_usd(period.limit, 2)} spent"
         + ("; new tasks are blocked until the period rolls over" if level == 100 else "")
     )
-    try:
-        db().collection(ALERTS).document(f"{period.name}:{level}").create(
-            {
-                "business_id": bid,
-                "scope": period.name,
-                "kind": period.kind,
-                "level": level,
-                "spent_nanos": period.spent,
-                "limit_nanos": period.limit,
-                "message": message,
-                "at": firestore.SERVER_TIMESTAMP,
-            }
-        )
-    except exceptions.AlreadyExists:
-        return None  # recorded once per period already
+
+
+def _announced(tier: str, period: Period, level: int) -> BudgetWarning:
+    """A threshold just recorded: its WARNING log line and its warning."""
+    message = _message(period, level)
     logger.warning(
         message,
         extra=log.fields(
             event="budget_warning",
-            business_id=bid,
+            business_id=period.business_id,
             tier=tier,
             scope=period.name,
             kind=period.kind,
@@ -256,15 +273,28 @@ def _record_warning(tier: str, period: Period, level: int) -> BudgetWarning | No
 def alerts(business_id: str, periods: list[str]) -> list[BudgetWarning]:
     """The warnings recorded for the business's `periods` (days or months), in one read,
     lowest level first."""
-    refs = [
+    refs = alert_refs(business_id, periods)
+    return alerts_in(refs, db().get_all(refs))
+
+
+def alert_refs(business_id: str, periods: list[str]) -> list[firestore.DocumentReference]:
+    """The documents a warning of the business's `periods` is recorded in, if it was."""
+    return [
         db().collection(ALERTS).document(f"{scope_name(business_id, period)}:{level}")
         for period in periods
         for level in WARNING_LEVELS
     ]
-    found = {snap.id: snap for snap in db().get_all(refs)}
+
+
+def alerts_in(
+    refs: list[firestore.DocumentReference], snapshots: Iterable[Any]
+) -> list[BudgetWarning]:
+    """The warnings recorded in `refs` as `snapshots` (read with them, maybe with others) found
+    them, lowest level first."""
+    found = {snapshot.reference.path: snapshot for snapshot in snapshots}
     warnings = []
     for ref in refs:
-        snapshot = found.get(ref.id)
+        snapshot = found.get(ref.path)
         if snapshot is not None and snapshot.exists:
             data = snapshot.to_dict() or {}
             scope, level = ref.id.rsplit(":", 1)

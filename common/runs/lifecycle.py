@@ -26,7 +26,7 @@ from google.cloud import firestore
 from pydantic import AfterValidator, BaseModel
 
 from common.budget import status, usage
-from common.budget.periods import day_key, month_key, scope_name
+from common.budget.periods import day_key, month_key
 from common.budget.status import BudgetWarning
 from common.models import PHASE_ORDER, CleanedText, Code, RunId, Slug, Strict
 from common.money import usd
@@ -353,26 +353,11 @@ def transition(
 def _read(
     ref: firestore.DocumentReference, business_id: str, now: dt.datetime
 ) -> tuple[firestore.DocumentSnapshot[Any], list[BudgetWarning]]:
-    """The run and the warnings recorded for the business's day and month, in one read
-    (`status.alerts`' documents)."""
-    alert_refs = [
-        db().collection(status.ALERTS).document(f"{scope_name(business_id, period)}:{level}")
-        for period in (day_key(now), month_key(now))
-        for level in status.WARNING_LEVELS
-    ]
-    found = {snapshot.reference.path: snapshot for snapshot in db().get_all([ref, *alert_refs])}
-    warnings = []
-    for alert in alert_refs:
-        snapshot = found[alert.path]
-        if snapshot.exists:
-            data = snapshot.to_dict() or {}
-            scope, level = alert.id.rsplit(":", 1)
-            warnings.append(
-                BudgetWarning(
-                    f"{scope}.{level}", str(data["kind"]), int(level), str(data["message"])
-                )
-            )
-    return found[ref.path], sorted(warnings, key=lambda warning: warning.level)
+    """The run and the warnings recorded for the business's day and month, in one read."""
+    alert_refs = status.alert_refs(business_id, [day_key(now), month_key(now)])
+    found = list(db().get_all([ref, *alert_refs]))
+    run = next(snapshot for snapshot in found if snapshot.reference.path == ref.path)
+    return run, status.alerts_in(alert_refs, found)
 
 
 def _started(run: Run) -> RunSummary:
