@@ -243,7 +243,7 @@ def _lease(run_id: str, spec: PhaseSpec, progress: PhaseProgress) -> Iterator[Le
         "expires_at": now + dt.timedelta(seconds=get_settings().phase_lease_seconds),
     }
     progress.add(spec.start_points)
-    step = f"{spec.title}: recalling evidence"
+    step = f"{spec.title}: recalling evidence" if uses_evidence(spec) else f"{spec.title}: started"
 
     def start(batch: firestore.WriteBatch, event: bool) -> None:
         fields, percent = progress.fields(step=step)
@@ -336,7 +336,11 @@ def run_phase(
     business = sources.current(run.business_id).business
     progress = PhaseProgress(run, phase, write_every=settings.progress_write_seconds)
     with _lease(run_id, spec, progress) as lease:
-        recalled = evidence.recall(run.business_id, evidence_query(spec, run.input))
+        recalled = (
+            evidence.recall(run.business_id, evidence_query(spec, run.input))
+            if uses_evidence(spec)
+            else []  # none of its sub-tasks reads evidence: no query, no embedding
+        )
         budget = BudgetLedger(
             business,
             run_id=run_id,
@@ -367,6 +371,11 @@ def run_phase(
             return _store(work, spec, built, lease, duration_ms)
         finally:
             ledger.close()  # what is left unwritten, then the blocks this request took go back
+
+
+def uses_evidence(spec: PhaseSpec) -> bool:
+    """Whether any of the phase's sub-tasks is given the business's evidence."""
+    return any(sub.evidence for sub in spec.sub_tasks)
 
 
 def evidence_query(spec: PhaseSpec, business: BusinessInput) -> str:

@@ -169,3 +169,21 @@ def test_a_business_id_that_is_not_the_runs_is_refused(
     error = response.get_json()["error"]
     assert error["code"] == "business_mismatch" and error["field"] == "business_id"
     assert documents.get_run(run_id).phases == {}  # nothing started, nothing spent
+
+
+def test_only_the_phases_whose_sub_tasks_read_evidence_search_it(
+    new_run: Callable[..., str],
+) -> None:
+    run_id = new_run()
+    business_id = documents.get_run(run_id).business_id
+    queries = {}
+    for phase in ("research", "positioning", "icps", "strategy"):
+        with counting(db()) as calls:
+            run_phase(run_id, phase, business_id=business_id)
+        queries[phase] = calls.rpcs["RunQuery"]
+
+    # research and positioning give their sub-tasks the business's evidence (one vector search
+    # each; research's process also reads the recorded outcomes once); the ICPs and the strategy
+    # build on those phases' results, and search nothing.
+    assert queries["positioning"] == 1 and queries["research"] >= 1, queries
+    assert queries["icps"] == queries["strategy"] == 0, queries
