@@ -27,17 +27,20 @@ class Calls(
     grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
 ):
     """RPCs by method name (a listener's `Listen` stream counts once, when it opens) and
-    document writes by path, since the last `reset`."""
+    document writes by path (`batched`: those sent in a BatchWrite, not a commit), since the
+    last `reset`."""
 
     def __init__(self) -> None:
         self.rpcs: Counter[str] = Counter()
         self.writes: Counter[str] = Counter()
+        self.batched: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def reset(self) -> None:
         with self._lock:
             self.rpcs.clear()
             self.writes.clear()
+            self.batched.clear()
 
     def _count(self, method: str, request: Any) -> None:
         name = method.rsplit("/", 1)[-1]
@@ -46,6 +49,8 @@ class Calls(
             self.rpcs[name] += 1
             for path in paths:
                 self.writes[path] += 1
+                if name == "BatchWrite":
+                    self.batched[path] += 1
 
     def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: Any, request: Any

@@ -31,8 +31,10 @@ from common.analysis.pipelines import PIPELINES, Built, part_keys
 from common.analysis.progress import PhaseProgress
 from common.analysis.registry import PHASE_TASKS, PHASES, PhaseSpec, SubTaskSpec
 from common.analysis.work import Cancelled, Tally, Work, deadline, part_ref
-from common.budget import sources
+from common.budget import blocks, sources
+from common.budget.clock import server_clock
 from common.budget.ledger import BudgetLedger
+from common.budget.periods import day_key, month_key
 from common.llm import Router, get_router
 from common.llm.base import FAILURE_TEXT, AllProvidersFailed, Message, OutOfTime
 from common.llm.catalogue import TIERS
@@ -151,8 +153,9 @@ def read(
     run_id: str, spec: PhaseSpec, *, parts: bool = True, business_id: str | None = None
 ) -> Found:
     """The run, the phase's result if stored, the results it builds on and (with `parts`) the
-    parts stored before, in one round trip; with `business_id`, also the business and the
-    platform controls the budget needs (kept by `sources` for this process's reservations).
+    parts stored before, in one round trip; with `business_id`, also what the budget needs: the
+    business and the platform controls (kept by `sources` for this process's reservations) and
+    the day, month and platform shard its first block is taken from (`blocks.prime`).
 
     Raises:
         NotFound: no such run (or, with `business_id`, no such business).
@@ -162,9 +165,12 @@ def read(
     if business_id is None:
         return found_in(run_id, spec, db().get_all(refs), parts=parts)
     read_at = time.monotonic()
-    snapshots = list(db().get_all([*refs, *sources.refs(business_id)]))
+    now = server_clock.now()
+    budget = blocks.take_refs(business_id, day_key(now), month_key(now))
+    snapshots = list(db().get_all([*refs, *sources.refs(business_id), *budget]))
     found = found_in(run_id, spec, snapshots, parts=parts, business_id=business_id)
     sources.remember(business_id, snapshots, read_at)
+    blocks.prime(snapshots)  # the phase's first take needs no read of its own
     return found
 
 

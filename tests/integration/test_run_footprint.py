@@ -18,6 +18,8 @@ from common.analysis import launch
 from common.analysis.phases import PHASES, read, run_phase
 from common.analysis.preflight import check_phase
 from common.budget import sources
+from common.budget.escrow import escrow
+from common.budget.ledger import BudgetLedger
 from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.platform.store import db
@@ -26,6 +28,7 @@ from common.tenants.businesses import Business
 from local import emulator, stack
 from tests.counting import counting
 from tests.proxy import Traffic, proxy
+from tests.spending import attempt
 
 pytestmark = pytest.mark.emulator
 
@@ -187,3 +190,27 @@ def test_only_the_phases_whose_sub_tasks_read_evidence_search_it(
     # build on those phases' results, and search nothing.
     assert queries["positioning"] == 1 and queries["research"] >= 1, queries
     assert queries["icps"] == queries["strategy"] == 0, queries
+
+
+def test_a_phases_first_block_is_taken_from_what_its_first_read_found(
+    new_run: Callable[..., str],
+) -> None:
+    run_id = new_run()
+    business_id = documents.get_run(run_id).business_id
+    business = sources.current(business_id).business
+    earlier = BudgetLedger(business)  # the day's first take splits the platform's cap first
+    earlier.reserve(key=f"{run_id}:earlier", model="gpt-5-mini", tier="mini", upper_bound_nanos=1)
+    earlier.settle(attempt(f"{run_id}:earlier", 1))
+    earlier.close()
+    escrow.release()
+
+    with counting(db()) as calls:
+        read(run_id, PHASES["research"], business_id=business_id)
+        ledger = BudgetLedger(business)
+        ledger.reserve(key=f"{run_id}:first", model="gpt-5-mini", tier="mini", upper_bound_nanos=1)
+
+    # One read (the run, the business, its day, month and platform shard), the take's commit,
+    # the hold: the take reads nothing of its own.
+    assert dict(calls.rpcs) == {"BatchGetDocuments": 1, "Commit": 1, "BatchWrite": 1}
+    ledger.settle(attempt(f"{run_id}:first", 1))
+    ledger.close()
