@@ -13,9 +13,10 @@ Every write is Firestore transforms, so nothing is read first:
   changes nothing and whose transform result tells this phase their values after the commit;
 - `updated_at` is the server's time.
 
-Streamed writes are throttled (at most one per `progress_write_seconds` per phase, and only when
-the percent moves); sub-task boundaries are one commit each, shared with what the boundary must
-write anyway (`Work`).
+Streamed writes are throttled (at most one per `progress_write_seconds` per phase after its last
+write of any kind, the start and the sub-tasks' ends included, and only when the percent moves);
+sub-task boundaries are one commit each, shared with what the boundary must write anyway
+(`Work`).
 """
 
 from __future__ import annotations
@@ -119,6 +120,9 @@ class PhaseProgress:
         requests are now. Raises what the commit raises (a replay's AlreadyExists)."""
         writes = list(batch._write_pbs)  # the commit forgets them
         results = batch.commit()
+        with self._lock:
+            # Every write shows progress: streamed ones wait `write_every` after any of them.
+            self._last_write = max(self._last_write, time.monotonic())
         path = run_ref(self.run_id)._document_path
         for write, result in zip(writes, results, strict=True):
             name = write.update.name or write.transform.document

@@ -173,6 +173,17 @@ class Done:
         return line
 
 
+@dataclass(eq=False)
+class _Ending:
+    """A finished sub-task waiting for the commit of its end."""
+
+    done: Done
+    label: str
+    taken: bool = False  # a committing thread took it
+    error: BaseException | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
 @dataclass
 class Work:
     """The sub-tasks of one phase of one run (see the module docstring).
@@ -199,6 +210,10 @@ class Work:
     done: list[Done] = field(default_factory=list)
     counted_nanos: int = 0  # what this instance's boundaries added to the run's cost
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Sub-tasks' ends waiting for their commit, and whether one is being committed.
+    _ends: threading.Condition = field(default_factory=threading.Condition)
+    _queue: list[_Ending] = field(default_factory=list)
+    _committing: bool = False
 
     def __post_init__(self) -> None:
         self.inputs = checks.Inputs.of(self.business)
@@ -351,41 +366,95 @@ class Work:
 
     def _boundary(self, done: Done, points: int, label: str) -> None:
         """The sub-task's end: its part, its event, its points, its cost and the usage records
-        of the calls settled since the last commit, in one commit."""
+        of the calls settled since the last commit, in one commit, shared with the ends of
+        parallel sub-tasks that finished while another end was being committed (group
+        commit: one round trip for all of them, none waiting longer than one commit)."""
         self.progress.add(points, done.key)
-        step = done.step(self.spec.title, label)
-        fields, percent = self.progress.fields(step=step)
-        fields["cost_nanos"] = firestore.Increment(done.cost_nanos)
+        mine = _Ending(done, label)
+        with self._ends:
+            self._queue.append(mine)
+            while not mine.taken and self._committing:
+                self._ends.wait()
+            group: list[_Ending] = []
+            if not mine.taken:
+                group, self._queue = self._queue, []
+                for ending in group:
+                    ending.taken = True
+                self._committing = True
+        if group:
+            try:
+                self._commit_ends(group)
+            finally:
+                with self._ends:
+                    self._committing = False
+                    self._ends.notify_all()
+        mine.finished.wait()
+        if mine.error is not None:
+            raise mine.error
+
+    def _commit_ends(self, group: list[_Ending]) -> None:
+        """Commit `group`'s ends together; if one was stored before (a restarted phase), each
+        on its own, so that the others still are."""
+        try:
+            if len(group) > 1:
+                try:
+                    self._commit_end(group)
+                    return
+                except exceptions.AlreadyExists:
+                    pass
+                except BaseException as error:
+                    for ending in group:
+                        ending.error = error
+                    return
+            for ending in group:
+                try:
+                    self._commit_end([ending])
+                except exceptions.AlreadyExists:
+                    pass  # stored by an instance before this one: counted then
+                except BaseException as error:
+                    ending.error = error
+        finally:
+            for ending in group:
+                ending.finished.set()
+
+    def _commit_end(self, group: list[_Ending]) -> None:
+        """One commit: the parts and events of `group`, the run's progress and their cost, and
+        the settles not written yet.
+
+        Raises: what the commit raises (a replay's AlreadyExists)."""
+        last = group[-1]
+        fields, percent = self.progress.fields(step=last.done.step(self.spec.title, last.label))
+        cost = sum(ending.done.cost_nanos for ending in group)
+        fields["cost_nanos"] = firestore.Increment(cost)
 
         def batch() -> firestore.WriteBatch:
             batch = db().batch()
-            batch.create(
-                part_ref(self.run_id, self.phase, done.key),
-                {
-                    "answer": done.answer.model_dump(mode="json"),
-                    "summary": done.summary(),
-                    "completed_at": firestore.SERVER_TIMESTAMP,
-                },
-            )
-            events.add_event(
-                batch,
-                self.run_id,
-                self.event_id(done.sub, done.key),
-                "subtask_completed",
-                phase=self.phase,
-                step=step,
-                percent=percent,
-                data=self.event_data(done),
-            )
+            for ending in group:
+                done = ending.done
+                batch.create(
+                    part_ref(self.run_id, self.phase, done.key),
+                    {
+                        "answer": done.answer.model_dump(mode="json"),
+                        "summary": done.summary(),
+                        "completed_at": firestore.SERVER_TIMESTAMP,
+                    },
+                )
+                events.add_event(
+                    batch,
+                    self.run_id,
+                    self.event_id(done.sub, done.key),
+                    "subtask_completed",
+                    phase=self.phase,
+                    step=done.step(self.spec.title, ending.label),
+                    percent=percent,
+                    data=self.event_data(done),
+                )
             batch.update(documents.run_ref(self.run_id), fields)
             return batch
 
-        try:
-            self.commit_with_settles(batch)
-        except exceptions.AlreadyExists:
-            return  # stored by an instance before this one: counted then
+        self.commit_with_settles(batch)
         with self._lock:
-            self.counted_nanos += done.cost_nanos
+            self.counted_nanos += cost
 
     def commit_with_settles(self, build: Callable[[], firestore.WriteBatch]) -> list[Any]:
         """Commit the batch `build` makes with the usage records of the calls settled since the

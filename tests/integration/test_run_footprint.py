@@ -17,7 +17,8 @@ from google.cloud.workflows import executions_v1
 from common.analysis import launch
 from common.analysis.phases import PHASES, read, run_phase
 from common.analysis.preflight import check_phase
-from common.budget import sources
+from common.analysis.work import Work
+from common.budget import sources, usage
 from common.budget.escrow import escrow
 from common.budget.ledger import BudgetLedger
 from common.models import BusinessInput
@@ -214,3 +215,32 @@ def test_a_phases_first_block_is_taken_from_what_its_first_read_found(
     assert dict(calls.rpcs) == {"BatchGetDocuments": 1, "Commit": 1, "BatchWrite": 1}
     ledger.settle(attempt(f"{run_id}:first", 1))
     ledger.close()
+
+
+def test_parallel_sub_tasks_that_end_while_a_commit_is_under_way_share_the_next(
+    new_run: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = new_run()
+    business_id = documents.get_run(run_id).business_id
+    for phase in ("research", "positioning", "icps"):
+        run_phase(run_id, phase, business_id=business_id)
+    groups: list[list[str]] = []
+    commit_end = Work._commit_end
+
+    def slow_first(work: Work, group: list[Any]) -> None:
+        groups.append([ending.done.key for ending in group])
+        if len(groups) == 1:
+            time.sleep(0.5)  # a slow round trip: the other weeks end meanwhile
+        commit_end(work, group)
+
+    monkeypatch.setattr(Work, "_commit_end", slow_first)
+    with counting(db()) as calls:
+        run_phase(run_id, "content", business_id=business_id)
+
+    weeks = [key for group in groups for key in group if key.startswith("weeks-")]
+    assert sorted(weeks) == [f"weeks-{n}" for n in range(1, 5)], groups
+    assert len(groups[1]) == 3, groups  # the three ends that waited went in one commit
+    parts = {path: n for path, n in calls.writes.items() if "/parts/" in path}
+    assert len(parts) == sum(map(len, groups)) and set(parts.values()) == {1}, parts
+    run = documents.get_run(run_id)
+    assert run.cost_nanos == usage.run_totals(run_id).cost_nanos  # every end counted once
