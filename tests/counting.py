@@ -27,13 +27,14 @@ class Calls(
     grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
 ):
     """RPCs by method name (a listener's `Listen` stream counts once, when it opens) and
-    document writes by path (`batched`: those sent in a BatchWrite, not a commit), since the
-    last `reset`."""
+    document writes by path (`batched`: those sent in a BatchWrite; `commits`: what each commit
+    wrote), since the last `reset`."""
 
     def __init__(self) -> None:
         self.rpcs: Counter[str] = Counter()
         self.writes: Counter[str] = Counter()
         self.batched: Counter[str] = Counter()
+        self.commits: list[list[str]] = []  # the documents each commit wrote, in order
         self._lock = threading.Lock()
 
     def reset(self) -> None:
@@ -41,6 +42,7 @@ class Calls(
             self.rpcs.clear()
             self.writes.clear()
             self.batched.clear()
+            self.commits.clear()
 
     def _count(self, method: str, request: Any) -> None:
         name = method.rsplit("/", 1)[-1]
@@ -51,6 +53,8 @@ class Calls(
                 self.writes[path] += 1
                 if name == "BatchWrite":
                     self.batched[path] += 1
+            if name == "Commit":
+                self.commits.append(paths)
 
     def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: Any, request: Any

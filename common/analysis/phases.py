@@ -448,7 +448,8 @@ def _store(
     work: Work, spec: PhaseSpec, built: Built, lease: Lease, duration_ms: float
 ) -> PhaseResult:
     """The phase's end, one commit: its result, its last sub-tasks' events, its progress, the
-    run's totals and the usage records of its last calls; the lease goes with it."""
+    run's totals, the usage records of its last calls and the closes of the budget blocks the
+    request took; the lease goes with it."""
     run_id = work.run_id
     done = sorted(work.done, key=lambda d: (TIERS.index(d.tier), -d.cost_nanos))
     lead = done[-1]  # the strongest tier's answer: the phase's model
@@ -541,7 +542,7 @@ def _store(
         return batch
 
     try:
-        work.commit_with_settles(batch)
+        work.commit_with_settles(batch, closing=True)
         lease.ended = True
         replayed = False
     except exceptions.AlreadyExists:

@@ -456,30 +456,50 @@ class Work:
         with self._lock:
             self.counted_nanos += cost
 
-    def commit_with_settles(self, build: Callable[[], firestore.WriteBatch]) -> list[Any]:
+    def commit_with_settles(
+        self, build: Callable[[], firestore.WriteBatch], *, closing: bool = False
+    ) -> list[Any]:
         """Commit the batch `build` makes with the usage records of the calls settled since the
-        last commit. When it fails, those are written on their own (at once if one of them was
-        what failed it, then the batch again without them; else by the ledger's close).
+        last commit and (with `closing`: the request's end) the closes of the budget blocks
+        this process holds for the business, which those settles leave idle. When it fails,
+        those are written on their own (at once if one of them was what failed it, then the
+        batch again without them; else also at once, before the failure is raised).
 
         Raises: what the commit raises (a replay's AlreadyExists)."""
-        unwritten = self.budget.unwritten() if self.budget is not None else []
+        budget = self.budget
+        unwritten = budget.unwritten() if budget is not None else []
+        ends = None
+        if closing and budget is not None:
+            budget.written(unwritten)  # counted now: their blocks close in this commit
+            ends = budget.closing()
         batch = build()
         for settle in unwritten:
             settle.add_to(batch)
+        if ends is not None:
+            ends.add_to(batch)
+
+        def alone() -> None:
+            if budget is not None:
+                budget.write_unwritten(unwritten, counted=ends is not None)
+            if ends is not None:
+                ends.failed()
+
         try:
             results = self.progress.commit(batch)
         except exceptions.FailedPrecondition:
-            if not unwritten or self.budget is None:
+            if not unwritten and (ends is None or not ends.prepared):
                 raise
-            # A hold changed meanwhile (its block was reconciled): settle each on its own.
-            self.budget.write_unwritten(unwritten)
+            # A hold or a period changed meanwhile (a block reconciled, a sibling's take):
+            # the settles and closes on their own, then the batch again without them.
+            alone()
             return self.progress.commit(build())
         except BaseException:
-            if self.budget is not None:
-                self.budget.write_unwritten(unwritten)
+            alone()
             raise
-        if self.budget is not None:
-            self.budget.written(unwritten)
+        if ends is not None:
+            ends.committed()
+        elif budget is not None:
+            budget.written(unwritten)
         return results
 
     def event_id(self, sub: SubTaskSpec, key: str) -> str:

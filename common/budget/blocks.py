@@ -553,14 +553,52 @@ def close(block: Block, spent: int, *, view: View | None = None) -> Left | None:
     without a view, the money moves blindly). Returns the periods as left (None when moved
     blindly: the caller shows them from a read). Raises `Stale` if the block was reconciled
     meanwhile."""
-    fields = {
+    _, left = _give_back(block, spent, block.amount, _closed(spent), view, closing=True)
+    _log_closed(block, spent)
+    return left
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An owner's give-back prepared from one read, for a commit: `add` puts its writes (the
+    periods and the block conditional on their versions as read, the status, the alerts) in
+    a batch; `left` is the periods as that commit leaves them."""
+
+    block: Block
+    spent: int
+    op: str
+    add: Callable[[Any], None]
+    left: Left
+
+
+def close_in(block: Block, spent: int, view: View) -> Prepared | None:
+    """`close`, prepared for the caller's own commit (one read now; the caller logs it with
+    `closed_in` once committed, or calls `close` if its commit failed). None when it cannot be
+    prepared that way (the periods not as the take left them, the business unreadable): then
+    `close` it. Raises `Stale` if the block was reconciled meanwhile."""
+    try:
+        prepared = _prepare(block, spent, block.amount, _closed(spent), view, True, {})
+    except (errors.NotFound, errors.Conflict):
+        return None
+    return prepared if isinstance(prepared, Prepared) else None
+
+
+def closed_in(prepared: Prepared) -> None:
+    """The caller's commit closed `prepared`'s block."""
+    _log_closed(prepared.block, prepared.spent)
+
+
+def _closed(spent: int) -> dict[str, Any]:
+    return {
         "state": "closed",
         "closed_by": "owner",
         "charged_nanos": firestore.Increment(0),
         "closed_spent_nanos": spent,
         "closed_at": firestore.SERVER_TIMESTAMP,
     }
-    _, left = _give_back(block, spent, block.amount, fields, view, closing=True)
+
+
+def _log_closed(block: Block, spent: int) -> None:
     logger.info(
         "budget block closed",
         extra=log.fields(
@@ -571,7 +609,6 @@ def close(block: Block, spent: int, *, view: View | None = None) -> Left | None:
             returned_usd=usd(block.amount - spent),
         ),
     )
-    return left
 
 
 def _give_back(
@@ -626,35 +663,64 @@ def _give_back_shown(
 ) -> tuple[Any, Left] | None:
     """`_give_back` as one commit conditional on the day and month as read, which also writes
     what clients see of them. None after `OWNER_ATTEMPTS` lost races (nothing written)."""
-    mine = block_ref(block.block_id)
-    day_ref, month_ref = scope_ref(block.day_scope), scope_ref(block.month_scope)
     sent: dict[str, Left] = {}  # by op, for a commit applied whose acknowledgement was lost
     for attempt in range(OWNER_ATTEMPTS):
-        found, snapshots = sources.read_with(block.business_id, [day_ref, month_ref, mine])
-        stored = snapshots[mine.path]
-        if stored.update_time != block.update_time:
-            last_op = (stored.to_dict() or {}).get("last_op")
-            if last_op in sent:
-                return stored.update_time, sent[last_op]
-            raise Stale(block.block_id)
-        day_snapshot, month_snapshot = snapshots[day_ref.path], snapshots[month_ref.path]
-        if not (day_snapshot.exists and month_snapshot.exists):
-            return None  # not as its take left them: the blind commit finds out why
-        now = max(day_snapshot.read_time, month_snapshot.read_time)
-        business = found.business
-        limits = business.limits
-        day_p = _given_back(Period.of(day_snapshot, "day"), block, spent, released, closing)
-        month_p = _given_back(Period.of(month_snapshot, "month"), block, spent, released, closing)
-        day_shown = day_p.with_limit(limits.daily_limit_nanos, business.limits_version)
-        month_shown = month_p.with_limit(limits.monthly_limit_nanos, business.limits_version)
-        reached = tuple(
-            (period, level)
-            for period in (day_shown, month_shown)
-            for level in period.reached
-            if level not in period.warned
-        )
-        op = uuid.uuid4().hex
+        prepared = _prepare(block, spent, released, fields, view, closing, sent)
+        if not isinstance(prepared, Prepared):
+            return prepared
+        sent[prepared.op] = prepared.left
         batch = db().batch()
+        prepared.add(batch)
+        try:
+            results = batch.commit()
+        except (exceptions.FailedPrecondition, exceptions.NotFound):
+            _pause(attempt)  # something changed since the read: the next read says what
+            continue
+        return results[-1].update_time, prepared.left
+    return None
+
+
+def _prepare(
+    block: Block,
+    spent: int,
+    released: int,
+    fields: dict[str, Any],
+    view: View,
+    closing: bool,
+    sent: dict[str, Left],
+) -> Prepared | tuple[Any, Left] | None:
+    """One read of the day, the month and the block, and the give-back's writes from it; or,
+    when an earlier commit of this give-back (an op in `sent`) turns out applied, its block's
+    version and periods; None when the periods are not as the take left them. Raises `Stale`
+    if the block was reconciled meanwhile."""
+    mine = block_ref(block.block_id)
+    day_ref, month_ref = scope_ref(block.day_scope), scope_ref(block.month_scope)
+    found, snapshots = sources.read_with(block.business_id, [day_ref, month_ref, mine])
+    stored = snapshots[mine.path]
+    if stored.update_time != block.update_time:
+        last_op = (stored.to_dict() or {}).get("last_op")
+        if last_op in sent:
+            return stored.update_time, sent[last_op]
+        raise Stale(block.block_id)
+    day_snapshot, month_snapshot = snapshots[day_ref.path], snapshots[month_ref.path]
+    if not (day_snapshot.exists and month_snapshot.exists):
+        return None  # not as its take left them: the blind commit finds out why
+    now = max(day_snapshot.read_time, month_snapshot.read_time)
+    business = found.business
+    limits = business.limits
+    day_p = _given_back(Period.of(day_snapshot, "day"), block, spent, released, closing)
+    month_p = _given_back(Period.of(month_snapshot, "month"), block, spent, released, closing)
+    day_shown = day_p.with_limit(limits.daily_limit_nanos, business.limits_version)
+    month_shown = month_p.with_limit(limits.monthly_limit_nanos, business.limits_version)
+    reached = tuple(
+        (period, level)
+        for period in (day_shown, month_shown)
+        for level in period.reached
+        if level not in period.warned
+    )
+    op = uuid.uuid4().hex
+
+    def add(batch: Any) -> None:
         for period, shown in ((day_p, day_shown), (month_p, month_shown)):
             batch.update(
                 scope_ref(period.name),
@@ -675,14 +741,8 @@ def _give_back_shown(
             {**fields, "last_op": op},
             option=db().write_option(last_update_time=block.update_time),
         )
-        sent[op] = Left(business, day_shown, month_shown, reached)
-        try:
-            results = batch.commit()
-        except (exceptions.FailedPrecondition, exceptions.NotFound):
-            _pause(attempt)  # something changed since the read: the next read says what
-            continue
-        return results[-1].update_time, sent[op]
-    return None
+
+    return Prepared(block, spent, op, add, Left(business, day_shown, month_shown, reached))
 
 
 def _given_back(period: Period, block: Block, spent: int, released: int, closing: bool) -> Period:

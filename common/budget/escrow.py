@@ -24,6 +24,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from common.budget import blocks, status
 from common.budget.blocks import Block, Stale
@@ -416,6 +417,46 @@ class Escrow:
                 return  # reconciled meanwhile: its usage records were counted there
         self._shown(allowance.block, left)
 
+    def closing(self, business_id: str) -> Closing:
+        """The end of a request, in the caller's commit: this process's blocks of the business
+        retire; those with nothing in flight have their close prepared (one read each) for the
+        caller's commit, the others give back what they do not use now (as `release`)."""
+        project = db().project
+        retired: list[Allowance] = []
+        with self._cond:
+            for allowance in list(self._all.values()):
+                if (allowance.project, allowance.block.business_id) == (project, business_id):
+                    self._retire(allowance, retired)
+        ready: list[tuple[Allowance, int]] = []
+        for allowance in retired:
+            # A flush under way ends first; none starts once it is closed.
+            with allowance.io, self._cond:
+                if allowance.closed or allowance.inflight:
+                    continue
+                allowance.closed = True
+                self._all.pop(allowance.block.block_id, None)
+                ready.append((allowance, allowance.unflushed))
+        closing = {id(allowance) for allowance, _ in ready}
+        self._close_all([a for a in retired if id(a) not in closing], trim=True)
+        prepared: list[blocks.Prepared] = []
+        for allowance, spent in ready:
+            try:
+                found = blocks.close_in(allowance.block, spent, status.view)
+            except Stale:
+                continue  # reconciled meanwhile: its usage records were counted there
+            if found is None:
+                self._closed_alone(allowance.block, spent)
+            else:
+                prepared.append(found)
+        return Closing(prepared)
+
+    def _closed_alone(self, block: Block, spent: int) -> None:
+        try:
+            left = blocks.close(block, spent, view=status.view)
+        except Stale:
+            return
+        self._shown(block, left)
+
     @staticmethod
     def _shown(block: Block, left: blocks.Left | None) -> None:
         """After a flush or close: announce what its commit recorded, or, when it moved the
@@ -485,6 +526,28 @@ class Escrow:
             # than its deadline): the block is closed from its records.
             if blocks.reconcile(allowance.block.block_id):
                 self.lost(allowance)
+
+
+@dataclass
+class Closing:
+    """Blocks whose closes go in a caller's commit (`Escrow.closing`): it adds their writes to
+    its batch (`add_to`), then says whether the commit went through (`committed`) or not
+    (`failed`: each is closed on its own)."""
+
+    prepared: list[blocks.Prepared]
+
+    def add_to(self, batch: Any) -> None:
+        for prepared in self.prepared:
+            prepared.add(batch)
+
+    def committed(self) -> None:
+        for prepared in self.prepared:
+            blocks.closed_in(prepared)
+            escrow._shown(prepared.block, prepared.left)
+
+    def failed(self) -> None:
+        for prepared in self.prepared:
+            escrow._closed_alone(prepared.block, prepared.spent)
 
 
 escrow = Escrow()

@@ -45,7 +45,7 @@ from common.budget import blocks, sources
 from common.budget.blocks import block_ref, usage_ref
 from common.budget.clock import server_clock
 from common.budget.controls import paused_refusal
-from common.budget.escrow import Allowance, escrow
+from common.budget.escrow import Allowance, Closing, escrow
 from common.budget.periods import day_key, month_key, scope_name, scope_ref
 from common.budget.status import BudgetWarning, published
 from common.money import usd
@@ -288,9 +288,12 @@ class BudgetLedger:
         for u in unwritten:
             self._settled(u.attempt, u.hold, late=False)
 
-    def write_unwritten(self, unwritten: list[Unwritten] | None = None) -> None:
+    def write_unwritten(
+        self, unwritten: list[Unwritten] | None = None, *, counted: bool = False
+    ) -> None:
         """Write `unwritten` (default: every settle not written yet) in one round trip, and
-        count them; a record whose hold changed meanwhile is settled on its own."""
+        count them (unless `counted` already); a record whose hold changed meanwhile is settled
+        on its own."""
         unwritten = self.unwritten() if unwritten is None else unwritten
         if not unwritten:
             return
@@ -299,8 +302,14 @@ class BudgetLedger:
         )
         for u, result in zip(unwritten, results, strict=True):
             written = "settled" if result.ok else self._write(u.attempt, u.hold, u.fields)
-            if written is not None:
+            if written is not None and not counted:
                 self._settled(u.attempt, u.hold, late=written == "late")
+
+    def closing(self) -> Closing:
+        """The end of a request in the caller's commit (`Escrow.closing`): the blocks this
+        process holds of the business, their closes prepared; `close` then gives back what is
+        left."""
+        return escrow.closing(self.business_id)
 
     @staticmethod
     def _write(

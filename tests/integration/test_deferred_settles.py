@@ -43,10 +43,12 @@ def test_a_phase_writes_each_calls_record_twice_and_settles_with_its_commits(
     assert set(records.values()) == {2}, records
     # Holds go out on their own (parallel ones share a batch); a settle goes with the next
     # commit of the phase (a sub-task's end, or the phase's end), unless its thread's next call
-    # of the same sub-task (asked again, escalated) reserves first: then it goes just before.
+    # of the same sub-task (asked again, escalated) reserves first: then it goes just before;
+    # or the phase's end lost a race for its periods: then its last settle goes on its own.
     on_their_own = sum(calls.batched[path] for path in records) - len(records)
     attempts = Counter(path.rsplit(":", 1)[0] for path in records)  # by sub-task call
-    assert on_their_own <= sum(n - 1 for n in attempts.values()), (dict(calls.batched), attempts)
+    allowed = sum(n - 1 for n in attempts.values()) + 1
+    assert on_their_own <= allowed, (dict(calls.batched), attempts)
     states = {(usage_ref(path.split("/", 1)[1]).get().to_dict() or {})["state"] for path in records}
     assert states == {"settled"}
     phase_cost = usage.run_totals(run_id).cost_by_phase["positioning"]
@@ -97,3 +99,27 @@ def test_a_threads_next_reservation_writes_its_earlier_settle_first(
     ledger.close()
     today = day_key(dt.datetime.now(dt.UTC))
     assert period("tight", today).spent == 4 * MILLI == charged("tight", today)
+
+
+def test_a_phases_end_closes_its_budget_block_in_the_same_commit(
+    new_run: Callable[..., str],
+) -> None:
+    run_id = new_run()
+    business_id = documents.get_run(run_id).business_id
+
+    with counting(db()) as calls:
+        run_phase(run_id, "research", business_id=business_id)
+
+    [end] = [paths for paths in calls.commits if f"runs/{run_id}/phases/research" in paths]
+    blocks_closed = [path for path in end if path.startswith("budget_blocks/")]
+    # The result, the last settles and the block's close (its day, month, the status) at once:
+    # the next phase's budget check finds the money back as soon as the phase is stored.
+    assert len(blocks_closed) == 1, end
+    assert any(path.startswith(f"{USAGE}/") for path in end), end
+    assert f"budget_status/{business_id}" in end
+    block = db().document(blocks_closed[0]).get().to_dict() or {}
+    assert block["state"] == "closed" and block["closed_by"] == "owner"
+    today = day_key(dt.datetime.now(dt.UTC))
+    day = period(business_id, today)
+    assert not day.blocks and day.allocated == 0  # nothing left held
+    assert day.spent == charged(business_id, today)  # every settled cost has its record
