@@ -255,11 +255,16 @@ def take(
     want: int,
     owner: str,
     view: View | None = None,
+    also: Callable[[Any, str], None] | None = None,
 ) -> Block:
     """Take a block of at least `need` nanos (up to `want`) from the business's `day` and
     `month`, topping the day's share of the platform's cap up first if it is short; with a
     `view`, the published status is written in the same commit from the periods as they will
     then be (no read after the take, and never older than the periods).
+
+    `also(batch, block_id)` adds a write of the caller's to the first commit (the first hold
+    on the block: both are applied or neither); a later attempt goes without it if that one
+    failed for want of room to create it.
 
     Raises:
         BudgetDenied: a limit has less than `need` left even counting what blocks hold
@@ -288,6 +293,7 @@ def take(
             if mine.exists:  # applied: only its acknowledgement was lost
                 return _taken(business, controls, day, month, *unknown, ttl, mine.update_time)
             unknown = None
+            also = None  # the caller's write may be what failed it: it goes on its own
         day_p = _period(snapshots[day_ref.path], business, "day", day)
         month_p = _period(snapshots[month_ref.path], business, "month", month)
         known = {home: platform.Shard.of(snapshots[home_ref.path], day, home)}
@@ -364,6 +370,8 @@ def take(
                 "last_op": op,
             },
         )
+        if also is not None:
+            also(batch, block_id)
         try:
             results = batch.commit()
         except (exceptions.FailedPrecondition, exceptions.AlreadyExists, exceptions.Aborted):

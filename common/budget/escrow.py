@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,8 +96,12 @@ class Escrow:
 
     # --- granting ----------------------------------------------------------------------------
 
-    def grant(self, sources: Sources, day: str, month: str, amount: int) -> Allowance:
-        """Take `amount` from the business day's block, taking a new block if needed.
+    def grant(
+        self, sources: Sources, day: str, month: str, amount: int, first: First | None = None
+    ) -> Allowance:
+        """Take `amount` from the business day's block, taking a new block if needed; when
+        this thread takes it, `first`'s write (the call's hold) goes in the take's commit,
+        `first.written` is its version and the grant is from that block.
 
         Raises:
             BudgetDenied, BudgetBusy: from `blocks.take` when no block can be had.
@@ -135,6 +140,7 @@ class Escrow:
                     want=want,
                     owner=INSTANCE,
                     view=status.view,
+                    also=None if first is None else first.add,
                 )
 
             try:
@@ -172,6 +178,11 @@ class Escrow:
                 fence_until=started + block.ttl_seconds,
                 active_until=started + settings.budget_block_active_seconds,
             )
+            if first is not None and first.taken(block):
+                # Its hold went in with the block: granted from it before any other thread.
+                allowance.committed += amount
+                allowance.inflight += 1
+                allowance.holders[threading.get_ident()] += 1
             with self._cond:
                 previous = self._live.get(key)
                 if previous is not None:
@@ -181,6 +192,8 @@ class Escrow:
                 self._cond.notify_all()
             self._close_all(retired)
             self._start_housekeeping()
+            if first is not None and first.written is not None:
+                return allowance
 
     def _await_own(self, key: tuple[str, str, str], ended: int, until: float) -> bool:
         """Wait, at most until `until`, for one of this process's calls in flight on the
@@ -526,6 +539,26 @@ class Escrow:
             # than its deadline): the block is closed from its records.
             if blocks.reconcile(allowance.block.block_id):
                 self.lost(allowance)
+
+
+@dataclass(eq=False)
+class First:
+    """A write to go in the commit of a block this grant takes (the call's hold): `write(batch,
+    block)` adds it; `written` is its version once that commit went through."""
+
+    write: Callable[[Any, str], None]
+    written: Any = None
+    _block: str | None = None
+
+    def add(self, batch: Any, block_id: str) -> None:
+        self._block = block_id
+        self.write(batch, block_id)
+
+    def taken(self, block: Block) -> bool:
+        """The take of `block` committed: was this write in that commit?"""
+        if self._block == block.block_id:
+            self.written = block.update_time  # one commit: one version for all its writes
+        return self.written is not None
 
 
 @dataclass

@@ -45,7 +45,7 @@ from common.budget import blocks, sources
 from common.budget.blocks import block_ref, usage_ref
 from common.budget.clock import server_clock
 from common.budget.controls import paused_refusal
-from common.budget.escrow import Allowance, Closing, escrow
+from common.budget.escrow import Allowance, Closing, First, escrow
 from common.budget.periods import day_key, month_key, scope_name, scope_ref
 from common.budget.status import BudgetWarning, published
 from common.money import usd
@@ -159,27 +159,34 @@ class BudgetLedger:
             if found.controls.paused:
                 raise paused_refusal(found.controls)
             now = self.clock()
-            allowance = escrow.grant(found, day_key(now), month_key(now), upper_bound_nanos)
-            hold = self._hold(key, model, tier, upper_bound_nanos, allowance, business)
+            day, month = day_key(now), month_key(now)
+            fields = self._hold_fields(key, model, tier, upper_bound_nanos, business)
+            placed = {**fields, "day": day, "month": month}
+
+            def write(batch: Any, block_id: str, placed: dict[str, Any] = placed) -> None:
+                batch.create(usage_ref(key), {**placed, "block": block_id})
+
+            # A grant that takes a block writes this hold in the take's commit.
+            first = First(write)
+            allowance = escrow.grant(found, day, month, upper_bound_nanos, first)
+            if first.written is not None:
+                server_clock.observe(first.written)
+                hold: Hold | None = Hold(
+                    key, upper_bound_nanos, allowance.block.block_id, first.written, allowance
+                )
+            else:
+                hold = self._hold(key, upper_bound_nanos, allowance, fields)
             if hold is not None:
                 self._held[key] = hold
                 escrow.warm_ahead(found, now)
                 return
         raise BudgetBusy("budget_contention", f"could not place reservation {key}; try again")
 
-    def _hold(
-        self,
-        key: str,
-        model: str,
-        tier: ModelTier,
-        bound: int,
-        allowance: Allowance,
-        business: Business,
-    ) -> Hold | None:
-        """Write the hold; None if its block turned out to be gone (the caller tries again)."""
-        block = allowance.block
-        op = uuid.uuid4().hex
-        fields = {
+    def _hold_fields(
+        self, key: str, model: str, tier: ModelTier, bound: int, business: Business
+    ) -> dict[str, Any]:
+        """The hold's usage record, but for its block."""
+        return {
             "key": key,
             "business_id": business.business_id,
             "tier": business.tier,
@@ -191,12 +198,17 @@ class BudgetLedger:
             "bound_nanos": bound,
             "charged_nanos": 0,
             "cost_nanos": 0,
-            "block": block.block_id,
-            "day": block.day,
-            "month": block.month,
-            "op": op,
+            "op": uuid.uuid4().hex,
             "created_at": firestore.SERVER_TIMESTAMP,
         }
+
+    def _hold(
+        self, key: str, bound: int, allowance: Allowance, fields: dict[str, Any]
+    ) -> Hold | None:
+        """Write the hold; None if its block turned out to be gone (the caller tries again)."""
+        block = allowance.block
+        fields = {**fields, "block": block.block_id, "day": block.day, "month": block.month}
+        op = str(fields["op"])
         ref = usage_ref(key)
         try:
             written = group_writer(db()).write(ref, lambda batch: batch.create(ref, fields))

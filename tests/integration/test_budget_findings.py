@@ -365,6 +365,18 @@ def test_a_reserve_replayed_after_its_settle_holds_nothing(
     settle_all()
     assert period("replayed", today()).allocated == 0
 
+    # Its blocks given back, the replay takes a new block whose commit would carry the hold:
+    # that commit fails on the existing record, the block is taken without it, and the hold
+    # is refused on its own.
+    with pytest.raises(BudgetDenied) as denied:
+        fresh("replayed").reserve(
+            key="once", model="gpt-5-mini", tier="mini", upper_bound_nanos=CENT
+        )
+    assert denied.value.reason == "attempt_settled"
+    settle_all()
+    assert period("replayed", today()).allocated == 0
+    assert period("replayed", today()).spent == CENT // 2 == charged("replayed", today())
+
 
 @pytest.mark.parametrize(
     ("overrides", "field"),

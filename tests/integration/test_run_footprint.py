@@ -19,8 +19,11 @@ from common.analysis.phases import PHASES, read, run_phase
 from common.analysis.preflight import check_phase
 from common.analysis.work import Work
 from common.budget import sources, usage
+from common.budget.blocks import usage_ref
+from common.budget.clock import server_clock
 from common.budget.escrow import escrow
 from common.budget.ledger import BudgetLedger
+from common.budget.periods import day_key
 from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.platform.store import db
@@ -210,9 +213,13 @@ def test_a_phases_first_block_is_taken_from_what_its_first_read_found(
         ledger = BudgetLedger(business)
         ledger.reserve(key=f"{run_id}:first", model="gpt-5-mini", tier="mini", upper_bound_nanos=1)
 
-    # One read (the run, the business, its day, month and platform shard), the take's commit,
-    # the hold: the take reads nothing of its own.
-    assert dict(calls.rpcs) == {"BatchGetDocuments": 1, "Commit": 1, "BatchWrite": 1}
+    # One read (the run, the business, its day, month and platform shard) and the take's
+    # commit, which carries the call's hold: the take reads nothing of its own.
+    assert dict(calls.rpcs) == {"BatchGetDocuments": 1, "Commit": 1}
+    [commit] = calls.commits
+    hold = usage_ref(f"{run_id}:first").get().to_dict() or {}
+    assert f"budget_blocks/{hold['block']}" in commit and f"usage/{run_id}:first" in commit
+    assert hold["state"] == "held" and hold["day"] == day_key(server_clock.now())
     ledger.settle(attempt(f"{run_id}:first", 1))
     ledger.close()
 
