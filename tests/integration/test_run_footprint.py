@@ -36,13 +36,12 @@ from tests.spending import attempt
 
 pytestmark = pytest.mark.emulator
 
-# What a full run may make today, the customer's listener apart. Issue 19 asks for 100: a run
-# of the cascade makes about 24 model calls, each writing its usage record twice (the hold
-# before the call, what keeps a crash from losing money, and the settle), 22 sub-tasks each
-# committing its part, and each phase request taking and closing a block; about 165 in all
-# (`bench/run_overhead.py`; more when takes race under load). This holds it there until the
-# next levers (decision 006).
-RUN_CALLS = 200
+# What a full run may make (issue 19): about 90 (`bench/run_overhead.py`, median of 5). A phase
+# reads its run with the business and its budget, leases with one commit, takes its block with
+# its first call's hold, commits its sub-tasks' ends with the settles of their calls (parallel
+# ends together) and ends with one commit that also closes its block; about 24 model calls write
+# their usage record twice each, the second time inside a commit the phase makes anyway.
+RUN_CALLS = 100
 
 
 @pytest.fixture(scope="module")
