@@ -22,6 +22,7 @@ from common.llm.base import ProviderRequest, ProviderResponse, RateLimited
 from common.platform.errors import Busy, Conflict
 from common.platform.settings import get_settings
 from common.runs import documents, events, lifecycle
+from tests.cancelling import Cancelling
 
 
 @pytest.fixture
@@ -121,27 +122,6 @@ def test_replaying_a_cascaded_phase_charges_nothing(
     assert again.replayed and again.cost_usd == first.cost_usd
     assert {s.id: s.to_dict() for s in db.collection(USAGE).stream()} == records
     assert documents.get_run(run_id).cost_nanos == run.cost_nanos
-
-
-class Cancelling:
-    """The offline provider, and a person pressing Cancel once its `after`-th answer is back
-    (an answer already paid for)."""
-
-    def __init__(self, run_id: str, after: int = 1) -> None:
-        self.name = "offline"
-        self._inner = OfflineProvider()
-        self._run_id = run_id
-        self._after = after
-        self._lock = threading.Lock()
-        self.answers = 0
-
-    def complete(self, request: ProviderRequest) -> ProviderResponse:
-        response = self._inner.complete(request)
-        with self._lock:
-            self.answers += 1
-            if self.answers == self._after:
-                lifecycle.request_cancel(self._run_id)
-        return response
 
 
 @pytest.mark.emulator

@@ -29,6 +29,7 @@ from common.platform.store import db
 from common.runs import documents, events, lifecycle
 from common.runs.lifecycle import RunSummary
 from common.tenants.businesses import Business
+from tests.cancelling import Cancelling
 from tests.counting import counting
 from tests.spending import attempt
 
@@ -77,25 +78,6 @@ class TimesOutOnce:
                 "cut after streaming", provider="offline", model=request.model, usage=answer.usage
             )
         return answer
-
-
-class Cancelling:
-    """The offline provider, and a person pressing Cancel once its first answer is back."""
-
-    def __init__(self, run_id: str) -> None:
-        self.name = "offline"
-        self._inner = OfflineProvider()
-        self._run_id = run_id
-        self._lock = threading.Lock()
-        self.answers = 0
-
-    def complete(self, request: ProviderRequest) -> ProviderResponse:
-        response = self._inner.complete(request)
-        with self._lock:
-            self.answers += 1
-            if self.answers == 1:
-                lifecycle.request_cancel(self._run_id)
-        return response
 
 
 def test_succeed_reads_once_commits_once_and_answers_what_was_charged(

@@ -9,6 +9,7 @@ import yaml
 
 from common.llm import get_router
 from common.llm.catalogue import CatalogueError, UnpricedModel, load_catalogue
+from common.platform.settings import get_settings
 from common.spend.records import TokenUsage
 
 CATALOGUE = load_catalogue()
@@ -139,6 +140,7 @@ def test_settings_override_the_catalogue(tmp_path: Path, router_env: pytest.Monk
     path = tmp_path / "override.yaml"
     path.write_text(yaml.safe_dump(data))
     router_env.setenv("MODEL_CATALOGUE_PATH", str(path))
+    get_settings.cache_clear()  # a background thread may have read the settings before
     router = get_router()
     assert router.catalogue.version == "test-override"
     assert (

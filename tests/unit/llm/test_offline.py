@@ -24,6 +24,7 @@ from common.models import (
     PhaseName,
     ResearchOutput,
 )
+from common.platform.settings import get_settings
 from common.spend.ledger import NullLedger
 from tests.unit.llm.doubles import BUSINESS, RecordingLedger, business_messages
 
@@ -182,6 +183,7 @@ def test_latency_setting_makes_each_call_wait(
     waits: list[float] = []
     router_env.setattr("time.sleep", waits.append)
     router_env.setenv("OFFLINE_LATENCY_MS", "250")
+    get_settings.cache_clear()  # a background thread may have read the settings before
     router = get_router()
     assert router.providers == ["offline"]
     router.execute(
