@@ -6,6 +6,7 @@ and a billed operation."""
 
 from __future__ import annotations
 
+import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -94,24 +95,31 @@ def test_a_full_run_makes_a_bounded_number_of_firestore_calls(
     register(business.business_id, "enterprise")
     run_to_the_end(business)  # the first requests of each process: imports, connections
 
-    before = traffic.snapshot()
-    run_id = run_to_the_end(business)
-    used = traffic.since(before)
+    calls_per_run: list[int] = []
+    for _ in range(3):
+        before = traffic.snapshot()
+        run_id = run_to_the_end(business)
+        used = traffic.since(before)
+        calls_per_run.append(used.calls())
+        # The run document carries the live progress: the document written most, and written
+        # by this run alone (with real models a run lasts minutes: under one write a second).
+        path, writes = used.hottest()
+        assert path == f"runs/{run_id}" and writes <= 60, used.writes.most_common(5)
+        # A business's day: each phase request takes a block and gives it back (one request per
+        # instance), two writes per phase, and a take that lost a race (to a parallel sibling's
+        # take or close) is sent again (counted: the proxy sees what is sent). So is its status.
+        day = next(
+            p
+            for p in used.writes
+            if p.startswith(f"budget_scopes/business:{business.business_id}:")
+        )
+        assert used.writes[day] <= 3 * 6, used.writes.most_common(5)
+        assert used.writes[f"budget_status/{business.business_id}"] <= 3 * 6
 
-    breakdown = dict(used.rpcs.most_common())
-    assert used.calls() <= RUN_CALLS, breakdown
-    # The run document carries the live progress: the document written most, and written by
-    # this run alone (with real models a run lasts minutes: under one write a second).
-    path, writes = used.hottest()
-    assert path == f"runs/{run_id}" and writes <= 60, used.writes.most_common(5)
-    # A business's day: each phase request takes a block and gives it back (one request per
-    # instance), two writes per phase, and a take that lost a race (to a parallel sibling's
-    # take or close) is sent again (counted: the proxy sees what is sent). So is its status.
-    day = next(
-        p for p in used.writes if p.startswith(f"budget_scopes/business:{business.business_id}:")
-    )
-    assert used.writes[day] <= 3 * 6, used.writes.most_common(5)
-    assert used.writes[f"budget_status/{business.business_id}"] <= 3 * 6
+    # Each run's count varies with the races parallel phases lose on their business's day (a
+    # take or close sent again): the median of three, as the benchmark takes the median of five.
+    assert statistics.median(calls_per_run) <= RUN_CALLS, calls_per_run
+    assert max(calls_per_run) <= RUN_CALLS + 10, calls_per_run  # a race or two, no more
 
 
 def test_the_budget_check_before_a_phase_reads_once_with_the_business_id(
