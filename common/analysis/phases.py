@@ -249,7 +249,7 @@ def _lease(run_id: str, spec: PhaseSpec, progress: PhaseProgress) -> Iterator[Le
         "expires_at": now + dt.timedelta(seconds=get_settings().phase_lease_seconds),
     }
     progress.add(spec.start_points)
-    step = f"{spec.title}: recalling evidence" if uses_evidence(spec) else f"{spec.title}: started"
+    step = f"{spec.title}: recalling evidence" if spec.uses_evidence else f"{spec.title}: started"
 
     def start(batch: firestore.WriteBatch, event: bool) -> None:
         fields, percent = progress.fields(step=step)
@@ -344,7 +344,7 @@ def run_phase(
     with _lease(run_id, spec, progress) as lease:
         recalled = (
             evidence.recall(run.business_id, evidence_query(spec, run.input))
-            if uses_evidence(spec)
+            if spec.uses_evidence
             else []  # none of its sub-tasks reads evidence: no query, no embedding
         )
         budget = BudgetLedger(
@@ -377,11 +377,6 @@ def run_phase(
             return _store(work, spec, built, lease, duration_ms)
         finally:
             ledger.close()  # what is left unwritten, then the blocks this request took go back
-
-
-def uses_evidence(spec: PhaseSpec) -> bool:
-    """Whether any of the phase's sub-tasks is given the business's evidence."""
-    return any(sub.evidence for sub in spec.sub_tasks)
 
 
 def evidence_query(spec: PhaseSpec, business: BusinessInput) -> str:

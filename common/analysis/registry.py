@@ -122,6 +122,11 @@ class PhaseSpec:
     def weight(self) -> int:
         return self.start_points + sum(sub.points for sub in self.sub_tasks)
 
+    @property
+    def uses_evidence(self) -> bool:
+        """Whether any of its sub-tasks is given the business's evidence."""
+        return any(sub.evidence for sub in self.sub_tasks)
+
     def sub_task(self, name: str) -> SubTaskSpec:
         return next(sub for sub in self.sub_tasks if sub.name == name)
 

@@ -396,26 +396,24 @@ class Work:
         """Commit `group`'s ends together; if one was stored before (a restarted phase), each
         on its own, so that the others still are."""
         try:
-            if len(group) > 1:
-                try:
-                    self._commit_end(group)
-                    return
-                except exceptions.AlreadyExists:
-                    pass
-                except BaseException as error:
-                    for ending in group:
-                        ending.error = error
-                    return
-            for ending in group:
-                try:
-                    self._commit_end([ending])
-                except exceptions.AlreadyExists:
-                    pass  # stored by an instance before this one: counted then
-                except BaseException as error:
-                    ending.error = error
+            if len(group) == 1 or not self._committed(group):
+                for ending in group:
+                    self._committed([ending])  # one stored before is counted already
         finally:
             for ending in group:
                 ending.finished.set()
+
+    def _committed(self, group: list[_Ending]) -> bool:
+        """Commit `group` in one commit; False if one of its parts was stored before (by an
+        earlier instance: nothing was written), else True (a failure is each ending's error)."""
+        try:
+            self._commit_end(group)
+        except exceptions.AlreadyExists:
+            return False
+        except BaseException as error:
+            for ending in group:
+                ending.error = error
+        return True
 
     def _commit_end(self, group: list[_Ending]) -> None:
         """One commit: the parts and events of `group`, the run's progress and their cost, and

@@ -418,41 +418,33 @@ class Escrow:
 
     def _close(self, allowance: Allowance) -> None:
         with allowance.io:
-            with self._cond:
-                if allowance.closed or allowance.inflight:
-                    return
-                allowance.closed = True
-                self._all.pop(allowance.block.block_id, None)
-                spent = allowance.unflushed
-            try:
-                left = blocks.close(allowance.block, spent, view=status.view)
-            except Stale:
-                return  # reconciled meanwhile: its usage records were counted there
-        self._shown(allowance.block, left)
+            spent = self._claim(allowance)
+            if spent is not None:
+                self._closed_alone(allowance.block, spent)
+
+    def _claim(self, allowance: Allowance) -> int | None:
+        """Mark `allowance` closed if it has nothing in flight (the caller holds its `io`, so a
+        flush under way ends first and none starts after); what it spent that its periods do
+        not count yet, or None if it is not this caller's to close."""
+        with self._cond:
+            if allowance.closed or allowance.inflight:
+                return None
+            allowance.closed = True
+            self._all.pop(allowance.block.block_id, None)
+            return allowance.unflushed
 
     def closing(self, business_id: str) -> Closing:
         """The end of a request, in the caller's commit: this process's blocks of the business
         retire; those with nothing in flight have their close prepared (one read each) for the
         caller's commit, the others give back what they do not use now (as `release`)."""
-        project = db().project
-        retired: list[Allowance] = []
-        with self._cond:
-            for allowance in list(self._all.values()):
-                if (allowance.project, allowance.block.business_id) == (project, business_id):
-                    self._retire(allowance, retired)
-        ready: list[tuple[Allowance, int]] = []
-        for allowance in retired:
-            # A flush under way ends first; none starts once it is closed.
-            with allowance.io, self._cond:
-                if allowance.closed or allowance.inflight:
-                    continue
-                allowance.closed = True
-                self._all.pop(allowance.block.block_id, None)
-                ready.append((allowance, allowance.unflushed))
-        closing = {id(allowance) for allowance, _ in ready}
-        self._close_all([a for a in retired if id(a) not in closing], trim=True)
         prepared: list[blocks.Prepared] = []
-        for allowance, spent in ready:
+        busy: list[Allowance] = []
+        for allowance in self._retire_mine(business_id):
+            with allowance.io:
+                spent = self._claim(allowance)
+            if spent is None:
+                busy.append(allowance)
+                continue
             try:
                 found = blocks.close_in(allowance.block, spent, status.view)
             except Stale:
@@ -461,13 +453,14 @@ class Escrow:
                 self._closed_alone(allowance.block, spent)
             else:
                 prepared.append(found)
+        self._close_all(busy, trim=True)
         return Closing(prepared)
 
     def _closed_alone(self, block: Block, spent: int) -> None:
         try:
             left = blocks.close(block, spent, view=status.view)
         except Stale:
-            return
+            return  # reconciled meanwhile: its usage records were counted there
         self._shown(block, left)
 
     @staticmethod
@@ -483,6 +476,10 @@ class Escrow:
     def release(self, business_id: str | None = None) -> None:
         """Close every block with nothing in flight now (of `business_id`, or all), in this
         process's current project: the end of a request, or of the process."""
+        self._close_all(self._retire_mine(business_id), trim=True)
+
+    def _retire_mine(self, business_id: str | None) -> list[Allowance]:
+        """Retire this process's blocks in its current project (of `business_id`, or all)."""
         project = db().project
         retired: list[Allowance] = []
         with self._cond:
@@ -492,7 +489,7 @@ class Escrow:
                 if business_id is not None and allowance.block.business_id != business_id:
                     continue
                 self._retire(allowance, retired)
-        self._close_all(retired, trim=True)
+        return retired
 
     # --- housekeeping ------------------------------------------------------------------------
 

@@ -82,8 +82,8 @@ class Hold:
 
 @dataclass(frozen=True)
 class Unwritten:
-    """A settle counted in this process whose record is still to be written: the update of the
-    hold, conditional on the version this ledger wrote."""
+    """A settle whose record is still to be written (it counts once written): the update of
+    the hold, conditional on the version this ledger wrote."""
 
     attempt: AttemptRecord
     hold: Hold
@@ -175,7 +175,7 @@ class BudgetLedger:
                     key, upper_bound_nanos, allowance.block.block_id, first.written, allowance
                 )
             else:
-                hold = self._hold(key, upper_bound_nanos, allowance, fields)
+                hold = self._hold(key, upper_bound_nanos, allowance, placed)
             if hold is not None:
                 self._held[key] = hold
                 escrow.warm_ahead(found, now)
@@ -185,7 +185,7 @@ class BudgetLedger:
     def _hold_fields(
         self, key: str, model: str, tier: ModelTier, bound: int, business: Business
     ) -> dict[str, Any]:
-        """The hold's usage record, but for its block."""
+        """The hold's usage record, but for its block and its periods."""
         return {
             "key": key,
             "business_id": business.business_id,
@@ -207,7 +207,7 @@ class BudgetLedger:
     ) -> Hold | None:
         """Write the hold; None if its block turned out to be gone (the caller tries again)."""
         block = allowance.block
-        fields = {**fields, "block": block.block_id, "day": block.day, "month": block.month}
+        fields = {**fields, "block": block.block_id}
         op = str(fields["op"])
         ref = usage_ref(key)
         try:
@@ -266,7 +266,8 @@ class BudgetLedger:
 
     def settle(self, attempt: AttemptRecord) -> None:
         """Turn the hold of `attempt.key` into its actual cost, exactly once (with
-        `defer_settles`, counted now and written with the caller's next commit or at `close`).
+        `defer_settles`, written with the caller's next commit, before this thread's next
+        reservation or at `close`, and counted then).
 
         Raises:
             UnknownAttempt: this business holds no reservation for the key.

@@ -74,13 +74,15 @@ class _Handler(BaseHTTPRequestHandler):
         answer = self.script.answer(route, body)
         time.sleep(answer.delay)
         data = json.dumps(answer.body).encode()
+        # Recorded as it answers, before the reply leaves: a workflow that has the reply (and
+        # may end at once) finds the call recorded.
+        with self.script.lock:
+            self.script.calls.append((route, body))
         self.send_response(answer.code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        with self.script.lock:  # recorded once answered: the function saw the call and replied
-            self.script.calls.append((route, body))
 
 
 @pytest.fixture
