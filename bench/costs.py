@@ -116,8 +116,8 @@ def per_run(runs: int, label: str, weak: str = "{}") -> None:
     the offline provider's answers weak at the rates `weak` gives."""
     # The emulator and the phases are imported here: the per-call figures need neither.
     from common.analysis import outcomes
+    from common.analysis.admission import expected_run_cost
     from common.analysis.phases import run_phase
-    from common.analysis.preflight import expected_run_cost
     from common.budget.usage import run_totals
     from common.models import PHASE_ORDER, BusinessInput
     from common.platform.settings import get_settings

@@ -5,11 +5,13 @@ the workflow engine) with every process, this one included, reaching the emulato
 counting gRPC proxy (`tests/proxy.py`), runs N full offline analyses one after another, and
 prints for each:
 - the wall time from `start_run` to the final status the customer's listener sees, the
-  critical path through the phases' own time (each phase's handler as it measured itself;
-  parallel pairs count their longer branch) and their ratio;
+  critical path through the phases' own time (each phase's handler as it measured itself, less
+  its budget check; parallel pairs count their longer branch) and their ratio;
 - where the rest went, along the critical path: the launch, the lifecycle's start and succeed,
-  the budget checks, each phase call beyond the phase's own time (framework, HTTP hops, the
-  phase's final commit), and what is left (the workflow engine, the listener's delivery);
+  the budget checks (each phase's own, on its first read, as it measured it; and any call to
+  the budget_check function), each phase call beyond the phase's own time (framework, HTTP
+  hops, the phase's final commit), and what is left (the workflow engine, the listener's
+  delivery);
 - every Firestore call the run made, by kind (counted by the proxy, not estimated): documents
   read in batch reads, documents written by commits, queries; the customer's listener apart.
 
@@ -136,8 +138,17 @@ def one_run(business: BusinessInput, traffic: Traffic, hops: Hops) -> Result:
     time.sleep(0.3)  # what the functions still write after answering belongs to this run
     used = traffic.since(before)
     taken = hops.take()
-    own = {name: float(phase["duration_ms"]) / 1000 for name, phase in final.phases.items()}
+    # A phase checks its budget on its first read: that is the check's, not the phase's work.
+    checked = {
+        name: float(phase.get("check_ms") or 0) / 1000 for name, phase in final.phases.items()
+    }
+    own = {
+        name: float(phase["duration_ms"]) / 1000 - checked[name]
+        for name, phase in final.phases.items()
+    }
     checks = {h.label: h.seconds for h in taken if h.function == "budget_check"}
+    for name, seconds in checked.items():
+        checks[name] = checks.get(name, 0.0) + seconds
     calls = {h.label: h.seconds for h in taken if h.function == h.label}
     lifecycle = {h.label: h.seconds for h in taken if h.function == "lifecycle"}
     critical = 0.0
@@ -146,7 +157,9 @@ def one_run(business: BusinessInput, traffic: Traffic, hops: Hops) -> Result:
         branch = max(stage, key=lambda p: checks.get(p, 0.0) + calls.get(p, 0.0))
         critical += max(own[p] for p in stage)
         parts["budget checks"] += checks.get(branch, 0.0)
-        parts["phase calls beyond own time"] += calls.get(branch, 0.0) - own[branch]
+        parts["phase calls beyond own time"] += (
+            calls.get(branch, 0.0) - own[branch] - checked[branch]
+        )
     # The workflow's first call (the lifecycle's start) may begin before the launch returns.
     first = min((h.started for h in taken if h.label == "start"), default=started + launched)
     parts["launch"] = min(launched, first - started)

@@ -30,7 +30,10 @@ resource "google_workflows_workflow" "marketing_analysis" {
   depends_on = [google_project_service.enabled, google_project_iam_member.grant]
 }
 
-# The workflow may invoke each function it calls, and nothing else.
+# The workflow may invoke each function it calls, and nothing else. The current revision no longer
+# calls budget_check (each phase checks its budget on its first read), but an execution runs to its
+# end on the revision it started with (updating a workflow "has no impact on already running
+# executions"), and those of earlier revisions check before each phase: the URL and the grant stay.
 resource "google_cloud_run_service_iam_member" "workflow_invoker" {
   for_each = local.workflow_functions
 

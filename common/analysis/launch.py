@@ -8,7 +8,7 @@ import uuid
 from google.api_core import exceptions
 from google.cloud.workflows import executions_v1
 
-from common.analysis.preflight import require_run_room
+from common.analysis.admission import require_run_room
 from common.budget.clock import server_clock
 from common.budget.room import read_room
 from common.models import BusinessInput

@@ -1,19 +1,22 @@
 """The six analysis phases: `run_phase`, which one Cloud Function runs.
 
 A phase reads what it needs in one round trip (the run, its own result if any, the results it
-builds on, the parts an earlier instance stored), takes its lease (one commit that also puts it
-on the run: running, its start points), recalls the business's evidence, runs its pipeline of
-sub-tasks (`common.analysis.pipelines`: every model call reserves and settles budget, every
-answer is checked, every sub-task's end is one commit) and ends with one commit: its result, its
-last progress and the run's totals. Replaying a finished phase returns the stored result and
-charges nothing; a second instance arriving while the first still works gets `Busy` (503),
-which the workflow retries; a cancellation stops the phase between sub-tasks (409
+builds on, the parts an earlier instance stored, the business's budget), checks on what it read
+that the run was not cancelled (409 `run_cancelled`) and that the budget can pay for it (402,
+the budget's reason: `admission`, before any model call), takes its lease (one commit that also
+puts it on the run: running, its start points), recalls the business's evidence, runs its
+pipeline of sub-tasks (`common.analysis.pipelines`: every model call reserves and settles
+budget, every answer is checked, every sub-task's end is one commit) and ends with one commit:
+its result, its last progress and the run's totals. Replaying a finished phase returns the
+stored result and charges nothing; a second instance arriving while the first still works gets
+`Busy` (503), which the workflow retries; a cancellation stops the phase between sub-tasks (409
 `run_cancelled`), keeping what was paid for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -26,17 +29,19 @@ from google.api_core import exceptions
 from google.cloud import firestore
 from pydantic import BaseModel, Field, create_model
 
-from common.analysis import answers, evidence, prompts
+from common.analysis import evidence
+from common.analysis.admission import Prepared, evidence_query, refuse_cancelled, require_room
 from common.analysis.pipelines import PIPELINES, Built, part_keys
 from common.analysis.progress import PhaseProgress
-from common.analysis.registry import PHASE_TASKS, PHASES, PhaseSpec, SubTaskSpec
+from common.analysis.registry import PHASE_TASKS, PHASES, PhaseSpec
 from common.analysis.work import Cancelled, Tally, Work, deadline, part_ref
 from common.budget import blocks, sources
 from common.budget.clock import server_clock
 from common.budget.ledger import BudgetLedger
 from common.budget.periods import day_key, month_key
+from common.budget.room import Room, room_in, room_refs
 from common.llm import Router, get_router
-from common.llm.base import FAILURE_TEXT, AllProvidersFailed, Message, OutOfTime
+from common.llm.base import FAILURE_TEXT, AllProvidersFailed, OutOfTime
 from common.llm.catalogue import TIERS
 from common.models import (
     PHASE_OUTPUTS,
@@ -147,6 +152,7 @@ class Found:
     earlier: dict[PhaseName, Strict]
     missing: list[PhaseName]
     parts: dict[str, dict[str, Any]]
+    room: Room | None = None  # the business's budget, when read with the run
 
 
 def read(
@@ -154,8 +160,9 @@ def read(
 ) -> Found:
     """The run, the phase's result if stored, the results it builds on and (with `parts`) the
     parts stored before, in one round trip; with `business_id`, also what the budget needs: the
-    business and the platform controls (kept by `sources` for this process's reservations) and
-    the day, month and platform shard its first block is taken from (`blocks.prime`).
+    business, the platform controls and its day and month (the `room` the phase's admission is
+    decided in; the business and the controls are kept by `sources` for this process's
+    reservations) and the platform shard its first block is taken from (`blocks.prime`).
 
     Raises:
         NotFound: no such run (or, with `business_id`, no such business).
@@ -166,12 +173,20 @@ def read(
         return found_in(run_id, spec, db().get_all(refs), parts=parts)
     read_at = time.monotonic()
     now = server_clock.now()
-    budget = blocks.take_refs(business_id, day_key(now), month_key(now))
-    snapshots = list(db().get_all([*refs, *sources.refs(business_id), *budget]))
+    budget = {
+        ref.path: ref
+        for ref in [
+            *room_refs(business_id, now, shards=False),
+            *blocks.take_refs(business_id, day_key(now), month_key(now)),
+        ]
+    }
+    snapshots = list(db().get_all([*refs, *budget.values()]))
     found = found_in(run_id, spec, snapshots, parts=parts, business_id=business_id)
+    by_path = {snapshot.reference.path: snapshot for snapshot in snapshots}
+    room = room_in(business_id, now, by_path, shards=False)
     sources.remember(business_id, snapshots, read_at)
     blocks.prime(snapshots)  # the phase's first take needs no read of its own
-    return found
+    return dataclasses.replace(found, room=room)
 
 
 def run_refs(run_id: str, spec: PhaseSpec, *, parts: bool) -> list[firestore.DocumentReference]:
@@ -331,6 +346,7 @@ def run_phase(
     spec = PHASES[phase]
     found = read(run_id, spec, business_id=business_id)
     run = found.run
+    refuse_cancelled(run)
     if found.stored is not None:
         return _result(run_id, phase, found.stored, replayed=True)
     if run.status != "running":
@@ -339,6 +355,11 @@ def run_phase(
         raise Conflict(
             f"phase {phase} needs {found.missing[0]} to finish first", code="phase_out_of_order"
         )
+    # The budget check, on what the first read found (without a business id, the room is read
+    # now): a phase that cannot fit stops before its first call.
+    checking = time.monotonic()
+    require_room(Prepared(run_id, run.input, spec, found.earlier), run.tier, room=found.room)  # type: ignore[arg-type]
+    check_ms = (time.monotonic() - checking) * 1000
     business = sources.current(run.business_id).business
     progress = PhaseProgress(run, phase, write_every=settings.progress_write_seconds)
     with _lease(run_id, spec, progress) as lease:
@@ -374,14 +395,9 @@ def run_phase(
                 assert isinstance(built.output, ResearchOutput)
                 evidence.remember(run_id, run.input, built.output)
             duration_ms = (time.monotonic() - started) * 1000
-            return _store(work, spec, built, lease, duration_ms)
+            return _store(work, spec, built, lease, duration_ms, check_ms)
         finally:
             ledger.close()  # what is left unwritten, then the blocks this request took go back
-
-
-def evidence_query(spec: PhaseSpec, business: BusinessInput) -> str:
-    """What the phase searches the business's evidence for."""
-    return f"{business.name}: {prompts.INSTRUCTIONS[spec.name]}"
 
 
 def _build(work: Work, spec: PhaseSpec, earlier: dict[PhaseName, Strict]) -> Built:
@@ -440,7 +456,7 @@ def _stopped(work: Work, spec: PhaseSpec) -> None:
 
 
 def _store(
-    work: Work, spec: PhaseSpec, built: Built, lease: Lease, duration_ms: float
+    work: Work, spec: PhaseSpec, built: Built, lease: Lease, duration_ms: float, check_ms: float
 ) -> PhaseResult:
     """The phase's end, one commit: its result, its last sub-tasks' events, its progress, the
     run's totals, the usage records of its last calls and the closes of the budget blocks the
@@ -468,6 +484,7 @@ def _store(
         "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
         "cost_nanos": cost,
         "duration_ms": duration_ms,
+        "check_ms": check_ms,  # of duration_ms, the budget check's
         "completed_at": firestore.SERVER_TIMESTAMP,
     }
     summary = {
@@ -475,6 +492,7 @@ def _store(
         "provider": lead.provider,
         "cost_nanos": cost,
         "duration_ms": duration_ms,
+        "check_ms": check_ms,
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "status": "completed",
@@ -559,42 +577,7 @@ def _own_parts(work: Work) -> int:
     return sum(d.cost_nanos for d in work.done if not d.reused)
 
 
-# --- What the budget checks need --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What a phase's first model call is built from, for the budget checks before it: the
-    phase's first sub-task, its prompt and its answer's schema."""
-
-    run_id: str
-    business: BusinessInput
-    spec: PhaseSpec
-    earlier: dict[PhaseName, Strict]
-
-    @property
-    def first(self) -> SubTaskSpec:
-        return self.spec.sub_tasks[0]
-
-    @property
-    def schema(self) -> type[Strict]:
-        if self.spec.name == "icps":
-            return answers.icp_segments(self.business.icp_count)
-        return self.first.answer
-
-    @property
-    def evidence_query(self) -> str:
-        """What the phase searches the business's evidence for."""
-        return evidence_query(self.spec, self.business)
-
-    def messages(self, found: list[str] | None = None) -> list[Message]:
-        """The first sub-task's prompt, with the evidence `found` for it."""
-        sub = self.first
-        instruction = sub.instruction.format(
-            icp_count=self.business.icp_count, first=1, last=3, must_use=""
-        )
-        earlier: dict[str, BaseModel | str] = {str(k): v for k, v in self.earlier.items()}
-        return prompts.subtask_messages(instruction, self.business, earlier, found)
+# --- What the budget check needs ---------------------------------------------------------------
 
 
 def prepare(run_id: str, business: BusinessInput, phase: PhaseName, *, required: bool) -> Prepared:

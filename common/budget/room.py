@@ -4,8 +4,11 @@ month, and (for questions about the platform's cap) the platform's shards."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from google.cloud import firestore
 
 from common.budget.blocks import no_room
 from common.budget.controls import Controls, controls_ref, paused_refusal
@@ -70,18 +73,39 @@ def read_room(
     Raises:
         NotFound: the business is not registered (code `unknown_business`).
     """
+    refs = room_refs(business_id, now, shards=shards)
+    found: dict[str, Any] = {
+        snap.reference.path: snap for snap in db().get_all([*refs, *(also or [])])
+    }
+    return room_in(business_id, now, found, shards=shards), found
+
+
+def room_refs(
+    business_id: str, now: dt.datetime, *, shards: bool = True
+) -> list[firestore.DocumentReference]:
+    """The documents `read_room` reads, for a caller that reads them with its own: the
+    business, the controls, its day and month (and the platform's shards, with `shards`)."""
     day, month = day_key(now), month_key(now)
     count = platform_limits().shards if shards else 0
-    refs = [
+    return [
         business_ref(business_id),
         controls_ref(),
         scope_ref(scope_name(business_id, day)),
         scope_ref(scope_name(business_id, month)),
         *(shard_ref(day, index) for index in range(count)),
     ]
-    found: dict[str, Any] = {
-        snap.reference.path: snap for snap in db().get_all([*refs, *(also or [])])
-    }
+
+
+def room_in(
+    business_id: str, now: dt.datetime, found: Mapping[str, Any], *, shards: bool = True
+) -> Room:
+    """The business's budget at `now` from `found` (snapshots by path, `room_refs`' among them).
+
+    Raises:
+        NotFound: the business is not registered (code `unknown_business`).
+    """
+    refs = room_refs(business_id, now, shards=shards)
+    day, month = day_key(now), month_key(now)
     business = business_of(business_id, found[refs[0].path])
     limits = business.limits
     periods = []
@@ -96,11 +120,10 @@ def read_room(
             else Period(ref.id, kind, business_id, period, limit, business.limits_version)  # type: ignore[arg-type]
         )
         periods.append(stored.with_limit(limit, business.limits_version))
-    room = Room(
+    return Room(
         business=business,
         controls=Controls.of(found[refs[1].path].to_dict() or {}),
         day=periods[0],
         month=periods[1],
         shards=[Shard.of(found[ref.path], day, index) for index, ref in enumerate(refs[4:])],
     )
-    return room, found

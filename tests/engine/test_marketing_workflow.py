@@ -43,7 +43,7 @@ class Script:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, route: str, body: dict[str, Any]) -> Answer:
-        # budget_check answers per phase; the other routes answer the same to every request.
+        # A route may answer per phase; the others answer the same to every request.
         for key in ((route, body.get("phase")), (route, None)):
             if key in self.answers:
                 return self.answers[key]
@@ -111,8 +111,8 @@ def test_a_failing_branch_lets_the_other_phase_finish_then_the_run_fails_naming_
 ) -> None:
     script, env = functions
     script.answers[("icps", None)] = Answer(500, {"error": {"code": "internal", "message": "x"}})
-    # strategy's budget check is slow, so icps has failed long before strategy's phase starts.
-    script.answers[("budget_check", "strategy")] = Answer(200, {"ok": True}, delay=0.3)
+    # strategy is slow, so icps has failed long before strategy answers.
+    script.answers[("strategy", None)] = Answer(200, {"ok": True}, delay=0.3)
 
     with pytest.raises(WorkflowError) as failure:
         run(env)
@@ -135,13 +135,13 @@ def test_a_budget_stop_in_one_branch_lets_the_other_finish_and_ends_budget_excee
 ) -> None:
     script, env = functions
     refused = {"error": {"code": "daily_budget_exceeded", "message": "daily budget spent"}}
-    script.answers[("budget_check", "strategy")] = Answer(402, refused)
+    script.answers[("strategy", None)] = Answer(402, refused)  # its budget check refused it
     script.answers[("icps", None)] = Answer(200, {"ok": True}, delay=0.3)
 
     summary = run(env)
 
     routes = script.routes()
-    assert routes.count("icps") == 1 and "strategy" not in routes
+    assert routes.count("icps") == 1 and routes.count("strategy") == 1
     assert "content" not in routes and "analytics" not in routes
     stop = script.bodies("lifecycle")[-1]
     assert [b["transition"] for b in script.bodies("lifecycle")] == ["start", "budget_exceeded"]

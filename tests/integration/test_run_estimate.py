@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from common.analysis import outcomes
+from common.analysis.admission import expected_run_cost, require_run_room
 from common.analysis.launch import start_run
 from common.analysis.phases import run_phase
-from common.analysis.preflight import check_phase, expected_run_cost, require_run_room
+from common.analysis.preflight import check_phase
 from common.budget.clock import server_clock
 from common.budget.ledger import BudgetLedger
 from common.budget.periods import day_key

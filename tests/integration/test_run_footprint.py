@@ -1,8 +1,7 @@
 """What a run costs in Firestore calls, counted, not estimated (issue 19): every process of the
 local stack (the launch here, every function under functions-framework) reaches the emulator
-through a counting proxy (`tests/proxy.py`); the budget check the workflow makes before each
-phase is counted with a client hook. On Cloud Run each of these calls is a network round trip
-and a billed operation."""
+through a counting proxy (`tests/proxy.py`); a single phase or budget check is counted with a
+client hook. On Cloud Run each of these calls is a network round trip and a billed operation."""
 
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ from common.budget.periods import day_key
 from common.models import BusinessInput
 from common.platform.settings import get_settings
 from common.platform.store import db
-from common.runs import documents, executions
+from common.runs import documents, executions, lifecycle
 from common.tenants.businesses import Business
 from local import emulator, stack
 from tests.counting import counting
@@ -38,10 +37,11 @@ from tests.spending import attempt
 pytestmark = pytest.mark.emulator
 
 # What a full run may make (issue 19): about 90 (`bench/run_overhead.py`, median of 5). A phase
-# reads its run with the business and its budget, leases with one commit, takes its block with
-# its first call's hold, commits its sub-tasks' ends with the settles of their calls (parallel
-# ends together) and ends with one commit that also closes its block; about 24 model calls write
-# their usage record twice each, the second time inside a commit the phase makes anyway.
+# reads its run with the business and its budget (and checks that budget on what it read), leases
+# with one commit, takes its block with its first call's hold, commits its sub-tasks' ends with
+# the settles of their calls (parallel ends together) and ends with one commit that also closes
+# its block; about 24 model calls write their usage record twice each, the second time inside a
+# commit the phase makes anyway.
 RUN_CALLS = 100
 
 
@@ -122,7 +122,7 @@ def test_a_full_run_makes_a_bounded_number_of_firestore_calls(
     assert max(calls_per_run) <= RUN_CALLS + 10, calls_per_run  # a race or two, no more
 
 
-def test_the_budget_check_before_a_phase_reads_once_with_the_business_id(
+def test_the_budget_check_function_reads_once_with_the_business_id(
     new_run: Callable[..., str],
 ) -> None:
     run_id = new_run()
@@ -140,6 +140,51 @@ def test_the_budget_check_before_a_phase_reads_once_with_the_business_id(
         check_phase(run_id, "positioning")
     # An execution started with the run's id alone: the run first, then the budget.
     assert calls.total == 2, dict(calls.rpcs)
+
+
+def test_a_phase_checks_its_budget_on_its_first_read_and_stops_before_its_first_call(
+    new_run: Callable[..., str],
+    register: Callable[..., Business],
+    function_client: Callable[[str], Any],
+) -> None:
+    run_id = new_run()
+    business_id = documents.get_run(run_id).business_id
+    run_phase(run_id, "research", business_id=business_id)
+    check_phase(run_id, "positioning")  # the process reads recorded costs once in a while
+    # The owner cuts the day's limit while the run is under way: positioning no longer fits.
+    register(business_id, "enterprise", overrides={"daily_limit_usd": "0.01"})
+    before = usage.run_totals(run_id)
+
+    with counting(db()) as calls:
+        response = function_client("positioning").post(
+            "/", json={"run_id": run_id, "business_id": business_id}
+        )
+
+    # The 402 the workflow ends the run budget_exceeded on, from the phase's one read: no
+    # lease, no block, no model call, nothing written.
+    assert response.status_code == 402, response.get_json()
+    assert response.get_json()["error"]["code"] == "daily_budget_exceeded"
+    assert dict(calls.rpcs) == {"BatchGetDocuments": 1}, dict(calls.rpcs)
+    run = documents.get_run(run_id)
+    assert "positioning" not in run.phases and run.status == "running"
+    assert usage.run_totals(run_id) == before
+
+
+def test_a_phase_of_a_cancelled_run_stops_before_it_starts(
+    new_run: Callable[..., str], function_client: Callable[[str], Any]
+) -> None:
+    run_id = new_run()
+    business_id = documents.get_run(run_id).business_id
+    lifecycle.request_cancel(run_id)
+
+    response = function_client("research").post(
+        "/", json={"run_id": run_id, "business_id": business_id}
+    )
+
+    # The 409 the workflow ends the run cancelled on, before the phase takes its lease.
+    assert response.status_code == 409, response.get_json()
+    assert response.get_json()["error"]["code"] == "run_cancelled"
+    assert documents.get_run(run_id).phases == {}
 
 
 def test_a_phase_reads_its_run_and_its_business_in_one_round_trip(

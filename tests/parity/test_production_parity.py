@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -28,8 +29,9 @@ from tests.parity.production import (
 )
 from tests.terraform.planfile import API_FUNCTIONS, function_kind, repository_functions
 
-# The functions the workflow calls, in the order it first calls them.
-WORKFLOW_ORDER = ("lifecycle", "budget_check", *PHASE_ORDER)
+# The functions the workflow calls, in the order it first calls them (each phase checks its
+# budget itself; budget_check keeps the workflow's grants for executions of earlier revisions).
+WORKFLOW_ORDER = ("lifecycle", *PHASE_ORDER)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ NEEDS = needs()
 
 
 def test_the_cases_cover_every_function_the_workflow_calls() -> None:
-    assert set(WORKFLOW_ORDER) == set(repository_functions()) - API_FUNCTIONS
+    assert set(WORKFLOW_ORDER) == set(repository_functions()) - API_FUNCTIONS - {"budget_check"}
 
 
 @pytest.mark.emulator
@@ -188,6 +190,19 @@ def test_every_function_stays_within_its_planned_memory_with_headroom(
     most = ResearchOutput.model_json_schema()["properties"]["evidence"]["maxItems"]
     assert len(research.evidence) == most
     assert min(count_tokens(item.claim) for item in research.evidence) > 256
+    # The budget check answers other callers (the runs' phases check themselves): the largest
+    # question a phase would ask, the worst-case business's whole description priced.
+    assert production.local is not None
+    asked = httpx.post(
+        production.local.functions["budget_check"].url,
+        json={
+            "business_id": success.business.business_id,
+            "task_type": PHASES["research"].task_type,
+            "input": success.business.model_dump_json(),
+        },
+        timeout=60,
+    )
+    assert asked.status_code in (200, 402), asked.text
     peaks = production.peak_memory()
     functions = production.deployment.functions
     assert set(peaks) == set(functions) and all(peaks.values()), peaks
