@@ -31,6 +31,12 @@ from local import webapp
 from tests.chromium import CHROMIUM
 from tests.spending import spend
 
+# What a page shows arrives through Firestore listeners (a business's budget line when another
+# business is chosen, a run's progress): on a loaded machine, the emulator and the browser's
+# listener deliver well after Playwright's default 5 s. Assertions still wait only as long as they
+# must; a page that never shows the value still fails.
+expect.set_options(timeout=20_000)
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "local" / "samples" / "tidewater.json"
 SHOTS = ROOT / ".local" / "browser"
