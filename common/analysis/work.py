@@ -459,9 +459,11 @@ class Work:
     ) -> list[Any]:
         """Commit the batch `build` makes with the usage records of the calls settled since the
         last commit and (with `closing`: the request's end) the closes of the budget blocks
-        this process holds for the business, which those settles leave idle. When it fails,
-        those are written on their own (at once if one of them was what failed it, then the
-        batch again without them; else also at once, before the failure is raised).
+        this process holds for the business, which those settles leave idle. When a period
+        changed since the closes were prepared, they are prepared again and the whole batch
+        committed once more; when it fails otherwise (or again), those writes go on their own
+        (at once if one of them was what failed it, then the batch again without them; else
+        also at once, before the failure is raised).
 
         Raises: what the commit raises (a replay's AlreadyExists)."""
         budget = self.budget
@@ -470,11 +472,14 @@ class Work:
         if closing and budget is not None:
             budget.written(unwritten)  # counted now: their blocks close in this commit
             ends = budget.closing()
-        batch = build()
-        for settle in unwritten:
-            settle.add_to(batch)
-        if ends is not None:
-            ends.add_to(batch)
+
+        def with_budget() -> firestore.WriteBatch:
+            batch = build()
+            for settle in unwritten:
+                settle.add_to(batch)
+            if ends is not None:
+                ends.add_to(batch)
+            return batch
 
         def alone() -> None:
             if budget is not None:
@@ -482,18 +487,29 @@ class Work:
             if ends is not None:
                 ends.failed()
 
-        try:
-            results = self.progress.commit(batch)
-        except exceptions.FailedPrecondition:
-            if not unwritten and (ends is None or not ends.prepared):
+        for again in (True, False):
+            try:
+                results = self.progress.commit(with_budget())
+                break
+            except exceptions.FailedPrecondition:
+                if not unwritten and (ends is None or not ends.prepared):
+                    raise
+                if again and ends is not None and ends.prepared:
+                    # Two phases of a business ending together: the other's close or take
+                    # moved a period since this one's closes read it. Read again, once.
+                    try:
+                        ends = ends.again()
+                    except BaseException:
+                        alone()
+                        raise
+                    continue
+                # A hold changed meanwhile (a block reconciled), or the periods again: the
+                # settles and closes on their own, then the batch again without them.
+                alone()
+                return self.progress.commit(build())
+            except BaseException:
+                alone()
                 raise
-            # A hold or a period changed meanwhile (a block reconciled, a sibling's take):
-            # the settles and closes on their own, then the batch again without them.
-            alone()
-            return self.progress.commit(build())
-        except BaseException:
-            alone()
-            raise
         if ends is not None:
             ends.committed()
         elif budget is not None:

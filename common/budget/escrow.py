@@ -579,5 +579,21 @@ class Closing:
         for prepared in self.prepared:
             escrow._closed_alone(prepared.block, prepared.spent)
 
+    def again(self) -> Closing:
+        """The same closes prepared again from a new read (one per block), after the caller's
+        commit lost a race on a period (most often a sibling phase's take or close of the same
+        business); those that cannot be prepared so are closed on their own now."""
+        prepared = []
+        for before in self.prepared:
+            try:
+                found = blocks.close_in(before.block, before.spent, status.view)
+            except Stale:
+                continue  # reconciled meanwhile: its usage records were counted there
+            if found is None:
+                escrow._closed_alone(before.block, before.spent)
+            else:
+                prepared.append(found)
+        return Closing(prepared)
+
 
 escrow = Escrow()

@@ -9,12 +9,13 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from google.cloud import firestore
 
 from common.analysis.phases import run_phase
-from common.budget import usage
-from common.budget.blocks import USAGE, usage_ref
+from common.budget import blocks, usage
+from common.budget.blocks import USAGE, Block, View, usage_ref
 from common.budget.ledger import BudgetLedger
-from common.budget.periods import day_key
+from common.budget.periods import day_key, scope_name, scope_ref
 from common.platform.store import db
 from common.runs import documents
 from common.tenants.businesses import Business
@@ -123,3 +124,38 @@ def test_a_phases_end_closes_its_budget_block_in_the_same_commit(
     day = period(business_id, today)
     assert not day.blocks and day.allocated == 0  # nothing left held
     assert day.spent == charged(business_id, today)  # every settled cost has its record
+
+
+def test_a_phases_end_that_loses_a_race_on_its_day_reads_again_and_commits_everything_once_more(
+    new_run: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = new_run()
+    business_id = documents.get_run(run_id).business_id
+    today = day_key(dt.datetime.now(dt.UTC))
+    real = blocks.close_in
+    raced: list[str] = []
+
+    def close_in(block: Block, spent: int, view: View) -> blocks.Prepared | None:
+        prepared = real(block, spent, view)
+        if not raced:
+            # A sibling phase of the same business takes or closes a block right now: the day
+            # this close was prepared from is no longer the day.
+            raced.append(block.block_id)
+            scope_ref(scope_name(business_id, block.day)).update({"raced": firestore.Increment(1)})
+        return prepared
+
+    monkeypatch.setattr(blocks, "close_in", close_in)
+    with counting(db()) as calls:
+        run_phase(run_id, "research", business_id=business_id)
+
+    assert raced
+    ends = [paths for paths in calls.commits if f"runs/{run_id}/phases/research" in paths]
+    # The end that lost the race, then the same end with the close read again: the result, the
+    # last settles and the close still in one commit, not each on its own.
+    assert len(ends) == 2, ends
+    assert ends[0] == ends[1]
+    assert any(path.startswith("budget_blocks/") for path in ends[1]), ends[1]
+    day = period(business_id, today)
+    assert not day.blocks and day.allocated == 0
+    assert day.spent == charged(business_id, today)
+    assert documents.get_run(run_id).phases["research"]["status"] == "completed"
