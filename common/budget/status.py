@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from common.budget.blocks import Doc, Left, View
 from common.budget.clock import server_clock
 from common.budget.controls import Controls
-from common.budget.periods import WARNING_LEVELS, Period, day_key, scope_name
+from common.budget.periods import WARNING_LEVELS, Period, day_key, scope_name, scope_ref
 from common.budget.room import Room, read_room
 from common.money import format_usd, usd
 from common.platform import log
@@ -234,11 +234,19 @@ def record_warnings(tier: str, day: Period, month: Period) -> list[BudgetWarning
     found = []
     for period in (day, month):
         for level in period.reached:
+            if level in period.warned:
+                continue  # an owner's commit recorded it
             ref, data = _alert_doc(period, level)
+            batch = db().batch()
+            batch.create(ref, data)
+            if period.exists:
+                # Marked on the period as an owner's commit marks it, so that the next close
+                # does not announce it again.
+                batch.update(scope_ref(period.name), {"warned": firestore.ArrayUnion([level])})
             try:
-                ref.create(data)
-            except exceptions.AlreadyExists:
-                continue  # recorded once per period already
+                batch.commit()
+            except (exceptions.AlreadyExists, exceptions.NotFound):
+                continue  # recorded once per period already (or the period is gone)
             found.append(_announced(tier, period, level))
     return found
 

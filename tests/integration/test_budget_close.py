@@ -27,7 +27,7 @@ from common.budget.blocks import BLOCKS
 from common.budget.escrow import escrow
 from common.budget.ledger import BudgetLedger
 from common.budget.periods import day_key, month_key, scope_name
-from common.budget.status import ALERTS, STATUS, BudgetWarning, get_budget_status
+from common.budget.status import ALERTS, STATUS, BudgetWarning, get_budget_status, publish
 from common.platform.settings import get_settings
 from common.spend.ledger import BudgetBusy, BudgetDenied
 from common.tenants.businesses import Business
@@ -148,6 +148,36 @@ def test_a_threshold_reached_by_a_lower_limit_is_announced_by_the_next_close(
     assert [warning.level for warning in heard] == [75]
     assert len(list(db.collection(ALERTS).stream())) == 1
     shows_the_fresh_status(db, "lowered")
+
+
+def test_a_threshold_an_operator_s_publish_recorded_is_not_announced_again_by_a_close(
+    register: Callable[..., Business], db: firestore.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator lowers the limit and publishes the status (`local.businesses`): the threshold
+    it finds reached is recorded then, once; a run's close after it has nothing new to say."""
+    monkeypatch.setenv("BUDGET_CACHE_SECONDS", "0")
+    get_settings.cache_clear()
+    heard: list[BudgetWarning] = []
+    business = register("republished", "pro", overrides={"daily_limit_usd": "1"})
+    ledger = BudgetLedger(business, on_warning=heard.append)
+    spend(ledger, 50 * CENT)
+    ledger.close()
+    business = register("republished", "pro", overrides={"daily_limit_usd": "0.60"})  # now 83 %
+    recorded = publish("republished")
+    [alert] = list(db.collection(ALERTS).stream())
+    assert recorded.warning_level == 75
+
+    ledger = BudgetLedger(business, on_warning=heard.append)
+    spend(ledger, CENT)
+    ledger.close()
+
+    # The publish's warning (this process published it), and nothing from the close.
+    assert [(warning.level, warning.message) for warning in heard] == [
+        (75, "republished passed 75% of its daily budget today: $0.5000 of $0.60 spent")
+    ]
+    [again] = list(db.collection(ALERTS).stream())
+    assert again.update_time == alert.update_time  # not written a second time
+    shows_the_fresh_status(db, "republished")
 
 
 def test_a_close_that_keeps_losing_races_still_gives_the_money_back_and_publishes(
