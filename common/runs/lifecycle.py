@@ -319,8 +319,11 @@ def transition(
             batch.commit()
         except (exceptions.FailedPrecondition, exceptions.AlreadyExists):
             # Lost a race, or an event is there already (another delivery of this transition):
-            # look again.
-            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+            # look again. At once the first time: the usual other writer is one write that is
+            # done (the launch linking the run to its execution as the start reads it; a
+            # phase's last progress); then with a growing pause.
+            if attempt:
+                time.sleep(random.uniform(0.01, 0.05) * attempt)
             continue
         if to == "start":
             # Nothing is spent before a run starts: its totals need no read (the start is on the

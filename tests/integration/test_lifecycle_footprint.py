@@ -345,3 +345,33 @@ def test_a_phase_run_again_after_a_paid_failure_still_answers_what_was_charged(
     summary = lifecycle.transition(run_id, "succeed", business_id=business_of(run_id))
 
     assert_charged(summary, run_id)
+
+
+def test_a_start_that_loses_a_race_to_the_launchs_link_reads_again_at_once(
+    new_run: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = new_run(start=False)
+    real = lifecycle.run_from
+    pauses: list[float] = []
+
+    def read_while_the_launch_links(snapshot: object) -> documents.Run:
+        run = real(snapshot)  # type: ignore[arg-type]
+        if not pauses and run.execution is None:
+            # The launch links the run to its execution just after the start read it.
+            documents.run_ref(run_id).update({"execution": "executions/e-1"})
+            pauses.append(0.0)
+        return run
+
+    monkeypatch.setattr(lifecycle, "run_from", read_while_the_launch_links)
+    slept: list[float] = []
+    monkeypatch.setattr(lifecycle.time, "sleep", slept.append)
+    with counting(db()) as calls:
+        summary = lifecycle.transition(run_id, "start")
+
+    # Its commit lost to the link (one write, done): it read again and committed, no pause.
+    assert summary.status == "running" and slept == []
+    # Two reads and two commits of its own; the third commit is the launch's link.
+    assert dict(calls.rpcs) == {"BatchGetDocuments": 2, "Commit": 3}, dict(calls.rpcs)
+    run = documents.get_run(run_id)
+    assert run.status == "running" and run.execution == "executions/e-1"
+    assert [e["type"] for e in events.events(run_id)] == ["run_started"]
