@@ -8,6 +8,7 @@ unless a phase on it did not complete (then its usage records are read too)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import flask.testing
@@ -351,7 +352,7 @@ def test_a_start_that_loses_a_race_to_the_launchs_link_reads_again_at_once(
     new_run: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_id = new_run(start=False)
-    real = lifecycle.run_from
+    real = documents.run_from
     pauses: list[float] = []
 
     def read_while_the_launch_links(snapshot: object) -> documents.Run:
@@ -362,9 +363,16 @@ def test_a_start_that_loses_a_race_to_the_launchs_link_reads_again_at_once(
             pauses.append(0.0)
         return run
 
-    monkeypatch.setattr(lifecycle, "run_from", read_while_the_launch_links)
+    monkeypatch.setattr("common.runs.lifecycle.run_from", read_while_the_launch_links)
     slept: list[float] = []
-    monkeypatch.setattr(lifecycle.time, "sleep", slept.append)
+    real_sleep, me = time.sleep, threading.get_ident()
+
+    def sleep(seconds: float) -> None:
+        if threading.get_ident() == me:  # this transition's pauses, not other threads'
+            slept.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
     with counting(db()) as calls:
         summary = lifecycle.transition(run_id, "start")
 
