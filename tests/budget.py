@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common.budget.blocks import USAGE
 from common.budget.escrow import escrow
 from common.budget.periods import Kind, Period, scope_name, scope_ref
+from common.budget.status import STATUS, get_budget_status
 from common.budget.usage import CHARGED
 from common.platform.settings import get_settings
 from common.platform.store import db
@@ -56,3 +58,15 @@ def short_blocks(monkeypatch: pytest.MonkeyPatch, *, active: float = 0.5) -> Ite
     settings = get_settings()
     yield settings.budget_block_ttl_seconds + settings.budget_reconcile_grace_seconds + 0.5
     get_settings.cache_clear()
+
+
+def shows_the_fresh_status(db: firestore.Client, business_id: str) -> None:
+    """The published document says what a fresh read computes (the month's projection moves
+    with the clock between the two, so it is compared to a thousandth)."""
+    published = db.collection(STATUS).document(business_id).get().to_dict() or {}
+    fresh = get_budget_status(business_id).model_dump(mode="json")
+    published.pop("updated_at")
+    assert published.pop("projected_monthly") == pytest.approx(
+        fresh.pop("projected_monthly"), rel=1e-3
+    )
+    assert published == fresh

@@ -536,6 +536,8 @@ class Escrow:
             # than its deadline): the block is closed from its records.
             if blocks.reconcile(allowance.block.block_id):
                 self.lost(allowance)
+                # Moved outside an owner's commit: the published status from a read.
+                self._shown(allowance.block, None)
 
 
 @dataclass(eq=False)

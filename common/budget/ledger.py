@@ -30,6 +30,7 @@ crossed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -47,7 +48,7 @@ from common.budget.clock import server_clock
 from common.budget.controls import paused_refusal
 from common.budget.escrow import Allowance, Closing, First, escrow
 from common.budget.periods import day_key, month_key, scope_name, scope_ref
-from common.budget.status import BudgetWarning, published
+from common.budget.status import BudgetWarning, publish, published
 from common.money import usd
 from common.platform import log
 from common.platform.store import db
@@ -474,5 +475,9 @@ def settle_late(key: str, bound: int, attempt: AttemptRecord | None) -> None:
                 reserved_usd=usd(bound),
             ),
         )
+        # The money moved outside an owner's commit: the published status shows it now, not
+        # at the business's next take, flush or close.
+        with contextlib.suppress(Exception):  # the status is a view; the money is settled
+            publish(str(data["business_id"]), str(data["day"]))
         return
     raise BudgetBusy("budget_contention", f"could not settle {key} late; try again")

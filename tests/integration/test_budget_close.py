@@ -27,12 +27,12 @@ from common.budget.blocks import BLOCKS
 from common.budget.escrow import escrow
 from common.budget.ledger import BudgetLedger
 from common.budget.periods import day_key, month_key, scope_name
-from common.budget.status import ALERTS, STATUS, BudgetWarning, get_budget_status, publish
+from common.budget.status import ALERTS, BudgetWarning, get_budget_status, publish
 from common.platform.settings import get_settings
 from common.spend.ledger import BudgetBusy, BudgetDenied
 from common.tenants.businesses import Business
 from local.emulator import FirestoreEmulator
-from tests.budget import charged, period
+from tests.budget import charged, period, shows_the_fresh_status
 from tests.counting import counting
 from tests.spending import attempt
 
@@ -41,18 +41,6 @@ pytestmark = pytest.mark.emulator
 ROOT = Path(__file__).resolve().parents[2]
 NANOS = 1_000_000_000
 CENT = NANOS // 100
-
-
-def shows_the_fresh_status(db: firestore.Client, business_id: str) -> None:
-    """The published document says what a fresh read computes (the month's projection moves
-    with the clock between the two, so it is compared to a thousandth)."""
-    published = db.collection(STATUS).document(business_id).get().to_dict() or {}
-    fresh = get_budget_status(business_id).model_dump(mode="json")
-    published.pop("updated_at")
-    assert published.pop("projected_monthly") == pytest.approx(
-        fresh.pop("projected_monthly"), rel=1e-3
-    )
-    assert published == fresh
 
 
 def spend(ledger: BudgetLedger, nanos: int) -> None:

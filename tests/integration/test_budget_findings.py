@@ -30,7 +30,7 @@ from common.platform.settings import get_settings
 from common.platform.store import db as store_db
 from common.spend.ledger import BudgetBusy, BudgetDenied
 from common.tenants.businesses import Business, get_business
-from tests.budget import charged, period, settle_all, short_blocks
+from tests.budget import charged, period, settle_all, short_blocks, shows_the_fresh_status
 from tests.faults import LostAcks, lost_acks
 from tests.spending import Clock, attempt
 
@@ -224,6 +224,9 @@ def test_a_settle_after_the_ttl_never_spends_above_the_limit(
 
         with caplog.at_level(logging.ERROR):
             frozen.settle(attempt("frozen-call", 8 * NANOS // 1000))  # it did spend $0.008
+        # The owner's screen shows the money the late settle gave back now, not at the
+        # business's next take, flush or close.
+        shows_the_fresh_status(store_db(), "frozen")
 
         settle_all()
         day = period("frozen", today())
@@ -235,6 +238,35 @@ def test_a_settle_after_the_ttl_never_spends_above_the_limit(
             if (fields := getattr(record, "json_fields", {})).get("event") == "usage_settled_late"
         ]
         assert late and late[0]["cost_usd"] == 0.008
+
+
+@pytest.mark.emulator
+def test_a_hold_that_outlives_its_block_is_reconciled_by_its_own_process_and_shown(
+    register: Callable[..., Business], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call slower than its block (or settled by another process): this process's
+    housekeeping closes the block from its records, charging the hold its bound, and the
+    published status shows it at once."""
+    with short_blocks(monkeypatch) as expiry:
+        register("slow-call", "pro", overrides={"daily_limit_usd": "1"})
+        ledger = fresh("slow-call")
+        ledger.reserve(key="slow-call-1", model="gpt-5-mini", tier="mini", upper_bound_nanos=CENT)
+        time.sleep(expiry)
+        escrow.tidy()
+
+        # The housekeeping thread may have been the one to reconcile it, a moment later.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                day = period("slow-call", today())
+                assert not day.blocks and day.allocated == 0
+                assert day.spent == CENT == charged("slow-call", today())  # at its bound
+                shows_the_fresh_status(store_db(), "slow-call")
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
 
 @pytest.mark.emulator
