@@ -1,6 +1,6 @@
 """How sub-tasks' first answers fared on each tier lately, and what their calls cost: the pass
 rates the cascade learns its starting tiers from (`common.llm.cascade.start_tier`), and the cost
-per call of each task type a run's expected cost is made of (`common.analysis.preflight`).
+per call of each task type a run's expected cost is made of (`common.analysis.admission`).
 
 One query reads the newest `router_outcomes_limit` attempts of the usage records (every
 business's: how well a model does a kind of task does not depend on who asks) and the process
