@@ -23,7 +23,6 @@ from pydantic import BaseModel
 from common.analysis import checks, outcomes, prompts
 from common.analysis.progress import PhaseProgress
 from common.analysis.registry import SubTaskSpec
-from common.budget.escrow import Closing
 from common.budget.ledger import BudgetLedger
 from common.llm import Completion, Router
 from common.llm.base import Message, OutputSink
@@ -469,39 +468,24 @@ class Work:
         Raises: what the commit raises (a replay's AlreadyExists)."""
         budget = self.budget
         unwritten = budget.unwritten() if budget is not None else []
-        counted = closing and budget is not None
-        ends: Closing | None = None
-        built: firestore.WriteBatch | None = None
-
-        def alone() -> None:
-            if budget is not None:
-                budget.write_unwritten(unwritten, counted=counted)
-            if ends is not None:
-                ends.failed()
-
-        if budget is not None and closing:
+        ends = None
+        if closing and budget is not None:
             budget.written(unwritten)  # counted now: their blocks close in this commit
-            try:
-                # The closes' read goes out while this thread builds the batch.
-                with ThreadPoolExecutor(1, thread_name_prefix="closing") as reading:
-                    pending = reading.submit(budget.closing)
-                    try:
-                        built = build()
-                    finally:
-                        ends = pending.result()
-            except BaseException:
-                alone()  # nothing was committed: the settles and the closes on their own
-                raise
+            ends = budget.closing()
 
         def with_budget() -> firestore.WriteBatch:
-            nonlocal built
-            batch = build() if built is None else built
-            built = None
+            batch = build()
             for settle in unwritten:
                 settle.add_to(batch)
             if ends is not None:
                 ends.add_to(batch)
             return batch
+
+        def alone() -> None:
+            if budget is not None:
+                budget.write_unwritten(unwritten, counted=ends is not None)
+            if ends is not None:
+                ends.failed()
 
         for again in (True, False):
             try:
