@@ -7,9 +7,11 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common.analysis.phases import run_phase
 from common.budget import blocks, usage
@@ -17,7 +19,7 @@ from common.budget.blocks import USAGE, Block, View, usage_ref
 from common.budget.ledger import BudgetLedger
 from common.budget.periods import day_key, scope_name, scope_ref
 from common.platform.store import db
-from common.runs import documents
+from common.runs import documents, events
 from common.tenants.businesses import Business
 from tests.budget import charged, period, settle_all
 from tests.counting import counting
@@ -159,3 +161,36 @@ def test_a_phases_end_that_loses_a_race_on_its_day_reads_again_and_commits_every
     assert not day.blocks and day.allocated == 0
     assert day.spent == charged(business_id, today)
     assert documents.get_run(run_id).phases["research"]["status"] == "completed"
+
+
+def test_a_phases_end_whose_commit_cannot_be_built_still_writes_its_settles_and_closes(
+    new_run: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = new_run()
+    business_id = documents.get_run(run_id).business_id
+    real = events.add_event
+
+    def add_event(
+        batch: firestore.WriteBatch, run: str, event_id: str, kind: str, **kw: Any
+    ) -> None:
+        if kind == "phase_completed":
+            raise RuntimeError("the end's batch could not be built")
+        real(batch, run, event_id, kind, **kw)
+
+    monkeypatch.setattr(events, "add_event", add_event)
+    with pytest.raises(RuntimeError):
+        run_phase(run_id, "research", business_id=business_id)
+
+    # Nothing of the end was committed; every call's record is settled and the block went back.
+    states = Counter(
+        (snapshot.to_dict() or {})["state"]
+        for snapshot in db()
+        .collection(USAGE)
+        .where(filter=FieldFilter("run_id", "==", run_id))
+        .stream()
+    )
+    assert states and set(states) == {"settled"}, states
+    today = day_key(dt.datetime.now(dt.UTC))
+    day = period(business_id, today)
+    assert not day.blocks and day.allocated == 0
+    assert day.spent == charged(business_id, today)
