@@ -163,11 +163,9 @@ class PositioningOutput(Strict):
     selected: SelectedPositioning
 
 
-class Icp(Strict):
-    """An ideal customer profile (persona)."""
+class IcpProfile(Strict):
+    """One ICP's profile; its name and segment come from the segments."""
 
-    name: ShortText
-    segment: ShortText
     description: Text
     pains: list[ShortText] = Field(min_length=1, max_length=6)
     goals: list[ShortText] = Field(min_length=1, max_length=6)
@@ -175,6 +173,15 @@ class Icp(Strict):
     objections: list[ShortText] = Field(min_length=1, max_length=6)
     channels: list[ShortText] = Field(min_length=1, max_length=6)
     key_message: Text
+
+
+class IcpName(Strict):
+    name: ShortText
+    segment: ShortText
+
+
+class Icp(IcpProfile, IcpName):  # its name and segment first, then its profile
+    """An ideal customer profile (persona)."""
 
 
 class IcpOutput(Strict):

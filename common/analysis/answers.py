@@ -87,18 +87,6 @@ class IcpSegments(Strict):
     icps: list[IcpSeed] = Field(min_length=3, max_length=9)
 
 
-class IcpProfile(Strict):
-    """One ICP's profile; its name and segment come from the segments."""
-
-    description: Text
-    pains: list[ShortText] = Field(min_length=1, max_length=6)
-    goals: list[ShortText] = Field(min_length=1, max_length=6)
-    buying_triggers: list[ShortText] = Field(min_length=1, max_length=6)
-    objections: list[ShortText] = Field(min_length=1, max_length=6)
-    channels: list[ShortText] = Field(min_length=1, max_length=6)
-    key_message: Text
-
-
 class IcpVerdict(Strict):
     """The consistency pass's fixed rubric for one ICP."""
 

@@ -24,6 +24,7 @@ from common.llm.tasks import TaskProfile
 from common.models import (
     PHASE_ORDER,
     PHASE_OUTPUTS,
+    IcpProfile,
     PhaseName,
     SelectedPositioning,
     Strict,
@@ -269,7 +270,7 @@ PHASES: dict[PhaseName, PhaseSpec] = {
                 _sub(
                     "profile",
                     "one ICP's profile",
-                    answers.IcpProfile,
+                    IcpProfile,
                     "Profile the ideal customer named below for the selected positioning: who "
                     "they are, their pains, goals, buying triggers, objections, the channels "
                     "that reach them, and the key message for them.",
