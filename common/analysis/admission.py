@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 
 from pydantic import BaseModel
 
@@ -52,11 +53,17 @@ class Prepared:
     def first(self) -> SubTaskSpec:
         return self.spec.sub_tasks[0]
 
-    @property
+    @cached_property
     def schema(self) -> type[Strict]:
         if self.spec.name == "icps":
             return answers.icp_segments(self.business.icp_count)
         return self.first.answer
+
+    @cached_property
+    def prompt(self) -> list[Message]:
+        """The first sub-task's prompt before evidence is found, built once: what the checks
+        price."""
+        return self.messages()
 
     @property
     def evidence_query(self) -> str:
@@ -104,7 +111,7 @@ def expected_run_cost(business: BusinessInput, tier: TierName) -> int:
     """What a whole run for `business` is expected to cost, in nanos (each phase's
     `expected_cost`; the prompts without the earlier phases' results, which a task type's
     recorded costs include)."""
-    return sum(expected for expected, _ in _run_costs("", business, tier).values())
+    return sum(expected for expected, _ in _run_costs(_run_phases("", business), tier).values())
 
 
 def require_run_room(
@@ -114,20 +121,22 @@ def require_run_room(
     when the caller read it), and at least the upper bound of its first phase's dearest first
     try; or `PaymentRequired` naming what it needs, what is left and what work in flight
     holds."""
-    costs = _run_costs(run_id, business, tier)
+    phases = _run_phases(run_id, business)
+    costs = _run_costs(phases, tier)
     expected = sum(cost for cost, _ in costs.values())
-    first = Prepared(run_id, business, PHASES["research"], {})
-    return _decide(business, first, max(expected, costs["research"][1]), room)
+    return _decide(business, phases["research"], max(expected, costs["research"][1]), room)
+
+
+def _run_phases(run_id: str, business: BusinessInput) -> dict[PhaseName, Prepared]:
+    """Every phase of a run, prepared without the earlier phases' results."""
+    return {phase: Prepared(run_id, business, PHASES[phase], {}) for phase in PHASE_ORDER}
 
 
 def _run_costs(
-    run_id: str, business: BusinessInput, tier: TierName
+    phases: dict[PhaseName, Prepared], tier: TierName
 ) -> dict[PhaseName, tuple[int, int]]:
     tiers = limits_for(tier).model_tiers
-    return {
-        phase: expected_cost(Prepared(run_id, business, PHASES[phase], {}), tiers)
-        for phase in PHASE_ORDER
-    }
+    return {phase: expected_cost(prepared, tiers) for phase, prepared in phases.items()}
 
 
 def expected_cost(prepared: Prepared, tiers: frozenset[ModelTier] | None) -> tuple[int, int]:
@@ -140,7 +149,7 @@ def expected_cost(prepared: Prepared, tiers: frozenset[ModelTier] | None) -> tup
     it, on the tier it starts on, answering at most `COLD_OUTPUT_FACTOR` times its typical
     length (a typical answer, and as much again for reasoning).
     """
-    messages = prepared.messages()
+    messages = prepared.prompt
     expected = dearest = 0
     for sub in prepared.spec.sub_tasks:
         call = Call(
@@ -168,7 +177,7 @@ def _decide(
     allowed, decision = check_budget_before_task(
         business.business_id,
         prepared.first.task_type,
-        prepared.messages(),
+        prepared.prompt,
         schema=prepared.schema,
         amount_nanos=amount,
         room=room,

@@ -444,17 +444,21 @@ class Escrow:
                 spent = self._claim(allowance)
             if spent is None:
                 busy.append(allowance)
-                continue
-            try:
-                found = blocks.close_in(allowance.block, spent, status.view)
-            except Stale:
-                continue  # reconciled meanwhile: its usage records were counted there
-            if found is None:
-                self._closed_alone(allowance.block, spent)
-            else:
+            elif (found := self._close_prepared(allowance.block, spent)) is not None:
                 prepared.append(found)
         self._close_all(busy, trim=True)
         return Closing(prepared)
+
+    def _close_prepared(self, block: Block, spent: int) -> blocks.Prepared | None:
+        """The block's close prepared from one read for a caller's commit; None when it was
+        reconciled meanwhile, or could not be prepared so (then it is closed on its own now)."""
+        try:
+            found = blocks.close_in(block, spent, status.view)
+        except Stale:
+            return None  # reconciled meanwhile: its usage records were counted there
+        if found is None:
+            self._closed_alone(block, spent)
+        return found
 
     def _closed_alone(self, block: Block, spent: int) -> None:
         try:
@@ -585,17 +589,8 @@ class Closing:
         """The same closes prepared again from a new read (one per block), after the caller's
         commit lost a race on a period (most often a sibling phase's take or close of the same
         business); those that cannot be prepared so are closed on their own now."""
-        prepared = []
-        for before in self.prepared:
-            try:
-                found = blocks.close_in(before.block, before.spent, status.view)
-            except Stale:
-                continue  # reconciled meanwhile: its usage records were counted there
-            if found is None:
-                escrow._closed_alone(before.block, before.spent)
-            else:
-                prepared.append(found)
-        return Closing(prepared)
+        again = (escrow._close_prepared(before.block, before.spent) for before in self.prepared)
+        return Closing([found for found in again if found is not None])
 
 
 escrow = Escrow()

@@ -118,18 +118,29 @@ def test_a_close_that_crosses_75_percent_records_one_alert_and_the_ledger_hears_
     assert len(heard) == 1 and len(list(db.collection(ALERTS).stream())) == 1
 
 
+def half_spent_then_lowered(
+    register: Callable[..., Business],
+    monkeypatch: pytest.MonkeyPatch,
+    business_id: str,
+    heard: list[BudgetWarning],
+) -> Business:
+    """A business that spent $0.50 of a $1 day (closed: 50 %, nothing to announce), then had its
+    limit lowered to $0.60 (83 %) with no close since; limits read afresh by every ledger."""
+    monkeypatch.setenv("BUDGET_CACHE_SECONDS", "0")
+    get_settings.cache_clear()
+    business = register(business_id, "pro", overrides={"daily_limit_usd": "1"})
+    ledger = BudgetLedger(business, on_warning=heard.append)
+    spend(ledger, 50 * CENT)
+    ledger.close()
+    return register(business_id, "pro", overrides={"daily_limit_usd": "0.60"})
+
+
 def test_a_threshold_reached_by_a_lower_limit_is_announced_by_the_next_close(
     register: Callable[..., Business], db: firestore.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No close crossed it: the limit moved. The next close finds it reached and not announced."""
-    monkeypatch.setenv("BUDGET_CACHE_SECONDS", "0")
-    get_settings.cache_clear()
     heard: list[BudgetWarning] = []
-    business = register("lowered", "pro", overrides={"daily_limit_usd": "1"})
-    ledger = BudgetLedger(business, on_warning=heard.append)
-    spend(ledger, 50 * CENT)
-    ledger.close()
-    business = register("lowered", "pro", overrides={"daily_limit_usd": "0.60"})  # now 83 %
+    business = half_spent_then_lowered(register, monkeypatch, "lowered", heard)
     ledger = BudgetLedger(business, on_warning=heard.append)
     spend(ledger, CENT)
     ledger.close()
@@ -143,14 +154,8 @@ def test_a_threshold_an_operator_s_publish_recorded_is_not_announced_again_by_a_
 ) -> None:
     """An operator lowers the limit and publishes the status (`local.businesses`): the threshold
     it finds reached is recorded then, once; a run's close after it has nothing new to say."""
-    monkeypatch.setenv("BUDGET_CACHE_SECONDS", "0")
-    get_settings.cache_clear()
     heard: list[BudgetWarning] = []
-    business = register("republished", "pro", overrides={"daily_limit_usd": "1"})
-    ledger = BudgetLedger(business, on_warning=heard.append)
-    spend(ledger, 50 * CENT)
-    ledger.close()
-    business = register("republished", "pro", overrides={"daily_limit_usd": "0.60"})  # now 83 %
+    business = half_spent_then_lowered(register, monkeypatch, "republished", heard)
     recorded = publish("republished")
     [alert] = list(db.collection(ALERTS).stream())
     assert recorded.warning_level == 75

@@ -353,14 +353,14 @@ def test_a_start_that_loses_a_race_to_the_launchs_link_reads_again_at_once(
 ) -> None:
     run_id = new_run(start=False)
     real = documents.run_from
-    pauses: list[float] = []
+    linked: list[str] = []
 
     def read_while_the_launch_links(snapshot: object) -> documents.Run:
         run = real(snapshot)  # type: ignore[arg-type]
-        if not pauses and run.execution is None:
+        if not linked:
             # The launch links the run to its execution just after the start read it.
-            documents.run_ref(run_id).update({"execution": "executions/e-1"})
-            pauses.append(0.0)
+            linked.append("executions/e-1")
+            documents.run_ref(run_id).update({"execution": linked[0]})
         return run
 
     monkeypatch.setattr("common.runs.lifecycle.run_from", read_while_the_launch_links)
