@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import os
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -209,11 +209,41 @@ class Settings(BaseSettings):
         return math.ceil(self.function_timeout_seconds + self.deadline_margin_seconds)
 
 
-@functools.cache
-def get_settings() -> Settings:
-    """The process's settings, read once on first use (never at import time).
+class _ReadOnce:
+    """The process's settings, read once on first use (never at import time); `cache_clear`
+    makes the next call read them again.
 
-    Settings come from the environment, then from the dotenv file named by DOTENV_PATH
-    (default `.env`), which `common.secrets` reads too.
+    A read under way when the cache is cleared (a background thread's, begun before the
+    environment changed) does not become the cached value: its caller gets what it read, the
+    next call reads afresh. (`functools.cache` would keep it, and every caller after the clear
+    would see the old environment.)
     """
-    return Settings(_env_file=os.environ.get("DOTENV_PATH", ".env"))
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._settings: Settings | None = None
+        self._generation = 0
+
+    def __call__(self) -> Settings:
+        settings = self._settings
+        if settings is not None:
+            return settings
+        with self._lock:
+            generation = self._generation
+        # Settings come from the environment, then from the dotenv file named by DOTENV_PATH
+        # (default `.env`), which `common.secrets` reads too.
+        read = Settings(_env_file=os.environ.get("DOTENV_PATH", ".env"))
+        with self._lock:
+            if generation != self._generation:
+                return read  # cleared meanwhile: not kept
+            if self._settings is None:
+                self._settings = read
+            return self._settings
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._settings = None
+            self._generation += 1
+
+
+get_settings = _ReadOnce()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from types import SimpleNamespace
 
 import pytest
 from pydantic import BaseModel, Field, create_model
@@ -10,6 +12,7 @@ from pydantic import BaseModel, Field, create_model
 from common.analysis.phases import PHASE_TASKS
 from common.llm import Router, get_router
 from common.llm.base import ProviderRequest
+from common.llm.providers import offline
 from common.llm.providers.offline import OfflineProvider, business_from, placeholder_json
 from common.llm.schema import response_schema
 from common.llm.tasks import task_profile
@@ -181,7 +184,11 @@ def test_latency_setting_makes_each_call_wait(
     router_env: pytest.MonkeyPatch,
 ) -> None:
     waits: list[float] = []
-    router_env.setattr("time.sleep", waits.append)
+    # The offline provider's clock only: patching `time.sleep` itself would also make every
+    # background thread of the process (the budget's housekeeping) spin and be recorded.
+    router_env.setattr(
+        offline, "time", SimpleNamespace(sleep=waits.append, perf_counter=time.perf_counter)
+    )
     router_env.setenv("OFFLINE_LATENCY_MS", "250")
     get_settings.cache_clear()  # a background thread may have read the settings before
     router = get_router()
