@@ -149,9 +149,13 @@ def take_refs(business_id: str, day: str, month: str) -> list[firestore.Document
 def prime(snapshots: Iterable[Any]) -> None:
     """Keep `snapshots` of the documents `take_refs` names (others are ignored) for this
     process's next take, which then needs no read of its own (its commit is conditional on
-    their versions: a stale one costs a lost race, never money)."""
+    their versions: a stale one costs a lost race, never money). What no take used while it
+    was fresh goes (a phase that replayed its stored result, a refused one, a budget check):
+    a long-lived instance keeps only what the last seconds primed."""
     now = time.monotonic()
     with _primed_lock:
+        for path in [p for p, (at, _) in _primed.items() if now - at > PRIMED_SECONDS]:
+            del _primed[path]
         for snapshot in snapshots:
             if snapshot.reference.path.startswith(f"{SCOPES}/"):
                 _primed[snapshot.reference.path] = (now, snapshot)
