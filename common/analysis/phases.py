@@ -168,9 +168,9 @@ def read(
         NotFound: no such run (or, with `business_id`, no such business).
         InvalidInput: the run is not `business_id`'s (`business_mismatch`).
     """
-    refs = run_refs(run_id, spec, parts=parts)
+    refs = _run_refs(run_id, spec, parts=parts)
     if business_id is None:
-        return found_in(run_id, spec, db().get_all(refs), parts=parts)
+        return _found_in(run_id, spec, db().get_all(refs), parts=parts)
     read_at = time.monotonic()
     now = server_clock.now()
     budget = {
@@ -181,7 +181,7 @@ def read(
         ]
     }
     snapshots = list(db().get_all([*refs, *budget.values()]))
-    found = found_in(run_id, spec, snapshots, parts=parts, business_id=business_id)
+    found = _found_in(run_id, spec, snapshots, parts=parts, business_id=business_id)
     by_path = {snapshot.reference.path: snapshot for snapshot in snapshots}
     room = room_in(business_id, now, by_path, shards=False)
     sources.remember(business_id, snapshots, read_at)
@@ -189,7 +189,7 @@ def read(
     return dataclasses.replace(found, room=room)
 
 
-def run_refs(run_id: str, spec: PhaseSpec, *, parts: bool) -> list[firestore.DocumentReference]:
+def _run_refs(run_id: str, spec: PhaseSpec, *, parts: bool) -> list[firestore.DocumentReference]:
     """The documents `read` reads of the run."""
     refs = [documents.run_ref(run_id), phase_ref(run_id, spec.name)]
     refs += [phase_ref(run_id, name) for name in spec.needs]
@@ -197,7 +197,7 @@ def run_refs(run_id: str, spec: PhaseSpec, *, parts: bool) -> list[firestore.Doc
     return refs
 
 
-def found_in(
+def _found_in(
     run_id: str,
     spec: PhaseSpec,
     snapshots: Iterable[Any],
@@ -205,7 +205,7 @@ def found_in(
     parts: bool,
     business_id: str | None = None,
 ) -> Found:
-    """What `snapshots` (read from `run_refs` and maybe more) say of the phase.
+    """What `snapshots` (read from `_run_refs` and maybe more) say of the phase.
 
     Raises:
         NotFound: no such run.

@@ -20,10 +20,8 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field
 
 from common.analysis.admission import Prepared, refuse_stopped, require_room
-from common.analysis.phases import PHASES, PhaseRequest, found_in, read, run_refs
+from common.analysis.phases import PHASES, PhaseRequest, read
 from common.budget.check import BudgetDecision, check_budget_before_task
-from common.budget.clock import server_clock
-from common.budget.room import Room, read_room
 from common.llm.base import InvalidRequest
 from common.models import Code, PhaseName, Slug, Strict, UnicodeText
 from common.money import nanos
@@ -76,21 +74,14 @@ def answer(body: dict[str, Any]) -> BudgetDecision:
 
 def check_phase(run_id: str, phase: PhaseName, *, business_id: str | None = None) -> BudgetDecision:
     """May `phase` of `run_id` start? The question a phase asks itself on its first read
-    (`admission`), asked from outside: one read of the run, the results it concerns and (with
-    `business_id`, in the same round trip) the business's budget; without it, the budget is read
-    after the run."""
+    (`admission`), asked from outside, on the same read: the run, the results it concerns and
+    (with `business_id`, in the same round trip) the business's budget; without it, the budget
+    is read after the run."""
     spec = PHASES[phase]
-    room: Room | None = None
-    if business_id is None:
-        found = read(run_id, spec, parts=False)
-    else:
-        room, snapshots = read_room(
-            business_id, server_clock.now(), shards=False, also=run_refs(run_id, spec, parts=False)
-        )
-        found = found_in(run_id, spec, snapshots.values(), parts=False, business_id=business_id)
+    found = read(run_id, spec, parts=False, business_id=business_id)
     run = found.run
     refuse_stopped(run)
     if found.stored is not None:
         return BudgetDecision.free(run.business_id, run.tier, spec.task_type)
     prepared = Prepared(run_id, run.input, spec, found.earlier)
-    return require_room(prepared, run.tier, room=room)  # type: ignore[arg-type]
+    return require_room(prepared, run.tier, room=found.room)  # type: ignore[arg-type]

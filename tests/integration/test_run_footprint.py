@@ -209,15 +209,18 @@ def test_a_phase_reads_its_run_and_its_business_in_one_round_trip(
 
 
 @pytest.mark.parametrize("function", ["budget_check", "research"])
+@pytest.mark.parametrize("registered", [True, False], ids=["another", "unknown"])
 def test_a_business_id_that_is_not_the_runs_is_refused(
     function: str,
+    registered: bool,
     new_run: Callable[..., str],
     register: Callable[..., Business],
     function_client: Callable[[str], Any],
 ) -> None:
     run_id = new_run()
     other = f"other-{uuid.uuid4().hex[:8]}"
-    register(other, "enterprise")
+    if registered:
+        register(other, "enterprise")
     body = {"run_id": run_id, "business_id": other}
     if function == "budget_check":
         body["phase"] = "research"
