@@ -5,16 +5,23 @@ evidence claims, competitor rungs) as embeddings with `business_id`, `run_id` an
 metadata. Each later phase asks for the snippets closest to its task, filtered to the same
 business, so its prompt carries the most relevant evidence — from this run and earlier ones.
 Ids are deterministic (`{run_id}.{n}`), so storing again after a retry replaces, never adds.
+
+Research, which has the embedding model loaded, also embeds what each later phase will search
+for (`queries_ahead`; the query depends on the business alone) and stores the vectors with its
+result: such a phase searches with the stored vector and never loads the model (positioning's
+memory and cold start), unless the vector was made by another model than the one configured.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from common.models import BusinessInput, ResearchOutput
 from common.platform import log
 from common.search.backend import vector_index
-from common.search.embeddings import embed
+from common.search.embeddings import embed, embedder
 from common.spend.ledger import Ledger
 
 logger = logging.getLogger(__name__)
@@ -64,12 +71,36 @@ def remember(
     return len(found)
 
 
+def queries_ahead(queries: Mapping[str, str], ledger: Ledger | None = None) -> dict[str, Any]:
+    """The vectors of `queries` (by phase), as a phase's stored result keeps them for
+    `recall`: {phase: {"model", "vector"}}."""
+    names = list(queries)
+    vectors = embed([queries[name] for name in names], kind="query", ledger=ledger)
+    model = embedder().model
+    return {
+        name: {"model": model, "vector": vector}
+        for name, vector in zip(names, vectors, strict=True)
+    }
+
+
 def recall(
-    business_id: str, query: str, top_k: int = RECALL_TOP_K, ledger: Ledger | None = None
+    business_id: str,
+    query: str,
+    top_k: int = RECALL_TOP_K,
+    ledger: Ledger | None = None,
+    *,
+    ahead: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """The stored snippets of `business_id` most relevant to `query`, best first, no repeats
-    (a paid embedding of the query is reserved and settled on `ledger`)."""
-    (vector,) = embed([query], kind="query", ledger=ledger)
+    """The stored snippets of `business_id` most relevant to `query`, best first, no repeats.
+
+    Args:
+        ahead: `query`'s vector as `queries_ahead` made it, if an earlier phase did: used when
+            the configured embedder made it (same model, same size); else the query is embedded
+            here (a paid embedding is reserved and settled on `ledger`).
+    """
+    vector = _ahead(ahead)
+    if vector is None:
+        (vector,) = embed([query], kind="query", ledger=ledger)
     matches = vector_index().search(vector, top_k=top_k * 2, filter={"business_id": business_id})
     texts: list[str] = []
     for match in matches:
@@ -77,3 +108,15 @@ def recall(
         if text and text not in texts:
             texts.append(text)
     return texts[:top_k]
+
+
+def _ahead(ahead: Mapping[str, Any] | None) -> list[float] | None:
+    if not ahead:
+        return None
+    current = embedder()
+    vector = ahead.get("vector")
+    if ahead.get("model") != current.model or not isinstance(vector, list):
+        return None
+    if len(vector) != current.dimension:
+        return None
+    return [float(value) for value in vector]

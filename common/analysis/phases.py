@@ -63,6 +63,8 @@ from common.runs.events import ShownAttempts, record_warning
 from common.spend.ledger import BudgetBusy, BudgetDenied
 
 LEASES = "leases"
+# On a stored result: the vectors of what later phases search the evidence for (`_searching`).
+QUERIES = "queries"
 logger = logging.getLogger(__name__)
 __all__ = [
     "LEASES",
@@ -153,6 +155,8 @@ class Found:
     missing: list[PhaseName]
     parts: dict[str, dict[str, Any]]
     room: Room | None = None  # the business's budget, when read with the run
+    # The vector of what this phase searches the evidence for, if a phase it needs stored it.
+    ahead: dict[str, Any] | None = None
 
 
 def read(
@@ -222,10 +226,13 @@ def _found_in(
     stored = found[phase_ref(run_id, spec.name).path]
     earlier: dict[PhaseName, Strict] = {}
     missing: list[PhaseName] = []
+    ahead = None
     for name in spec.needs:
         snapshot = found[phase_ref(run_id, name).path]
         if snapshot.exists:
             earlier[name] = PHASE_OUTPUTS[name].model_validate(snapshot.get("output"))
+            with contextlib.suppress(KeyError):  # a result stored before queries were
+                ahead = ahead or snapshot.get(f"{QUERIES}.{spec.name}")
         else:
             missing.append(name)
     keys = part_keys(spec.name) if parts else []
@@ -240,6 +247,7 @@ def _found_in(
         earlier=earlier,
         missing=missing,
         parts=stored_parts,
+        ahead=ahead,
     )
 
 
@@ -364,7 +372,7 @@ def run_phase(
     progress = PhaseProgress(run, phase, write_every=settings.progress_write_seconds)
     with _lease(run_id, spec, progress) as lease:
         recalled = (
-            evidence.recall(run.business_id, evidence_query(spec, run.input))
+            evidence.recall(run.business_id, evidence_query(spec, run.input), ahead=found.ahead)
             if spec.uses_evidence
             else []  # none of its sub-tasks reads evidence: no query, no embedding
         )
@@ -391,11 +399,16 @@ def run_phase(
         )
         try:
             built = _build(work, spec, found.earlier)
+            queries: dict[str, Any] = {}
             if phase == "research":
                 assert isinstance(built.output, ResearchOutput)
                 evidence.remember(run_id, run.input, built.output)
+                # What the phases after it will search for, embedded while the model is loaded.
+                queries = evidence.queries_ahead(
+                    {name: evidence_query(PHASES[name], run.input) for name in _searching(phase)}
+                )
             duration_ms = (time.monotonic() - started) * 1000
-            return _store(work, spec, built, lease, duration_ms, check_ms)
+            return _store(work, spec, built, lease, duration_ms, check_ms, queries)
         finally:
             ledger.close()  # what is left unwritten, then the blocks this request took go back
 
@@ -455,12 +468,24 @@ def _stopped(work: Work, spec: PhaseSpec) -> None:
         work.progress.commit(batch)
 
 
+def _searching(phase: PhaseName) -> list[PhaseName]:
+    """The phases that need `phase` and search the evidence."""
+    return [name for name, spec in PHASES.items() if phase in spec.needs and spec.uses_evidence]
+
+
 def _store(
-    work: Work, spec: PhaseSpec, built: Built, lease: Lease, duration_ms: float, check_ms: float
+    work: Work,
+    spec: PhaseSpec,
+    built: Built,
+    lease: Lease,
+    duration_ms: float,
+    check_ms: float,
+    queries: dict[str, Any],
 ) -> PhaseResult:
-    """The phase's end, one commit: its result, its last sub-tasks' events, its progress, the
-    run's totals, the usage records of its last calls and the closes of the budget blocks the
-    request took; the lease goes with it."""
+    """The phase's end, one commit: its result (with the `queries` of later phases it
+    embedded), its last sub-tasks' events, its progress, the run's totals, the usage records of
+    its last calls and the closes of the budget blocks the request took; the lease goes with
+    it."""
     run_id = work.run_id
     done = sorted(work.done, key=lambda d: (TIERS.index(d.tier), -d.cost_nanos))
     lead = done[-1]  # the strongest tier's answer: the phase's model
@@ -487,6 +512,8 @@ def _store(
         "check_ms": check_ms,  # of duration_ms, the budget check's
         "completed_at": firestore.SERVER_TIMESTAMP,
     }
+    if queries:
+        stored[QUERIES] = queries
     summary = {
         "model": lead.model,
         "provider": lead.provider,
