@@ -75,6 +75,8 @@ def queries_ahead(queries: Mapping[str, str], ledger: Ledger | None = None) -> d
     """The vectors of `queries` (by phase), as a phase's stored result keeps them for
     `recall`: {phase: {"model", "vector"}}."""
     names = list(queries)
+    if not names:
+        return {}
     vectors = embed([queries[name] for name in names], kind="query", ledger=ledger)
     model = embedder().model
     return {
