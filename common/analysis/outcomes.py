@@ -3,8 +3,14 @@ rates the cascade learns its starting tiers from (`common.llm.cascade.start_tier
 per call of each task type a run's expected cost is made of (`common.analysis.admission`).
 
 One query reads the newest `router_outcomes_limit` attempts of the usage records (every
-business's: how well a model does a kind of task does not depend on who asks) and the process
-keeps what it found for `router_outcomes_seconds`, so a phase never queries per call. Each time
+business's: how well a model does a kind of task does not depend on who asks), and what it finds
+is shared: the process that made it publishes the pass rates and costs in one document
+(`router_outcomes/recent`, written only when the one there is older than
+`router_outcomes_seconds`), and every other instance reads that document instead of the records,
+keeping it until it is that old. So the platform queries the records about once per
+`router_outcomes_seconds`, however many instances run (each of them reads one document then,
+not thousands: a cold instance's first learned call does not wait on the query), and what an
+instance uses is never older than `router_outcomes_seconds`. Each time
 a call reached a tier (its start, or an escalation) its first attempt there is one first try:
 passed if it was a `first_try`, failed if its answer was invalid or failed its checks; an
 attempt that failed on the provider's side (an outage, a rate limit) says nothing of the model.
@@ -13,12 +19,14 @@ A call's cost is every attempt it was charged for: its asks again, escalations a
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections import defaultdict
 from typing import Any
 
+from google.api_core import exceptions
 from google.cloud import firestore
 
 from common.budget.blocks import USAGE
@@ -40,6 +48,8 @@ _FIELDS = [
     "key",
     "charged_nanos",
 ]
+OUTCOMES = "router_outcomes"
+logger = logging.getLogger(__name__)
 # An answer that was no good (the model's fault, unlike an outage).
 _FAILED_ANSWER = frozenset({"check_failed", "invalid_output"})
 _CHARGED = frozenset({"settled", "settled_late", "abandoned"})
@@ -48,10 +58,10 @@ _CHARGED = frozenset({"settled", "settled_late", "abandoned"})
 class _Cache:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.records: list[dict[str, Any]] | None = None
         self.rates: PassRates | None = None
         self.costs: dict[str, list[int]] | None = None
-        self.read_at = -float("inf")
+        self.fresh_until = -float("inf")  # monotonic
+        self.from_records = False  # the next read skips the shared document (`forget`)
 
 
 @per_settings
@@ -59,26 +69,88 @@ def _cache(settings: Settings) -> _Cache:
     return _Cache()
 
 
-def _records(cache: _Cache, settings: Settings) -> list[dict[str, Any]]:
-    """The newest usage records, at most `router_outcomes_seconds` old (holding the lock)."""
-    stale = time.monotonic() - cache.read_at > settings.router_outcomes_seconds
-    if cache.records is None or stale:
-        cache.records = _recent(settings.router_outcomes_limit)
-        cache.rates = cache.costs = None
-        cache.read_at = time.monotonic()
-    return cache.records
+def _load(cache: _Cache, settings: Settings) -> tuple[PassRates, dict[str, list[int]]]:
+    """The pass rates and costs, at most `router_outcomes_seconds` old (holding the lock): kept,
+    else the shared document if it is that fresh, else from the records (then shared)."""
+    now = time.monotonic()
+    if cache.rates is not None and cache.costs is not None and now < cache.fresh_until:
+        return cache.rates, cache.costs
+    seconds, limit = settings.router_outcomes_seconds, settings.router_outcomes_limit
+    shared = None if cache.from_records else _ref().get()
+    if shared is not None and shared.exists and shared.get("limit") == limit:
+        age = (shared.read_time - shared.get("computed_at")).total_seconds()
+        if age <= seconds:
+            cache.rates, cache.costs = _decoded(shared.to_dict() or {})
+            cache.fresh_until = now + seconds - max(age, 0.0)
+            return cache.rates, cache.costs
+    records = _recent(limit)
+    cache.rates, cache.costs = rates_of(records), costs_of(records)
+    cache.fresh_until, cache.from_records = now + seconds, False
+    _share(shared, cache.rates, cache.costs, limit)
+    return cache.rates, cache.costs
+
+
+def _ref() -> firestore.DocumentReference:
+    return db().collection(OUTCOMES).document("recent")
+
+
+def _share(
+    shared: firestore.DocumentSnapshot[Any] | None,
+    rates: PassRates,
+    costs: dict[str, list[int]],
+    limit: int,
+) -> None:
+    """Publish what the records gave, unless another instance just did (the write is
+    conditional on the version read: of those that found it stale, one writes). Never fails
+    its caller: the others then read the records themselves."""
+    document = {
+        "computed_at": firestore.SERVER_TIMESTAMP,
+        "limit": limit,
+        "rates": [
+            {"task_type": task_type, "tier": tier, "passed": rate.passed, "tried": rate.tried}
+            for (task_type, tier), rate in sorted(rates.items())
+        ],
+        "costs": [
+            {"task_type": task_type, "nanos": found} for task_type, found in sorted(costs.items())
+        ],
+    }
+    if shared is not None and shared.exists:
+        option = db().write_option(last_update_time=shared.update_time)
+    else:
+        option = None
+    batch = db().batch()
+    if option is None:
+        batch.create(_ref(), document)
+    else:
+        batch.update(_ref(), document, option=option)
+    try:
+        batch.commit()
+    except (exceptions.AlreadyExists, exceptions.FailedPrecondition):
+        pass  # another instance published at the same time
+    except exceptions.GoogleAPICallError as error:
+        logger.warning(
+            "router outcomes not shared", extra={"json_fields": {"error": str(error)[:200]}}
+        )
+
+
+def _decoded(document: dict[str, Any]) -> tuple[PassRates, dict[str, list[int]]]:
+    rates: PassRates = {
+        (str(row["task_type"]), row["tier"]): PassRate(int(row["passed"]), int(row["tried"]))
+        for row in document.get("rates") or []
+    }
+    costs = {
+        str(row["task_type"]): [int(n) for n in row["nanos"]] for row in document.get("costs") or []
+    }
+    return rates, costs
 
 
 def pass_rates() -> PassRates:
     """The recent first-try pass rates by (task type, tier), at most `router_outcomes_seconds`
-    old (one query when older)."""
+    old."""
     settings = get_settings()
     cache = _cache(settings)
     with cache.lock:
-        records = _records(cache, settings)
-        if cache.rates is None:
-            cache.rates = rates_of(records)
-        return cache.rates
+        return _load(cache, settings)[0]
 
 
 def call_cost(task_type: str) -> int | None:
@@ -87,20 +159,19 @@ def call_cost(task_type: str) -> int | None:
     settings = get_settings()
     cache = _cache(settings)
     with cache.lock:
-        records = _records(cache, settings)
-        if cache.costs is None:
-            cache.costs = costs_of(records)
-        found = cache.costs.get(task_type, [])
+        found = _load(cache, settings)[1].get(task_type, [])
     if len(found) < settings.run_estimate_min_calls:
         return None
     return percentile(found, settings.run_estimate_percentile)
 
 
 def forget() -> None:
-    """Read the outcomes again at the next call (benchmarks and tests that just made some)."""
+    """Read the outcomes again from the records at the next call, and share them (benchmarks
+    and tests that just made some)."""
     cache = _cache()
     with cache.lock:
-        cache.records = cache.rates = cache.costs = None
+        cache.rates = cache.costs = None
+        cache.from_records = True
 
 
 def percentile(ordered: list[int], q: float) -> int:

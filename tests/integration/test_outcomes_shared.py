@@ -1,0 +1,111 @@
+"""The recent outcomes (pass rates, costs per call) are read from the usage records about once per
+`router_outcomes_seconds` for the whole platform, not once per instance: the instance that reads
+them shares what it found in one document, and the others read that document (counted with a
+client hook; each "instance" is a fresh per-process cache)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from common.analysis import outcomes
+from common.analysis.phases import run_phase
+from common.platform.settings import get_settings
+from common.platform.store import db
+from tests.counting import counting
+
+pytestmark = pytest.mark.emulator
+
+
+@pytest.fixture
+def instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None]]:
+    """Call it to be a new instance of a function: nothing of the outcomes kept in memory."""
+
+    def fresh() -> None:
+        cache = outcomes._Cache()
+        monkeypatch.setattr(outcomes, "_cache", lambda settings=None: cache)
+
+    fresh()
+    outcomes._ref().delete()  # what earlier tests shared
+    yield fresh
+
+
+@pytest.fixture
+def recorded(new_run: Callable[..., str]) -> str:
+    """A research phase's calls, with their outcomes, in the usage records."""
+    run_id = new_run()
+    run_phase(run_id, "research")
+    return run_id
+
+
+def test_one_instance_reads_the_records_and_the_others_read_what_it_shared(
+    recorded: str, instance: Callable[[], None]
+) -> None:
+    with counting(db()) as first:
+        rates = outcomes.pass_rates()
+        cost = outcomes.call_cost("research_facts")
+    assert rates  # the research's sub-tasks' first tries
+    assert first.rpcs["RunQuery"] == 1 and first.rpcs["Commit"] == 1, dict(first.rpcs)
+
+    for _ in range(3):
+        instance()
+        with counting(db()) as other:
+            assert outcomes.pass_rates() == rates
+            assert outcomes.call_cost("research_facts") == cost
+            assert outcomes.pass_rates() == rates  # kept: no second read
+        # One document, not the records' thousands, and nothing written.
+        assert dict(other.rpcs) == {"BatchGetDocuments": 1}, dict(other.rpcs)
+
+
+def test_a_shared_reading_older_than_the_setting_is_made_again_once(
+    recorded: str, instance: Callable[[], None]
+) -> None:
+    rates = outcomes.pass_rates()
+    seconds = get_settings().router_outcomes_seconds
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds + 60)
+    outcomes._ref().update({"computed_at": old})
+
+    instance()
+    with counting(db()) as stale:
+        assert outcomes.pass_rates() == rates
+    assert stale.rpcs["RunQuery"] == 1 and stale.rpcs["Commit"] == 1, dict(stale.rpcs)
+    instance()
+    with counting(db()) as fresh:
+        assert outcomes.pass_rates() == rates
+    assert dict(fresh.rpcs) == {"BatchGetDocuments": 1}, dict(fresh.rpcs)
+
+
+def test_an_instance_that_loses_the_race_to_share_uses_what_it_read(
+    recorded: str, instance: Callable[[], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rates = outcomes.pass_rates()
+    outcomes._ref().update({"computed_at": dt.datetime(2020, 1, 1, tzinfo=dt.UTC)})
+    instance()
+    real = outcomes._recent
+
+    def read_while_another_shares(limit: int) -> list[dict[str, Any]]:
+        # Another instance found it stale too and shared first.
+        outcomes._ref().update({"computed_at": dt.datetime.now(dt.UTC), "rates": []})
+        return real(limit)
+
+    monkeypatch.setattr(outcomes, "_recent", read_while_another_shares)
+
+    assert outcomes.pass_rates() == rates  # what it read itself; its write refused, no error
+    assert outcomes._ref().get().get("rates") == []  # the other's stays
+
+
+def test_forget_reads_the_records_again_whatever_is_shared(
+    recorded: str, instance: Callable[[], None], new_run: Callable[..., str]
+) -> None:
+    before = outcomes.pass_rates()
+    run_phase(new_run(), "research")  # more first tries, after the shared reading
+
+    outcomes.forget()
+    with counting(db()) as calls:
+        after = outcomes.pass_rates()
+
+    assert calls.rpcs["RunQuery"] == 1, dict(calls.rpcs)
+    assert sum(r.tried for r in after.values()) > sum(r.tried for r in before.values())
