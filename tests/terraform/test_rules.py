@@ -77,6 +77,7 @@ def test_a_member_reads_nothing_else(client_for: ClientFor) -> None:
     assert alice.get("runs/r2/events/e1")[0] == 403
     assert alice.get("budget_status/globex")[0] == 403
     assert alice.get("businesses/acme")[0] == 403  # membership lists stay server-side
+    assert alice.get("router_outcomes/recent")[0] == 403  # every business's outcomes
     assert alice.list("runs") == 403  # an unfiltered query could reveal other businesses
     assert alice.query_equal("runs", "business_id", "globex") == 403
 
@@ -89,6 +90,8 @@ def test_client_writes_are_denied(client_for: ClientFor) -> None:
     assert alice.set("budget_status/acme", {"today_spent": 0, "daily_limit": 1000}) == 403
     assert alice.update("businesses/globex", {"members": ["bob", "alice"]}) == 403
     assert alice.update("businesses/acme", {"tier": "enterprise"}) == 403
+    # Forged pass rates would steer every business's calls to other tiers.
+    assert alice.set("router_outcomes/recent", {"rates": [], "limit": 2000}) == 403
     assert alice.delete("runs/r1") == 403
     assert client_for(None).update("runs/r1", {"cancel_requested": True}) == 403
     # Nothing changed.
