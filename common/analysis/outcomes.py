@@ -19,11 +19,14 @@ A call's cost is every attempt it was charged for: its asks again, escalations a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from google.api_core import exceptions
@@ -50,6 +53,8 @@ _FIELDS = [
 ]
 OUTCOMES = "router_outcomes"
 logger = logging.getLogger(__name__)
+# False where the caller writes nothing (a budget check is a question): it reads, never shares.
+_sharing: ContextVar[bool] = ContextVar("outcomes_sharing", default=True)
 # An answer that was no good (the model's fault, unlike an outage).
 _FAILED_ANSWER = frozenset({"check_failed", "invalid_output"})
 _CHARGED = frozenset({"settled", "settled_late", "abandoned"})
@@ -86,8 +91,20 @@ def _load(cache: _Cache, settings: Settings) -> tuple[PassRates, dict[str, list[
     records = _recent(limit)
     cache.rates, cache.costs = rates_of(records), costs_of(records)
     cache.fresh_until, cache.from_records = now + seconds, False
-    _share(shared, cache.rates, cache.costs, limit)
+    if _sharing.get():
+        _share(shared, cache.rates, cache.costs, limit)
     return cache.rates, cache.costs
+
+
+@contextlib.contextmanager
+def read_only() -> Iterator[None]:
+    """Within it, outcomes read from the records are kept in this process but not shared (for
+    a caller that writes nothing)."""
+    token = _sharing.set(False)
+    try:
+        yield
+    finally:
+        _sharing.reset(token)
 
 
 def _ref() -> firestore.DocumentReference:

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
 
+from common.analysis import outcomes
 from common.analysis.admission import Prepared, refuse_stopped, require_room
 from common.analysis.phases import PHASES, PhaseRequest, read
 from common.budget.check import BudgetDecision, check_budget_before_task
@@ -54,6 +55,11 @@ def request_kind(body: dict[str, Any]) -> type[PhaseCheck] | type[TaskCheck]:
 
 def answer(body: dict[str, Any]) -> BudgetDecision:
     """Answer either question (see the module docstring) or raise why not."""
+    with outcomes.read_only():  # a check writes nothing, not even the outcomes it read
+        return _answer(body)
+
+
+def _answer(body: dict[str, Any]) -> BudgetDecision:
     request = validate(body, request_kind(body))
     if isinstance(request, PhaseCheck):
         return check_phase(request.run_id, request.phase, business_id=request.business_id)

@@ -109,3 +109,13 @@ def test_forget_reads_the_records_again_whatever_is_shared(
 
     assert calls.rpcs["RunQuery"] == 1, dict(calls.rpcs)
     assert sum(r.tried for r in after.values()) > sum(r.tried for r in before.values())
+
+
+def test_a_caller_that_writes_nothing_reads_the_records_but_shares_nothing(
+    recorded: str, instance: Callable[[], None]
+) -> None:
+    with outcomes.read_only(), counting(db()) as calls:  # as the budget check asks
+        rates = outcomes.pass_rates()
+
+    assert rates and calls.rpcs["RunQuery"] == 1 and "Commit" not in calls.rpcs, dict(calls.rpcs)
+    assert not outcomes._ref().get().exists
