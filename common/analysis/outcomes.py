@@ -82,12 +82,11 @@ def _load(cache: _Cache, settings: Settings) -> tuple[PassRates, dict[str, list[
         return cache.rates, cache.costs
     seconds, limit = settings.router_outcomes_seconds, settings.router_outcomes_limit
     shared = None if cache.from_records else _ref().get()
-    if shared is not None and shared.exists and shared.get("limit") == limit:
-        age = (shared.read_time - shared.get("computed_at")).total_seconds()
-        if age <= seconds:
-            cache.rates, cache.costs = _decoded(shared.to_dict() or {})
-            cache.fresh_until = now + seconds - max(age, 0.0)
-            return cache.rates, cache.costs
+    usable = _usable(shared, limit, seconds)
+    if usable is not None:
+        cache.rates, cache.costs, age = usable
+        cache.fresh_until = now + seconds - max(age, 0.0)
+        return cache.rates, cache.costs
     records = _recent(limit)
     cache.rates, cache.costs = rates_of(records), costs_of(records)
     cache.fresh_until, cache.from_records = now + seconds, False
@@ -148,6 +147,27 @@ def _share(
         logger.warning(
             "router outcomes not shared", extra={"json_fields": {"error": str(error)[:200]}}
         )
+
+
+def _usable(
+    shared: firestore.DocumentSnapshot[Any] | None, limit: int, seconds: float
+) -> tuple[PassRates, dict[str, list[int]], float] | None:
+    """What the shared document holds and its age, if it read as many records as this process
+    would and is at most `seconds` old; None otherwise, or if it is not what `_share` writes
+    (then the records are read and it is written again)."""
+    if shared is None or not shared.exists:
+        return None
+    document = shared.to_dict() or {}
+    try:
+        if document["limit"] != limit:
+            return None
+        age = (shared.read_time - document["computed_at"]).total_seconds()
+        if age > seconds:
+            return None
+        return (*_decoded(document), age)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        logger.warning("router outcomes: the shared document is malformed; reading the records")
+        return None
 
 
 def _decoded(document: dict[str, Any]) -> tuple[PassRates, dict[str, list[int]]]:

@@ -119,3 +119,28 @@ def test_a_caller_that_writes_nothing_reads_the_records_but_shares_nothing(
 
     assert rates and calls.rpcs["RunQuery"] == 1 and "Commit" not in calls.rpcs, dict(calls.rpcs)
     assert not outcomes._ref().get().exists
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        {"computed_at": "yesterday"},
+        {"rates": [{"task_type": "x"}]},
+        {"costs": "none"},
+        {"limit": None},
+    ],
+    ids=["time", "rates", "costs", "limit"],
+)
+def test_a_malformed_shared_reading_is_read_again_and_replaced(
+    malformed: dict[str, Any], recorded: str, instance: Callable[[], None]
+) -> None:
+    rates = outcomes.pass_rates()
+    outcomes._ref().update(malformed)  # an operator's hand edit, a partial restore
+    instance()
+
+    assert outcomes.pass_rates() == rates  # from the records, not an error in every phase
+
+    instance()
+    with counting(db()) as calls:
+        assert outcomes.pass_rates() == rates
+    assert dict(calls.rpcs) == {"BatchGetDocuments": 1}, dict(calls.rpcs)  # replaced
