@@ -116,8 +116,9 @@ def _share(
     costs: dict[str, list[int]],
     limit: int,
 ) -> None:
-    """Publish what the records gave, unless another instance just did (the write is
-    conditional on the version read: of those that found it stale, one writes). Never fails
+    """Publish what the records gave. Over the version `shared` read, only if it is still that
+    one (of the instances that found it stale, one writes); with no version read (none there,
+    or `forget` skipped it), whatever is there: a reading just made is the newest. Never fails
     its caller: the others then read the records themselves."""
     document = {
         "computed_at": firestore.SERVER_TIMESTAMP,
@@ -130,18 +131,12 @@ def _share(
             {"task_type": task_type, "nanos": found} for task_type, found in sorted(costs.items())
         ],
     }
-    if shared is not None and shared.exists:
-        option = db().write_option(last_update_time=shared.update_time)
-    else:
-        option = None
-    batch = db().batch()
-    if option is None:
-        batch.create(_ref(), document)
-    else:
-        batch.update(_ref(), document, option=option)
     try:
-        batch.commit()
-    except (exceptions.AlreadyExists, exceptions.FailedPrecondition):
+        if shared is not None and shared.exists:
+            _ref().update(document, option=db().write_option(last_update_time=shared.update_time))
+        else:
+            _ref().set(document)
+    except exceptions.FailedPrecondition:
         pass  # another instance published at the same time
     except exceptions.GoogleAPICallError as error:
         logger.warning(

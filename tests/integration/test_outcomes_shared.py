@@ -109,6 +109,10 @@ def test_forget_reads_the_records_again_whatever_is_shared(
 
     assert calls.rpcs["RunQuery"] == 1, dict(calls.rpcs)
     assert sum(r.tried for r in after.values()) > sum(r.tried for r in before.values())
+    instance()  # and the others now read that reading, not the one before it
+    with counting(db()) as shared:
+        assert outcomes.pass_rates() == after
+    assert dict(shared.rpcs) == {"BatchGetDocuments": 1}, dict(shared.rpcs)
 
 
 def test_a_caller_that_writes_nothing_reads_the_records_but_shares_nothing(
