@@ -399,14 +399,13 @@ def run_phase(
         )
         try:
             built = _build(work, spec, found.earlier)
-            queries: dict[str, Any] = {}
             if phase == "research":
                 assert isinstance(built.output, ResearchOutput)
                 evidence.remember(run_id, run.input, built.output)
-                # What the phases after it will search for, embedded while the model is loaded.
-                queries = evidence.queries_ahead(
-                    {name: evidence_query(PHASES[name], run.input) for name in _searching(phase)}
-                )
+            # What the phases after it will search for, embedded while its model is loaded.
+            queries = evidence.queries_ahead(
+                {name: evidence_query(PHASES[name], run.input) for name in _searching(phase)}
+            )
             duration_ms = (time.monotonic() - started) * 1000
             return _store(work, spec, built, lease, duration_ms, check_ms, queries)
         finally:
