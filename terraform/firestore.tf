@@ -2,16 +2,31 @@ locals {
   # Composite indexes the code's queries need (collection group => ordered fields). The key
   # only names the resource.
   firestore_indexes = {
-    reservations_by_business_expiry = {
-      collection = "reservations"
-      fields     = [["business_id", "ASCENDING"], ["expires_at", "ASCENDING"]]
-    }
     # The API's usage report: one business's usage records over a range of days (decision 007).
     usage_by_business_day = {
       collection = "usage"
       fields     = [["business_id", "ASCENDING"], ["day", "ASCENDING"]]
     }
+    # The router's recent outcomes: the newest usage records of every shard at once
+    # (common/analysis/outcomes.py; `created_at` itself has no index, below).
+    usage_by_shard_created = {
+      collection = "usage"
+      fields     = [["shard", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
   }
+
+  # Fields holding a time that only grows, in collections written for every model call, every
+  # progress step or every budget block: Firestore sustains 500 writes a second to a collection
+  # whose documents hold such a value in an indexed field (docs: "Sharded timestamps"), so none
+  # of them keeps its automatic single-field indexes. No query filters or orders by one of them
+  # alone: the composite indexes above serve the ones that use them (a composite index does not
+  # depend on the field's single-field indexes). tests/integration/test_run_footprint.py holds
+  # every time a run writes to this list; tests/terraform/test_plan.py holds the plan to it.
+  firestore_unindexed = merge([
+    for collection, fields in jsondecode(file("${path.module}/firestore_unindexed.json")) : {
+      for field in fields : "${collection}.${field}" => { collection = collection, field = field }
+    }
+  ]...)
 
   # Documents Firestore deletes on its own once the timestamp field has passed
   # (collection group => field). Reservations are released by the code at `expires_at`; TTL
@@ -86,6 +101,21 @@ resource "google_firestore_index" "evidence_vectors" {
   }
 }
 
+# An empty index_config block removes every single-field index of the field; Firestore reads it
+# back as an empty block, so a re-plan is empty. The provider retries the 409 ("underlying data
+# changed") that creating several fields at once can meet (hashicorp/terraform-provider-google
+# issues 14997 and 16329, GoogleCloudPlatform/magic-modules PR 9329, long before versions.tf's
+# floor). A field cannot be deleted: on destroy the provider clears its configuration instead.
+resource "google_firestore_field" "unindexed" {
+  for_each = local.firestore_unindexed
+
+  database   = google_firestore_database.main.name
+  collection = each.value.collection
+  field      = each.value.field
+
+  index_config {}
+}
+
 resource "google_firestore_field" "ttl" {
   for_each = local.firestore_ttl_fields
 
@@ -157,12 +187,13 @@ resource "google_firestore_index" "runs_by_business_status_created" {
 
 # The API's idempotency keys (common/backend/idempotency.py) hold for 24 hours: Firestore
 # deletes each once its `expires_at` has passed (the code treats an expired key as unused
-# until then).
+# until then). A key is read by its id, never queried: its expiry, a time that only grows with
+# every run started, keeps no index (as the fields of `firestore_unindexed`; TTL needs none).
 resource "google_firestore_field" "idempotency_keys_ttl" {
   database   = google_firestore_database.main.name
   collection = "idempotency_keys"
   field      = "expires_at"
 
-  # No index_config block: the field keeps its automatic single-field indexes.
   ttl_config {}
+  index_config {}
 }

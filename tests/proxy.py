@@ -22,10 +22,12 @@ from typing import Any
 
 import grpc
 from google.cloud.firestore_v1.types import firestore as messages
+from google.cloud.firestore_v1.types.write import DocumentTransform
 
 from local.processes import free_port
 from tests.counting import hottest, written
 
+_Transform = DocumentTransform.FieldTransform.pb()
 # Methods that write (their requests name documents) and that read documents by name.
 _WRITES: dict[str, Any] = {
     "Commit": messages.CommitRequest,
@@ -42,6 +44,9 @@ class Traffic:
         self.rpcs: Counter[str] = Counter()
         self.writes: Counter[str] = Counter()
         self.documents_read = 0
+        # (collection, field path) of every field of a top-level collection's document that a
+        # write set to a time (the client's, or the server's by a transform).
+        self.stamped: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     def reset(self) -> None:
@@ -49,6 +54,7 @@ class Traffic:
             self.rpcs.clear()
             self.writes.clear()
             self.documents_read = 0
+            self.stamped.clear()
 
     def snapshot(self) -> Traffic:
         """A copy of the counts now."""
@@ -57,6 +63,7 @@ class Traffic:
             copy.rpcs = Counter(self.rpcs)
             copy.writes = Counter(self.writes)
             copy.documents_read = self.documents_read
+            copy.stamped = set(self.stamped)
         return copy
 
     def since(self, earlier: Traffic) -> Traffic:
@@ -89,13 +96,39 @@ class Traffic:
         if method in _WRITES:
             request = _WRITES[method].deserialize(payload)
             paths = [written(write) for write in request.writes]
+            stamped = {found for write in request.writes for found in _stamped(write)}
             with self._lock:
                 for path in paths:
                     self.writes[path] += 1
+                self.stamped |= stamped
         elif method in _READS:
             read = _READS[method].deserialize(payload)
             with self._lock:
                 self.documents_read += len(read.documents)
+
+
+def _stamped(write: Any) -> Iterator[tuple[str, str]]:
+    """(collection, field path) of each time `write` puts in a top-level collection's document."""
+    collection, *rest = written(write).split("/")
+    if len(rest) != 1:
+        return  # a sub-collection: one per parent document, its own range of every index
+    pb = write._pb
+
+    def times(fields: Any, prefix: str) -> Iterator[str]:
+        for name, value in fields.items():
+            kind = value.WhichOneof("value_type")
+            if kind == "timestamp_value":
+                yield prefix + name
+            elif kind == "map_value":
+                yield from times(value.map_value.fields, f"{prefix}{name}.")
+
+    if pb.HasField("update"):
+        for field in times(pb.update.fields, ""):
+            yield collection, field
+    server_time = _Transform.ServerValue.REQUEST_TIME
+    for transform in list(pb.update_transforms) + list(pb.transform.field_transforms):
+        if transform.set_to_server_value == server_time:
+            yield collection, transform.field_path
 
 
 class _Forward(grpc.GenericRpcHandler):  # type: ignore[misc]

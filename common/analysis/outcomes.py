@@ -31,8 +31,9 @@ from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
-from common.budget.blocks import USAGE
+from common.budget.blocks import USAGE, USAGE_SHARDS
 from common.llm.cascade import PassRate, PassRates
 from common.platform.process import per_settings
 from common.platform.settings import Settings, get_settings
@@ -226,9 +227,12 @@ def costs_of(records: list[dict[str, Any]]) -> dict[str, list[int]]:
 
 
 def _recent(limit: int) -> list[dict[str, Any]]:
+    # Every shard at once: Firestore merges the shards' ranges of (shard, created_at) newest
+    # first (`common.budget.blocks.USAGE_SHARDS`).
     query = (
         db()
         .collection(USAGE)
+        .where(filter=FieldFilter("shard", "in", list(range(USAGE_SHARDS))))
         .order_by("created_at", direction=firestore.Query.DESCENDING)
         .limit(limit)
         .select(_FIELDS)

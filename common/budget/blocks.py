@@ -29,6 +29,7 @@ import logging
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,12 @@ from common.tenants.businesses import Business
 
 BLOCKS = "budget_blocks"
 USAGE = "usage"
+# Firestore sustains 500 writes a second to a collection whose documents hold an indexed value
+# that only grows (docs: "Sharded timestamps"). A usage record's `created_at` does, and a record
+# is written for every model call, so the field has no single-field index (terraform/firestore.tf)
+# and the one query ordered by it (the newest records, `common.analysis.outcomes`) reads it
+# through (shard, created_at): each shard is its own range of that index, 500 a second each.
+USAGE_SHARDS = 30  # the most values one `in` filter may list: one query reads them all
 logger = logging.getLogger(__name__)
 
 
@@ -69,6 +76,11 @@ def block_ref(block_id: str) -> firestore.DocumentReference:
 def usage_ref(key: str) -> firestore.DocumentReference:
     ref: firestore.DocumentReference = db().collection(USAGE).document(key)
     return ref
+
+
+def usage_shard(key: str) -> int:
+    """The shard of usage record `key` (the same for every write of it)."""
+    return zlib.crc32(key.encode()) % USAGE_SHARDS
 
 
 @dataclass(frozen=True)

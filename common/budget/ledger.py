@@ -43,7 +43,7 @@ from typing import Any, Literal
 from google.cloud import firestore
 
 from common.budget import blocks, sources
-from common.budget.blocks import block_ref, usage_ref
+from common.budget.blocks import block_ref, usage_ref, usage_shard
 from common.budget.clock import server_clock
 from common.budget.controls import paused_refusal
 from common.budget.escrow import Allowance, Closing, First, escrow
@@ -201,6 +201,7 @@ class BudgetLedger:
             "cost_nanos": 0,
             "op": uuid.uuid4().hex,
             "created_at": firestore.SERVER_TIMESTAMP,
+            "shard": usage_shard(key),
         }
 
     def _hold(

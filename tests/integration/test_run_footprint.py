@@ -5,6 +5,7 @@ client hook. On Cloud Run each of these calls is a network round trip and a bill
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 import uuid
@@ -33,6 +34,7 @@ from local import emulator, stack
 from tests.counting import counting
 from tests.proxy import Traffic, proxy
 from tests.spending import attempt
+from tests.terraform.planfile import UNINDEXED_FILE
 
 pytestmark = pytest.mark.emulator
 
@@ -120,6 +122,41 @@ def test_a_full_run_makes_a_bounded_number_of_firestore_calls(
     # take or close sent again): the median of three, as the benchmark takes the median of five.
     assert statistics.median(calls_per_run) <= RUN_CALLS, calls_per_run
     assert max(calls_per_run) <= RUN_CALLS + 10, calls_per_run  # a race or two, no more
+
+
+def test_every_time_a_run_writes_keeps_no_automatic_index(
+    counted: tuple[stack.LocalStack, str, Traffic],
+    monkeypatch: pytest.MonkeyPatch,
+    register: Callable[..., Business],
+    business_input: BusinessInput,
+) -> None:
+    # Firestore sustains 500 writes a second to a collection whose documents hold an indexed
+    # value that only grows (a time), the emulator none: every time a run puts in a document of
+    # a top-level collection (each written by every run, model call or budget block) is listed
+    # in UNINDEXED_FILE, whose fields the Terraform plan exempts from automatic indexes
+    # (tests/terraform/test_plan.py). A sub-collection's documents (a run's events, phases and
+    # parts) are one collection per run, each its own range of the index.
+    running, host, traffic = counted
+    for name, value in {**running.client_env, "FIRESTORE_EMULATOR_HOST": host}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    business = business_input.model_copy(update={"business_id": f"time-{uuid.uuid4().hex[:8]}"})
+    register(business.business_id, "enterprise")
+    traffic.stamped.clear()
+    run_to_the_end(business)
+
+    declared = json.loads(UNINDEXED_FILE.read_text())
+    unindexed = {(c, f) for c, fields in declared.items() for f in fields}
+
+    def exempt(collection: str, path: str) -> bool:
+        # A map's exemption covers its sub-fields (a budget scope's blocks, keyed by block id).
+        parts = path.replace("`", "").split(".")
+        return any((collection, ".".join(parts[:n])) in unindexed for n in range(1, len(parts) + 1))
+
+    assert ("usage", "created_at") in traffic.stamped  # what the proxy sees: times, by field
+    assert ("runs", "updated_at") in traffic.stamped
+    indexed = sorted((c, path) for c, path in traffic.stamped if not exempt(c, path))
+    assert not indexed, indexed
 
 
 def test_the_budget_check_function_reads_once_with_the_business_id(

@@ -28,6 +28,8 @@ RULES_FILE = ROOT / "firestore.rules"
 CONTROL_FUNCTIONS = frozenset({"budget_check", "lifecycle"})
 API_FUNCTIONS = frozenset({"api"})
 PACKAGES_FILE = TERRAFORM_DIR / "packages.json"
+# Fields that keep no automatic single-field index (collection => fields): times that only grow.
+UNINDEXED_FILE = TERRAFORM_DIR / "firestore_unindexed.json"
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 

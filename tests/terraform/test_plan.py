@@ -21,6 +21,7 @@ from tests.terraform.planfile import (
     PUBLIC_MEMBERS,
     ROOT,
     RULES_FILE,
+    UNINDEXED_FILE,
     WORKFLOW_FILE,
     CheckFailed,
     Plan,
@@ -136,7 +137,7 @@ def test_a_deployment_made_with_the_former_blocks_keeps_its_functions(tmp_path: 
                 n: a for n, a in old_function.items() if n in CONTROL_FUNCTIONS
             },
             ("google_firestore_index", "two_fields"): {
-                "reservations_by_business_expiry": {"collection": "reservations"}
+                "usage_by_business_day": {"collection": "usage"}
             },
         }
     )
@@ -150,7 +151,7 @@ def test_a_deployment_made_with_the_former_blocks_keeps_its_functions(tmp_path: 
         change = changes[f'{FUNCTION_TYPE}.function["{name}"]']
         assert change.get("previous_address") == f'{FUNCTION_TYPE}.{kind}["{name}"]'
         assert "create" not in change["change"]["actions"], name
-    index = changes['google_firestore_index.composite["reservations_by_business_expiry"]']
+    index = changes['google_firestore_index.composite["usage_by_business_day"]']
     assert "create" not in index["change"]["actions"]
     deleted = [a for a, c in changes.items() if "delete" in c["change"]["actions"]]
     assert not deleted, f"destroyed instead of moved: {deleted}"
@@ -503,13 +504,13 @@ def test_firestore_native_with_indexes_ttl_and_rules(plan: Plan) -> None:
         for i in plan.of_type("google_firestore_index")
         if not any(f["vector_config"] for f in i.values["fields"])
     }
-    # The queries that need a composite index: common.budget's release of expired reservations,
-    # the API's usage report (equality on the business, a range of days) and its run history
-    # (equality on the business and maybe the status, newest first; Firestore appends
-    # `__name__` in the last field's direction itself).
+    # The queries that need a composite index: the API's usage report (equality on the
+    # business, a range of days), the router's recent outcomes (the usage records' shards, newest
+    # first) and the API's run history (equality on the business and maybe the status, newest
+    # first; Firestore appends `__name__` in the last field's direction itself).
     assert indexes == {
-        ("reservations", (("business_id", "ASCENDING"), ("expires_at", "ASCENDING"))),
         ("usage", (("business_id", "ASCENDING"), ("day", "ASCENDING"))),
+        ("usage", (("shard", "ASCENDING"), ("created_at", "DESCENDING"))),
         ("runs", (("business_id", "ASCENDING"), ("created_at", "DESCENDING"))),
         (
             "runs",
@@ -522,13 +523,38 @@ def test_firestore_native_with_indexes_ttl_and_rules(plan: Plan) -> None:
         ("reservations", "purge_at"),
         ("idempotency_keys", "expires_at"),
     }
-    for ttl in ttls:
-        assert ttl["index_config"] == [], "a TTL field keeps its automatic indexes"
+    # Legacy reservations (no code writes them since the budget's escrow blocks) keep their
+    # automatic indexes; an idempotency key's expiry, a time that only grows, keeps none.
+    configs = {ttl["collection"]: ttl["index_config"] for ttl in ttls}
+    assert configs == {"reservations": [], "idempotency_keys": [{"indexes": []}]}
 
     ruleset = plan.one("google_firebaserules_ruleset").values
     (file,) = ruleset["source"][0]["files"]
     assert file["content"] == RULES_FILE.read_text()
     assert plan.one("google_firebaserules_release").values["name"] == "cloud.firestore"
+
+
+def test_times_that_only_grow_keep_no_automatic_index(plan: Plan) -> None:
+    # https://firebase.google.com/docs/firestore/solutions/shard-timestamp: Firestore sustains
+    # 500 writes a second to a collection whose documents hold an indexed field that only grows.
+    # Every such field a run writes is in UNINDEXED_FILE (tests/integration/test_run_footprint.py):
+    # each is exempt from every automatic index (an empty index_config).
+    declared = json.loads(UNINDEXED_FILE.read_text())
+    unindexed = {(c, f) for c, fields in declared.items() for f in fields}
+    exempt = {
+        (f.values["collection"], f.values["field"])
+        for f in plan.of_type("google_firestore_field")
+        if f.values["index_config"] == [{"indexes": []}]
+    }
+    assert exempt == unindexed | {("idempotency_keys", "expires_at")}
+    # A composite index that holds one of them starts with a field whose values are spread
+    # (a business, a shard): each of its values is its own range of the index.
+    for index in plan.of_type("google_firestore_index"):
+        collection = index.values["collection"]
+        first, *rest = (f["field_path"] for f in index.values["fields"])
+        assert (collection, first) not in exempt, index.address
+        if any((collection, field) in exempt for field in rest):
+            assert first in {"business_id", "shard"}, index.address
 
 
 def test_evidence_has_a_vector_index_prefiltered_by_business(plan: Plan) -> None:
