@@ -114,6 +114,10 @@ resource "google_firestore_field" "unindexed" {
   field      = each.value.field
 
   index_config {}
+
+  # An index goes only once no deployed code needs it: the code before the usage shards ordered
+  # every usage record by `created_at`, and would fail while the new code is not yet deployed.
+  depends_on = [google_cloudfunctions2_function.function]
 }
 
 resource "google_firestore_field" "ttl" {

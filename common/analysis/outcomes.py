@@ -53,6 +53,9 @@ _FIELDS = [
     "charged_nanos",
 ]
 OUTCOMES = "router_outcomes"
+# How long an instance routes without outcomes when they cannot be read (their index is missing
+# or building), before it tries again.
+UNAVAILABLE_SECONDS = 60.0
 logger = logging.getLogger(__name__)
 # False where the caller writes nothing (a budget check is a question): it reads, never shares.
 _sharing: ContextVar[bool] = ContextVar("outcomes_sharing", default=True)
@@ -88,7 +91,18 @@ def _load(cache: _Cache, settings: Settings) -> tuple[PassRates, dict[str, list[
         cache.rates, cache.costs, age = usable
         cache.fresh_until = now + seconds - max(age, 0.0)
         return cache.rates, cache.costs
-    records = _recent(limit)
+    try:
+        records = _recent(limit)
+    except exceptions.FailedPrecondition as error:
+        # The query's index is missing or still building (a deployment that just added it; the
+        # emulator never says so): route as with no outcomes yet, and look again soon.
+        logger.warning(
+            "router outcomes unavailable; routing without them",
+            extra={"json_fields": {"error": str(error)[:200]}},
+        )
+        cache.rates, cache.costs = {}, {}
+        cache.fresh_until = now + min(seconds, UNAVAILABLE_SECONDS)
+        return cache.rates, cache.costs
     cache.rates, cache.costs = rates_of(records), costs_of(records)
     cache.fresh_until, cache.from_records = now + seconds, False
     if _sharing.get():
