@@ -64,6 +64,12 @@ resource "google_firestore_index" "composite" {
       order      = fields.value[1]
     }
   }
+
+  # Added to a deployment with data, an index is built over every document of its collection
+  # first, which the default 20 minutes may not cover (docs/deploy.md, "Upgrading").
+  timeouts {
+    create = "60m"
+  }
 }
 
 # Until the offline checker validated dynamic blocks, each field count had its own block.

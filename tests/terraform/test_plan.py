@@ -517,6 +517,11 @@ def test_firestore_native_with_indexes_ttl_and_rules(plan: Plan) -> None:
             (("business_id", "ASCENDING"), ("status", "ASCENDING"), ("created_at", "DESCENDING")),
         ),
     }
+    # Built over an existing deployment's documents, an index may take longer than the
+    # provider's default 20 minutes (docs/deploy.md, "Upgrading a deployment").
+    for index in plan.of_type("google_firestore_index"):
+        if index.address.startswith("google_firestore_index.composite"):
+            assert index.values["timeouts"]["create"] == "60m", index.address
     ttls = [f.values for f in plan.of_type("google_firestore_field") if f.values["ttl_config"]]
     # Reservations purged after their periods; the API's idempotency keys after 24 hours.
     assert {(ttl["collection"], ttl["field"]) for ttl in ttls} == {
