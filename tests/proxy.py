@@ -116,11 +116,19 @@ def _stamped(write: Any) -> Iterator[tuple[str, str]]:
 
     def times(fields: Any, prefix: str) -> Iterator[str]:
         for name, value in fields.items():
-            kind = value.WhichOneof("value_type")
-            if kind == "timestamp_value":
-                yield prefix + name
-            elif kind == "map_value":
-                yield from times(value.map_value.fields, f"{prefix}{name}.")
+            yield from within(value, prefix + name)
+
+    def within(value: Any, path: str) -> Iterator[str]:
+        kind = value.WhichOneof("value_type")
+        if kind == "timestamp_value":
+            yield path
+        elif kind == "map_value":
+            yield from times(value.map_value.fields, f"{path}.")
+        elif kind == "array_value":  # an array is indexed by its elements: named by the array
+            for element in value.array_value.values:
+                if any(within(element, path)):
+                    yield path
+                    return
 
     if pb.HasField("update"):
         for field in times(pb.update.fields, ""):
