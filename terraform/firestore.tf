@@ -29,8 +29,8 @@ locals {
   ]...)
 
   # Documents Firestore deletes on its own once the timestamp field has passed
-  # (collection group => field). Reservations are released by the code at `expires_at`; TTL
-  # only purges them at `purge_at`, after every budget period they count in has ended.
+  # (collection group => field). No code writes reservations since the budget's escrow blocks
+  # (decision 006): TTL purges an older deployment's at their `purge_at`.
   firestore_ttl_fields = {
     reservations = "purge_at"
   }
@@ -109,8 +109,8 @@ resource "google_firestore_index" "evidence_vectors" {
 
 # An empty index_config block removes every single-field index of the field; Firestore reads it
 # back as an empty block, so a re-plan is empty. The provider retries the 409 ("underlying data
-# changed") that creating several fields at once can meet (hashicorp/terraform-provider-google
-# issues 14997 and 16329, GoogleCloudPlatform/magic-modules PR 9329, long before versions.tf's
+# changed") that creating several fields at once met (hashicorp/terraform-provider-google issue
+# 16329, fixed by GoogleCloudPlatform/magic-modules PR 9329 in 2023, long before versions.tf's
 # floor). A field cannot be deleted: on destroy the provider clears its configuration instead.
 resource "google_firestore_field" "unindexed" {
   for_each = local.firestore_unindexed
