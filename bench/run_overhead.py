@@ -13,7 +13,9 @@ prints for each:
   hops, the phase's final commit), and what is left (the workflow engine, the listener's
   delivery);
 - every Firestore call the run made, by kind (counted by the proxy, not estimated): documents
-  read in batch reads, documents written by commits, queries; the customer's listener apart.
+  read in batch reads, documents written by commits, queries; the customer's listener apart;
+  and the automatic index entries its writes make, with and without the fields Terraform exempts
+  (terraform/firestore_unindexed.json).
 
     .venv/bin/python -m bench.run_overhead [--runs 5]
 """
@@ -41,6 +43,7 @@ from common.runs import documents
 from common.tenants.businesses import Business, save_business
 from local import emulator, stack
 from tests.proxy import Traffic, proxy
+from tests.terraform.planfile import UNINDEXED_FILE
 
 SAMPLE = Path(__file__).resolve().parents[1] / "local" / "samples" / "tidewater.json"
 STAGES: list[tuple[str, ...]] = [
@@ -228,6 +231,18 @@ def report(results: list[Result]) -> None:
     print(
         f"  documents read in batch reads {read:.0f}, written {written:.0f}; "
         f"listeners opened {listens:.0f}"
+    )
+    declared = json.loads(UNINDEXED_FILE.read_text())
+    unindexed = {(c, f) for c, fields in declared.items() for f in fields}
+    kept = statistics.median(
+        sum(n for key, n in t.entries.items() if key not in unindexed) for t in traffics
+    )
+    spared = statistics.median(
+        sum(n for key, n in t.entries.items() if key in unindexed) for t in traffics
+    )
+    print(
+        f"Automatic index entries the writes make per run (median): {kept:.0f}; "
+        f"{spared:.0f} more without the exemptions of {UNINDEXED_FILE.name}"
     )
 
 

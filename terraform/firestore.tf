@@ -15,13 +15,17 @@ locals {
     }
   }
 
-  # Fields holding a time that only grows, in collections written for every model call, every
-  # progress step or every budget block: Firestore sustains 500 writes a second to a collection
-  # whose documents hold such a value in an indexed field (docs: "Sharded timestamps"), so none
-  # of them keeps its automatic single-field indexes. No query filters or orders by one of them
-  # alone: the composite indexes above serve the ones that use them (a composite index does not
-  # depend on the field's single-field indexes). tests/integration/test_run_footprint.py holds
-  # every time a run writes to this list; tests/terraform/test_plan.py holds the plan to it.
+  # Fields that keep none of their automatic single-field indexes (collection group => fields):
+  # - a time that only grows, in collections written for every model call, every progress step
+  #   or every budget block: Firestore sustains 500 writes a second to a collection whose
+  #   documents hold such a value in an indexed field (docs: "Sharded timestamps");
+  # - what a phase produced (its output, sub-tasks, parts and events' data, the run's phase
+  #   summaries and input): maps and arrays no query reads, about a third of the index entries
+  #   a run writes (each one work on every write, and storage).
+  # No query filters or orders by one of them alone: the composite indexes above serve the ones
+  # that use them (a composite index does not depend on the field's single-field indexes).
+  # tests/integration/test_run_footprint.py holds every time a run writes to this list and counts
+  # the index entries a run writes; tests/terraform/test_plan.py holds the plan to it.
   firestore_unindexed = merge([
     for collection, fields in jsondecode(file("${path.module}/firestore_unindexed.json")) : {
       for field in fields : "${collection}.${field}" => { collection = collection, field = field }

@@ -47,6 +47,9 @@ class Traffic:
         # (collection, field path) of every field of a top-level collection's document that a
         # write set to a time (the client's, or the server's by a transform).
         self.stamped: set[tuple[str, str]] = set()
+        # Automatic single-field index entries the writes made, by (collection id, top-level
+        # field): two per value, one per distinct element of an array, a map's by its fields.
+        self.entries: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
 
     def reset(self) -> None:
@@ -55,6 +58,7 @@ class Traffic:
             self.writes.clear()
             self.documents_read = 0
             self.stamped.clear()
+            self.entries.clear()
 
     def snapshot(self) -> Traffic:
         """A copy of the counts now."""
@@ -64,6 +68,7 @@ class Traffic:
             copy.writes = Counter(self.writes)
             copy.documents_read = self.documents_read
             copy.stamped = set(self.stamped)
+            copy.entries = Counter(self.entries)
         return copy
 
     def since(self, earlier: Traffic) -> Traffic:
@@ -71,8 +76,10 @@ class Traffic:
         now = self.snapshot()
         now.rpcs.subtract(earlier.rpcs)
         now.writes.subtract(earlier.writes)
+        now.entries.subtract(earlier.entries)
         now.rpcs = +now.rpcs
         now.writes = +now.writes
+        now.entries = +now.entries
         now.documents_read -= earlier.documents_read
         return now
 
@@ -97,10 +104,14 @@ class Traffic:
             request = _WRITES[method].deserialize(payload)
             paths = [written(write) for write in request.writes]
             stamped = {found for write in request.writes for found in _stamped(write)}
+            entries: Counter[tuple[str, str]] = Counter()
+            for write in request.writes:
+                entries.update(_entries(write))
             with self._lock:
                 for path in paths:
                     self.writes[path] += 1
                 self.stamped |= stamped
+                self.entries.update(entries)
         elif method in _READS:
             read = _READS[method].deserialize(payload)
             with self._lock:
@@ -137,6 +148,49 @@ def _stamped(write: Any) -> Iterator[tuple[str, str]]:
     for transform in list(pb.update_transforms) + list(pb.transform.field_transforms):
         if transform.set_to_server_value == server_time:
             yield collection, transform.field_path
+
+
+def _entries(write: Any) -> Counter[tuple[str, str]]:
+    """The automatic index entries `write` makes, by (collection id, top-level field): of every
+    field it sets (those of its mask, if it has one) and every field it transforms."""
+    found: Counter[tuple[str, str]] = Counter()
+    path = written(write).split("/")
+    if len(path) < 2:
+        return found
+    collection = path[-2]
+    pb = write._pb
+    if pb.HasField("update"):
+        fields = pb.update.fields
+        masked = list(pb.update_mask.field_paths) if pb.HasField("update_mask") else list(fields)
+        for field_path in masked:
+            value = _at(fields, field_path.replace("`", "").split("."))
+            if value is not None:
+                found[(collection, field_path.replace("`", "").split(".")[0])] += _count(value)
+    for transform in list(pb.update_transforms) + list(pb.transform.field_transforms):
+        found[(collection, transform.field_path.replace("`", "").split(".")[0])] += 2
+    return found
+
+
+def _at(fields: Any, parts: list[str]) -> Any:
+    value = None
+    for part in parts:
+        if part not in fields:
+            return None
+        value = fields[part]
+        fields = value.map_value.fields
+    return value
+
+
+def _count(value: Any) -> int:
+    kind = value.WhichOneof("value_type")
+    if kind == "map_value":
+        inner = value.map_value.fields
+        if "__type__" in inner and inner["__type__"].string_value == "__vector__":
+            return 0  # a vector: only a vector index holds it
+        return sum(_count(v) for v in inner.values())
+    if kind == "array_value":
+        return len({v.SerializeToString(deterministic=True) for v in value.array_value.values})
+    return 2
 
 
 class _Forward(grpc.GenericRpcHandler):  # type: ignore[misc]

@@ -45,6 +45,9 @@ pytestmark = pytest.mark.emulator
 # its block; about 24 model calls write their usage record twice each, the second time inside a
 # commit the phase makes anyway.
 RUN_CALLS = 100
+# The automatic index entries a run's writes make, the exempt fields apart: about 4,100 offline
+# (`bench/run_overhead.py`), mostly the usage records' fields (each written twice).
+RUN_INDEX_ENTRIES = 5_000
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +160,35 @@ def test_every_time_a_run_writes_keeps_no_automatic_index(
     assert ("runs", "updated_at") in traffic.stamped
     indexed = sorted((c, path) for c, path in traffic.stamped if not exempt(c, path))
     assert not indexed, indexed
+
+
+def test_a_run_writes_a_bounded_number_of_index_entries(
+    counted: tuple[stack.LocalStack, str, Traffic],
+    monkeypatch: pytest.MonkeyPatch,
+    register: Callable[..., Business],
+    business_input: BusinessInput,
+) -> None:
+    # Every index entry is work on every write (and storage): what a phase produced (outputs,
+    # parts, events' data, the run's phase summaries) is read by no query and keeps no index.
+    running, host, traffic = counted
+    for name, value in {**running.client_env, "FIRESTORE_EMULATOR_HOST": host}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    business = business_input.model_copy(update={"business_id": f"idx-{uuid.uuid4().hex[:8]}"})
+    register(business.business_id, "enterprise")
+    run_to_the_end(business)  # the first requests of each process: imports, connections
+    before = traffic.snapshot()
+    run_to_the_end(business)
+    used = traffic.since(before)
+
+    declared = json.loads(UNINDEXED_FILE.read_text())
+    unindexed = {(c, f) for c, fields in declared.items() for f in fields}
+    kept = sum(n for key, n in used.entries.items() if key not in unindexed)
+    spared = sum(n for key, n in used.entries.items() if key in unindexed)
+    assert spared >= kept / 3, (kept, spared)  # about 6,300 written before the exemptions
+    assert kept <= RUN_INDEX_ENTRIES, used.entries.most_common(10)
+    payloads = [("phases", "output"), ("parts", "answer"), ("events", "data"), ("runs", "phases")]
+    assert all(used.entries[key] for key in payloads), used.entries  # written, not indexed
 
 
 def test_the_budget_check_function_reads_once_with_the_business_id(
