@@ -43,7 +43,7 @@ from common.runs import documents
 from common.tenants.businesses import Business, save_business
 from local import emulator, stack
 from tests.proxy import Traffic, proxy
-from tests.terraform.planfile import UNINDEXED_FILE
+from tests.terraform.planfile import UNINDEXED_FILE, unindexed
 
 SAMPLE = Path(__file__).resolve().parents[1] / "local" / "samples" / "tidewater.json"
 STAGES: list[tuple[str, ...]] = [
@@ -232,13 +232,12 @@ def report(results: list[Result]) -> None:
         f"  documents read in batch reads {read:.0f}, written {written:.0f}; "
         f"listeners opened {listens:.0f}"
     )
-    declared = json.loads(UNINDEXED_FILE.read_text())
-    unindexed = {(c, f) for c, fields in declared.items() for f in fields}
+    exempt = unindexed()
     kept = statistics.median(
-        sum(n for key, n in t.entries.items() if key not in unindexed) for t in traffics
+        sum(n for key, n in t.entries.items() if key not in exempt) for t in traffics
     )
     spared = statistics.median(
-        sum(n for key, n in t.entries.items() if key in unindexed) for t in traffics
+        sum(n for key, n in t.entries.items() if key in exempt) for t in traffics
     )
     print(
         f"Automatic index entries the writes make per run (median): {kept:.0f}; "

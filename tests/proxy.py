@@ -144,9 +144,8 @@ def _stamped(write: Any) -> Iterator[tuple[str, str]]:
     if pb.HasField("update"):
         for field in times(pb.update.fields, ""):
             yield collection, field
-    server_time = _Transform.ServerValue.REQUEST_TIME
-    for transform in list(pb.update_transforms) + list(pb.transform.field_transforms):
-        if transform.set_to_server_value == server_time:
+    for transform in _transforms(pb):
+        if transform.set_to_server_value == _Transform.ServerValue.REQUEST_TIME:
             yield collection, transform.field_path
 
 
@@ -163,12 +162,23 @@ def _entries(write: Any) -> Counter[tuple[str, str]]:
         fields = pb.update.fields
         masked = list(pb.update_mask.field_paths) if pb.HasField("update_mask") else list(fields)
         for field_path in masked:
-            value = _at(fields, field_path.replace("`", "").split("."))
+            parts = _segments(field_path)
+            value = _at(fields, parts)
             if value is not None:
-                found[(collection, field_path.replace("`", "").split(".")[0])] += _count(value)
-    for transform in list(pb.update_transforms) + list(pb.transform.field_transforms):
-        found[(collection, transform.field_path.replace("`", "").split(".")[0])] += 2
+                found[(collection, parts[0])] += _count(value)
+    for transform in _transforms(pb):
+        found[(collection, _segments(transform.field_path)[0])] += 2
     return found
+
+
+def _transforms(pb: Any) -> list[Any]:
+    """The field transforms of a write (with its update, or on their own)."""
+    return list(pb.update_transforms) + list(pb.transform.field_transforms)
+
+
+def _segments(field_path: str) -> list[str]:
+    """A field path's names, back-quoted ones unquoted (a block id: `blocks.<id>.taken_at`)."""
+    return field_path.replace("`", "").split(".")
 
 
 def _at(fields: Any, parts: list[str]) -> Any:

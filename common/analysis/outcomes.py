@@ -35,6 +35,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common.budget.blocks import USAGE, USAGE_SHARDS
 from common.llm.cascade import PassRate, PassRates
+from common.platform import log
 from common.platform.process import per_settings
 from common.platform.settings import Settings, get_settings
 from common.platform.store import db
@@ -98,7 +99,7 @@ def _load(cache: _Cache, settings: Settings) -> tuple[PassRates, dict[str, list[
         # emulator never says so): route as with no outcomes yet, and look again soon.
         logger.warning(
             "router outcomes unavailable; routing without them",
-            extra={"json_fields": {"error": str(error)[:200]}},
+            extra=log.fields(error=str(error)[:200]),
         )
         cache.rates, cache.costs = {}, {}
         cache.fresh_until = now + min(seconds, UNAVAILABLE_SECONDS)
@@ -154,9 +155,7 @@ def _share(
     except exceptions.FailedPrecondition:
         pass  # another instance published at the same time
     except exceptions.GoogleAPICallError as error:
-        logger.warning(
-            "router outcomes not shared", extra={"json_fields": {"error": str(error)[:200]}}
-        )
+        logger.warning("router outcomes not shared", extra=log.fields(error=str(error)[:200]))
 
 
 def _usable(

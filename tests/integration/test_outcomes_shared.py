@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from google.api_core import exceptions
 
 from common.analysis import outcomes
 from common.analysis.phases import run_phase
 from common.platform.settings import get_settings
 from common.platform.store import db
+from common.runs import documents
 from tests.counting import counting
 
 pytestmark = pytest.mark.emulator
@@ -148,3 +151,36 @@ def test_a_malformed_shared_reading_is_read_again_and_replaced(
     with counting(db()) as calls:
         assert outcomes.pass_rates() == rates
     assert dict(calls.rpcs) == {"BatchGetDocuments": 1}, dict(calls.rpcs)  # replaced
+
+
+def test_while_the_index_is_missing_or_building_phases_route_without_outcomes(
+    recorded: str,
+    instance: Callable[[], None],
+    new_run: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A deployment that adds the (shard, created_at) index builds it while the new code already
+    # runs: Firestore answers the query FAILED_PRECONDITION until it is ready (the emulator
+    # never does: the fault is injected where the query is made).
+    clock = [1000.0]
+    monkeypatch.setattr(outcomes, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    real, queries = outcomes._recent, []
+
+    def building(limit: int) -> list[dict[str, Any]]:
+        queries.append(limit)
+        if len(queries) == 1:
+            raise exceptions.FailedPrecondition("The query requires an index that is building")  # type: ignore[no-untyped-call]
+        return real(limit)
+
+    monkeypatch.setattr(outcomes, "_recent", building)
+
+    assert outcomes.pass_rates() == {}  # no outcomes: each sub-task's own start tier
+    run_id = new_run()
+    run_phase(run_id, "research")  # the phase runs all the same
+    assert documents.get_run(run_id).phases["research"]["status"] == "completed"
+    assert len(queries) == 1  # not asked again at every call
+    assert not outcomes._ref().get().exists  # nothing shared of it
+
+    clock[0] += outcomes.UNAVAILABLE_SECONDS
+    assert outcomes.pass_rates()  # a minute later: read, learned from
+    assert len(queries) == 2

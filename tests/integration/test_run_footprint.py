@@ -5,7 +5,6 @@ client hook. On Cloud Run each of these calls is a network round trip and a bill
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 import uuid
@@ -34,7 +33,7 @@ from local import emulator, stack
 from tests.counting import counting
 from tests.proxy import Traffic, proxy
 from tests.spending import attempt
-from tests.terraform.planfile import UNINDEXED_FILE
+from tests.terraform.planfile import unindexed
 
 pytestmark = pytest.mark.emulator
 
@@ -71,6 +70,23 @@ def counted(
             running.stop()
 
 
+def through_the_proxy(
+    counted: tuple[stack.LocalStack, str, Traffic],
+    monkeypatch: pytest.MonkeyPatch,
+    register: Callable[..., Business],
+    business_input: BusinessInput,
+) -> tuple[Traffic, BusinessInput]:
+    """This process reaching the counted stack through the proxy too, and a new business of it
+    (its traffic, its input)."""
+    running, host, traffic = counted
+    for name, value in {**running.client_env, "FIRESTORE_EMULATOR_HOST": host}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    business = business_input.model_copy(update={"business_id": f"count-{uuid.uuid4().hex[:8]}"})
+    register(business.business_id, "enterprise")
+    return traffic, business
+
+
 def run_to_the_end(business: BusinessInput) -> str:
     run_id = launch.start_run(business)
     final = documents.watch(run_id, lambda _run: None, timeout=120)
@@ -92,12 +108,7 @@ def test_a_full_run_makes_a_bounded_number_of_firestore_calls(
     register: Callable[..., Business],
     business_input: BusinessInput,
 ) -> None:
-    running, host, traffic = counted
-    for name, value in {**running.client_env, "FIRESTORE_EMULATOR_HOST": host}.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    business = business_input.model_copy(update={"business_id": f"count-{uuid.uuid4().hex[:8]}"})
-    register(business.business_id, "enterprise")
+    traffic, business = through_the_proxy(counted, monkeypatch, register, business_input)
     run_to_the_end(business)  # the first requests of each process: imports, connections
 
     calls_per_run: list[int] = []
@@ -136,25 +147,19 @@ def test_every_time_a_run_writes_keeps_no_automatic_index(
     # Firestore sustains 500 writes a second to a collection whose documents hold an indexed
     # value that only grows (a time), the emulator none: every time a run puts in a document of
     # a top-level collection (each written by every run, model call or budget block) is listed
-    # in UNINDEXED_FILE, whose fields the Terraform plan exempts from automatic indexes
+    # in terraform/firestore_unindexed.json, whose fields the plan exempts from automatic indexes
     # (tests/terraform/test_plan.py). A sub-collection's documents (a run's events, phases and
     # parts) are one collection per run, each its own range of the index.
-    running, host, traffic = counted
-    for name, value in {**running.client_env, "FIRESTORE_EMULATOR_HOST": host}.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    business = business_input.model_copy(update={"business_id": f"time-{uuid.uuid4().hex[:8]}"})
-    register(business.business_id, "enterprise")
+    traffic, business = through_the_proxy(counted, monkeypatch, register, business_input)
     traffic.stamped.clear()
     run_to_the_end(business)
 
-    declared = json.loads(UNINDEXED_FILE.read_text())
-    unindexed = {(c, f) for c, fields in declared.items() for f in fields}
+    listed = unindexed()
 
     def exempt(collection: str, path: str) -> bool:
         # A map's exemption covers its sub-fields (a budget scope's blocks, keyed by block id).
         parts = path.replace("`", "").split(".")
-        return any((collection, ".".join(parts[:n])) in unindexed for n in range(1, len(parts) + 1))
+        return any((collection, ".".join(parts[:n])) in listed for n in range(1, len(parts) + 1))
 
     assert ("usage", "created_at") in traffic.stamped  # what the proxy sees: times, by field
     assert ("runs", "updated_at") in traffic.stamped
@@ -170,21 +175,15 @@ def test_a_run_writes_a_bounded_number_of_index_entries(
 ) -> None:
     # Every index entry is work on every write (and storage): what a phase produced (outputs,
     # parts, events' data, the run's phase summaries) is read by no query and keeps no index.
-    running, host, traffic = counted
-    for name, value in {**running.client_env, "FIRESTORE_EMULATOR_HOST": host}.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    business = business_input.model_copy(update={"business_id": f"idx-{uuid.uuid4().hex[:8]}"})
-    register(business.business_id, "enterprise")
+    traffic, business = through_the_proxy(counted, monkeypatch, register, business_input)
     run_to_the_end(business)  # the first requests of each process: imports, connections
     before = traffic.snapshot()
     run_to_the_end(business)
     used = traffic.since(before)
 
-    declared = json.loads(UNINDEXED_FILE.read_text())
-    unindexed = {(c, f) for c, fields in declared.items() for f in fields}
-    kept = sum(n for key, n in used.entries.items() if key not in unindexed)
-    spared = sum(n for key, n in used.entries.items() if key in unindexed)
+    listed = unindexed()
+    kept = sum(n for key, n in used.entries.items() if key not in listed)
+    spared = sum(n for key, n in used.entries.items() if key in listed)
     assert spared >= kept / 3, (kept, spared)  # about 6,300 written before the exemptions
     assert kept <= RUN_INDEX_ENTRIES, used.entries.most_common(10)
     payloads = [("phases", "output"), ("parts", "answer"), ("events", "data"), ("runs", "phases")]

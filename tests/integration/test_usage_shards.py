@@ -3,25 +3,22 @@ sustains 500 writes a second to a collection whose documents hold such a value i
 field, so the field keeps no single-field index (terraform/firestore_unindexed.json) and each
 record carries a shard (`common.budget.blocks.USAGE_SHARDS`, 30). The one query ordered by the
 time, the router's recent outcomes, reads every shard's range of (shard, created_at) at once:
-still the newest records of all; while that index is missing or building, phases route
-without the outcomes."""
+still the newest records of all (while that index is missing or building, phases route without
+the outcomes: tests/integration/test_outcomes_shared.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from google.api_core import exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from common.analysis import outcomes
 from common.analysis.phases import run_phase
 from common.budget.blocks import USAGE, USAGE_SHARDS, usage_shard
-from common.runs import documents
 
 pytestmark = pytest.mark.emulator
 
@@ -64,37 +61,3 @@ def test_the_outcomes_read_the_newest_records_of_every_shard(db: firestore.Clien
         for key in records:
             batch.delete(db.collection(USAGE).document(key))
         batch.commit()
-
-
-def test_while_the_index_is_missing_or_building_phases_route_without_outcomes(
-    new_run: Callable[..., str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A deployment that adds the (shard, created_at) index builds it while the new code already
-    # runs: Firestore answers the query FAILED_PRECONDITION until it is ready (the emulator
-    # never does: the fault is injected where the query is made).
-    run_phase(new_run(), "research")  # records to learn from once the index is there
-    clock = [1000.0]
-    monkeypatch.setattr(outcomes, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    cache = outcomes._Cache()
-    monkeypatch.setattr(outcomes, "_cache", lambda settings=None: cache)
-    outcomes._ref().delete()
-    real, queries = outcomes._recent, []
-
-    def building(limit: int) -> list[dict[str, Any]]:
-        queries.append(limit)
-        if len(queries) == 1:
-            raise exceptions.FailedPrecondition("The query requires an index that is building")  # type: ignore[no-untyped-call]
-        return real(limit)
-
-    monkeypatch.setattr(outcomes, "_recent", building)
-
-    assert outcomes.pass_rates() == {}  # no outcomes: each sub-task's own start tier
-    run_id = new_run()
-    run_phase(run_id, "research")  # the phase runs all the same
-    assert documents.get_run(run_id).phases["research"]["status"] == "completed"
-    assert len(queries) == 1  # not asked again at every call
-    assert not outcomes._ref().get().exists  # nothing shared of it
-
-    clock[0] += outcomes.UNAVAILABLE_SECONDS
-    assert outcomes.pass_rates()  # a minute later: read, learned from
-    assert len(queries) == 2

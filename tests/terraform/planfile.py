@@ -28,7 +28,8 @@ RULES_FILE = ROOT / "firestore.rules"
 CONTROL_FUNCTIONS = frozenset({"budget_check", "lifecycle"})
 API_FUNCTIONS = frozenset({"api"})
 PACKAGES_FILE = TERRAFORM_DIR / "packages.json"
-# Fields that keep no automatic single-field index (collection => fields): times that only grow.
+# Fields that keep no automatic single-field index (collection => fields): times that only grow,
+# and what a phase produced.
 UNINDEXED_FILE = TERRAFORM_DIR / "firestore_unindexed.json"
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
@@ -209,3 +210,9 @@ def secrets_read_by_code() -> set[str]:
             ):
                 names.add(first.value)
     return names
+
+
+def unindexed() -> set[tuple[str, str]]:
+    """(collection, field) of every field UNINDEXED_FILE exempts from automatic indexes."""
+    declared: dict[str, list[str]] = json.loads(UNINDEXED_FILE.read_text())
+    return {(collection, field) for collection, fields in declared.items() for field in fields}

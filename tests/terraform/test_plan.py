@@ -21,7 +21,6 @@ from tests.terraform.planfile import (
     PUBLIC_MEMBERS,
     ROOT,
     RULES_FILE,
-    UNINDEXED_FILE,
     WORKFLOW_FILE,
     CheckFailed,
     Plan,
@@ -30,6 +29,7 @@ from tests.terraform.planfile import (
     repository_functions,
     run_check,
     secrets_read_by_code,
+    unindexed,
 )
 
 FUNCTION_TYPE = "google_cloudfunctions2_function"
@@ -542,16 +542,14 @@ def test_firestore_native_with_indexes_ttl_and_rules(plan: Plan) -> None:
 def test_times_that_only_grow_keep_no_automatic_index(plan: Plan) -> None:
     # https://firebase.google.com/docs/firestore/solutions/shard-timestamp: Firestore sustains
     # 500 writes a second to a collection whose documents hold an indexed field that only grows.
-    # Every such field a run writes is in UNINDEXED_FILE (tests/integration/test_run_footprint.py):
+    # Every such field a run writes is listed (tests/integration/test_run_footprint.py):
     # each is exempt from every automatic index (an empty index_config).
-    declared = json.loads(UNINDEXED_FILE.read_text())
-    unindexed = {(c, f) for c, fields in declared.items() for f in fields}
     exempt = {
         (f.values["collection"], f.values["field"])
         for f in plan.of_type("google_firestore_field")
         if f.values["index_config"] == [{"indexes": []}]
     }
-    assert exempt == unindexed | {("idempotency_keys", "expires_at")}
+    assert exempt == unindexed() | {("idempotency_keys", "expires_at")}
     # They go once the functions are deployed: the code before them needed some (the recent
     # outcomes ordered every usage record by `created_at`).
     (config,) = [
