@@ -87,9 +87,9 @@ class Traffic:
         """Every RPC; a client's listeners (`Listen`) only if `listens`."""
         return sum(n for name, n in self.rpcs.items() if listens or name != "Listen")
 
-    def hottest(self) -> tuple[str, int]:
-        """The document written most, and how often."""
-        return hottest(self.writes)
+    def hottest(self, prefix: str = "") -> tuple[str, int]:
+        """The document (whose path starts with `prefix`) written most, and how often."""
+        return hottest(self.writes, prefix)
 
     @property
     def documents_written(self) -> int:
