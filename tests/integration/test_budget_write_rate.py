@@ -71,7 +71,11 @@ def test_one_business_writes_no_document_more_than_once_per_500_pairs(
     path, writes = hottest(calls, shared=False)
     assert writes * 500 <= pairs, f"{path} written {writes} times in {pairs} pairs"
     records = {path: n for path, n in calls.writes.items() if path.startswith("usage/")}
-    assert len(records) == pairs and set(records.values()) == {2}  # its hold and its settle
+    # Its hold and its settle. A hold that rides in a block's take goes out again with the take
+    # when that commit lost a race to another take (the hook counts what is sent; a failed
+    # commit writes nothing): a few of the pairs, never most.
+    assert len(records) == pairs and min(records.values()) == 2, calls.writes.most_common(3)
+    assert sum(records.values()) - 2 * pairs <= pairs // 100, calls.writes.most_common(3)
     assert hottest(calls, shared=True)[1] <= 17  # the day's shards, split once, and a share
 
 
